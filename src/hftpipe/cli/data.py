@@ -1,0 +1,57 @@
+"""Data commands: ingest, validate, features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def register(group: click.Group) -> None:
+    group.add_command(ingest)
+    group.add_command(validate)
+    group.add_command(features)
+
+
+@click.command()
+@click.argument("source", required=False)
+@click.option("-o", "--output", help="Canonical Parquet path (default: data.output).")
+@click.pass_obj
+def ingest(obj, source: str | None, output: str | None) -> None:
+    """Load a LOBSTER zip or CSV pair, validate it, and write the canonical event table."""
+    from hftpipe.data import ingest as run_ingest
+
+    cfg = obj.config
+    table = run_ingest(cfg.data, source=source, output=output, validate_cfg=cfg.validate)
+    click.echo(f"ingested {table.meta.rows} events: {table.meta.symbol} {table.meta.date} "
+               f"{table.meta.levels} level(s) -> {output or cfg.data.output}")
+
+
+@click.command()
+@click.argument("path", required=False)
+@click.option("--report-dir", type=click.Path(), help="Where the JSON and Markdown reports go.")
+@click.pass_obj
+def validate(obj, path: str | None, report_dir: str | None) -> None:
+    """Validate a LOBSTER zip, CSV pair or canonical Parquet file; exit 1 if any expectation fails."""
+    from hftpipe.validation import validate_path
+
+    cfg = obj.config
+    result = validate_path(path or cfg.data.source, cfg.validate, data_cfg=cfg.data)
+    paths = result.write_reports(Path(report_dir) if report_dir else None)
+    for line in result.summary_lines():
+        click.echo(line)
+    click.echo(f"report: {paths[0]}")
+    raise SystemExit(0 if result.success else 1)
+
+
+@click.command()
+@click.argument("events", required=False)
+@click.option("-o", "--output", help="Output folder (default: features.output).")
+@click.pass_obj
+def features(obj, events: str | None, output: str | None) -> None:
+    """Compute features, labels and time splits from a canonical event table."""
+    from hftpipe.features import build_features
+
+    cfg = obj.config
+    result = build_features(cfg.features, events or cfg.data.output, output or cfg.features.output)
+    click.echo(result.summary())

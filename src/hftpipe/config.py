@@ -1,0 +1,269 @@
+"""Typed, frozen configuration: one dataclass per ``params.yaml`` section, one strict loader.
+
+Unknown keys and wrong types are errors that name the key. The resolved config (defaults filled in,
+overrides applied) is what gets saved with every model and MLflow run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from hftpipe.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Section ``data``: which raw file to ingest and where the canonical table goes."""
+
+    source: str = "data/raw/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip"  # LOBSTER zip, or message CSV of a pair
+    symbol: str | None = None  # None: read from the LOBSTER file name
+    date: str | None = None  # YYYY-MM-DD; None: read from the file name
+    levels: int | None = None  # None: read from the file name (and checked against the columns)
+    halts: Literal["drop", "keep"] = "drop"  # trading-halt (type 7) rows: dropped from events, kept in metadata
+    output: str = "data/processed/events.parquet"  # canonical event table (DVC output)
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """Section ``validate``: Great Expectations suites and report settings."""
+
+    suites_dir: str = "expectations"  # JSON suites: messages.json, book.json, features.json
+    session_start: float = 34200.0  # seconds after midnight, used when the file name does not say
+    session_end: float = 57600.0
+    sample_rows: int = 5  # failing rows shown per expectation
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Section ``features``: hand-made features, labels, event sampling and time splits."""
+
+    windows: tuple[int, ...] = (10, 50, 100)  # event windows for OFI, returns, volatility, trade flow
+    horizons: tuple[int, ...] = (10, 50, 100)  # label horizons k, in events of the sampled stream
+    label: Literal["forward", "deeplob"] = "forward"  # deeplob: (next k mean - past k mean), partly known at t
+    alpha: float | None = None  # stationary band; None: chosen so the training split is balanced
+    sampling: Literal["all", "top_of_book"] = "all"  # every event, or only events that change the best quotes
+    train_frac: float = 0.7  # by event time
+    val_frac: float = 0.15  # test gets the rest
+    purge: int | None = None  # events dropped at each split boundary; None: max(horizons, window of train)
+    output: str = "data/features"  # folder: features.parquet + features_meta.json (DVC output)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Section ``train``: model, data feeding and optimisation."""
+
+    model: Literal["deeplob", "lstm", "mlp", "logreg"] = "lstm"
+    horizon: int = 10  # which label horizon k to learn (must be in features.horizons)
+    window: int = 50  # T, book states per input window
+    batch_size: int = 256
+    epochs: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 2  # early stopping on validation macro-F1
+    class_weights: bool = True  # inverse-frequency weights in the loss
+    hidden: int = 64
+    dropout: float = 0.1
+    seed: int = 0
+    num_workers: int = 0  # DataLoader workers; windows are gathered in the main process by default
+    nproc: int = 1  # >1: launch torchrun with this many processes
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_train_samples: int | None = None  # subsample training windows (None: all)
+    output: str = "data/model"  # model bundle folder (DVC output)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Section ``evaluate``: classification metrics, baselines, backtest and bootstrap."""
+
+    fees_bps: float = 0.0  # per side, on top of crossing the spread
+    latency_events: int = 1  # the order reaches the book this many events after the signal
+    bootstrap: int = 500  # block-bootstrap resamples
+    block: int | None = None  # bootstrap block length in samples; None: 10 * horizon
+    sharpe_buckets: int = 50  # time buckets for the Sharpe ratio
+    output: str = "data/evaluation"  # folder: report.md, report.json, images (DVC output)
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    """Section ``register``: model name and promotion gate."""
+
+    model_name: str = "hftpipe-lob"
+    min_margin: float = 0.0  # required lower bound of the macro-F1 margin over the best baseline
+    use_interval: bool = True  # gate on the 95% interval's lower bound (True) or the point margin
+    require_net_pnl: bool = False  # also require net PnL >= the champion's
+    experiment: str = "hftpipe"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Section ``serve``: the KServe model server."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    grpc: bool = False
+    model_uri: str = "models:/hftpipe-lob@champion"  # or a local bundle path
+    reload_interval_s: float = 5.0  # how often the champion alias is checked
+    max_body_bytes: int = 4_000_000
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    """Section ``ui``: the Flask trader front end."""
+
+    host: str = "127.0.0.1"
+    port: int = 5000
+    serving_url: str = "http://127.0.0.1:8080"
+    replay_source: str = "data/processed/events.parquet"
+    replay_speed: float = 20.0  # events per second pushed to the browser
+    mlflow_ui_url: str = "http://127.0.0.1:5001"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Section ``pipeline``: Kubeflow Pipelines settings."""
+
+    base_image: str = "ghcr.io/hftpipe/hftpipe:0.1.0"  # the project image (see Dockerfile)
+    cron: str = "0 0 2 * * 1-5"  # KFP cron: 6 fields, seconds first
+    experiment: str = "hftpipe"
+
+
+@dataclass(frozen=True)
+class Config:
+    """All of ``params.yaml``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (tuples as lists) for YAML/JSON and MLflow params."""
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a type hint, converting lists to tuples and ints to floats."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in get_args(hint):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: {value!r} is not {_describe(hint)}")
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ConfigError(f"{key}: {value!r} is not one of {list(get_args(hint))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        inner = get_args(hint)[0]
+        return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint!r}")
+
+
+def _describe(hint: Any) -> str:
+    return " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in get_args(hint))
+
+
+def build(cls: type, raw: dict[str, Any] | None, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types by name."""
+    raw = dict(raw or {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f"section '{prefix}'" if prefix else "params"
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        key = f"{prefix}.{name}" if prefix else name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = build(hint, value, key)
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``section.key=value`` (value as YAML) from the command line."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load ``params.yaml`` (missing file: defaults) and apply ``section.key=value`` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None and Path(path).exists():
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+    elif path is not None and str(path) != "params.yaml":
+        raise ConfigError(f"config file {path} does not exist")
+    raw = {k: dict(v or {}) for k, v in raw.items()}
+    for item in overrides:
+        key, value = parse_override(item)
+        if "." not in key:
+            raise ConfigError(f"override {item!r} must name a section and a key, e.g. train.model=lstm")
+        section, name = key.split(".", 1)
+        raw.setdefault(section, {})[name] = value
+    return build(Config, raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Rebuild a Config saved with a model or run (strict, like params.yaml)."""
+    return build(Config, raw)

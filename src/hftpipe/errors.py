@@ -1,0 +1,39 @@
+"""Exceptions raised by hftpipe; the CLI turns each into one clear line and an exit status."""
+
+from __future__ import annotations
+
+
+class HftpipeError(Exception):
+    """Base of every error a user can act on."""
+
+    exit_code: int = 2
+
+
+class ConfigError(HftpipeError):
+    """params.yaml (or an override) has an unknown key, a wrong type or an invalid value."""
+
+
+class DataFormatError(HftpipeError):
+    """A market-data file is not in the expected format (wrong columns, truncated, unreadable)."""
+
+
+class ValidationFailed(HftpipeError):
+    """Data failed its Great Expectations suite; nothing downstream may be written."""
+
+    exit_code = 1
+
+
+class ModelError(HftpipeError):
+    """A model bundle is missing, incompatible with the data, or cannot be loaded."""
+
+
+class RegistryError(HftpipeError):
+    """The model registry has no such model, version or alias."""
+
+
+class PipelineError(HftpipeError):
+    """A pipeline step failed; the message names the step."""
+
+
+class HftpipeWarning(UserWarning):
+    """Warnings of our own; the test-suite turns them into errors."""
