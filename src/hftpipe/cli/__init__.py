@@ -1,6 +1,6 @@
 """The ``hftpipe`` command line: each command is one call into a core function.
 
-Commands live in sibling modules (``data``, ``train``, ``registry``, ``serve``, ``ui``, ``pipeline``);
+Commands live in sibling modules (``data``, ``train``, ``evaluate``, ``registry``, ``serve``, ``ui``, ``pipeline``);
 each module exposes ``register(group)``.
 """
 
@@ -16,7 +16,7 @@ import click
 from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 
-COMMAND_MODULES = ("data", "train", "registry", "serve", "ui", "pipeline", "run")
+COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run")
 
 
 class Context:
