@@ -124,6 +124,7 @@ class UIConfig:
     replay_source: str = "data/processed/events.parquet"
     replay_speed: float = 20.0  # events per second pushed to the browser
     mlflow_ui_url: str = "http://127.0.0.1:5001"
+    serving_timeout_s: float = 2.0  # a slower serving answer counts as down (banner + retry)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,9 @@ class PipelineConfig:
     base_image: str = "ghcr.io/hftpipe/hftpipe:0.1.0"  # the project image (see Dockerfile)
     cron: str = "0 0 2 * * 1-5"  # KFP cron: 6 fields, seconds first
     experiment: str = "hftpipe"
+    deploy_target: Literal["local", "kserve"] = "local"  # kserve: patch the InferenceService in-cluster
+    namespace: str = "hftpipe"  # Kubernetes namespace of the InferenceService (deploy_target kserve)
+    inference_service: str = "hftpipe-lob"  # InferenceService name
 
 
 @dataclass(frozen=True)
