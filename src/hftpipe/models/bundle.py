@@ -1,0 +1,221 @@
+"""The model bundle: everything needed to serve a model without the training process.
+
+A bundle folder holds ``model.pt`` (the state_dict) and ``bundle.json`` (how to rebuild the module, the
+window normalisation statistics, the resolved config, feature lineage and training metrics). Each file is
+written atomically (temporary file + rename), ``model.pt`` first; ``bundle.json`` records the sha256 of
+``model.pt`` so a reader never pairs weights with the wrong description.
+
+:meth:`ModelBundle.predict_proba` takes RAW book windows and applies
+:func:`hftpipe.features.window.model_input` itself: serving never re-implements preprocessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hftpipe.errors import ModelError
+from hftpipe.features.window import WindowStats, model_input
+from hftpipe.models.nets import build_model
+
+MODEL_FILE = "model.pt"
+BUNDLE_FILE = "bundle.json"
+CLASS_NAMES: tuple[str, str, str] = ("down", "stationary", "up")
+BUNDLE_FORMAT = 1
+_PREDICT_CHUNK = 4096  # windows per forward pass, bounds memory for large batch requests
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_bundle(
+    directory: str | Path,
+    module: nn.Module,
+    *,
+    config: dict[str, Any],
+    model_name: str,
+    levels: int,
+    window: int,
+    horizon: int,
+    alpha: float | None,
+    stats: WindowStats,
+    hidden: int,
+    dropout: float,
+    feature_meta: dict[str, Any] | None = None,
+    metrics: dict[str, float] | None = None,
+    mlflow_run_id: str | None = None,
+) -> Path:
+    """Write ``model.pt`` and ``bundle.json`` into ``directory`` (created if needed); return the folder.
+
+    Args:
+        config: the resolved config (``Config.to_dict()``).
+        alpha: the stationary band of the label at this horizon (from ``features_meta.json``).
+        stats: window statistics fitted on the training split.
+        feature_meta: lineage of the training data (symbol, date, source_sha256, ...).
+        metrics: training metrics (best validation macro-F1, epochs, ...).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    weights = buf.getvalue()
+    meta = feature_meta or {}
+    info: dict[str, Any] = {
+        "format": BUNDLE_FORMAT,
+        "model": model_name,
+        "levels": int(levels),
+        "window": int(window),
+        "horizon": int(horizon),
+        "alpha": None if alpha is None else float(alpha),
+        "hidden": int(hidden),
+        "dropout": float(dropout),
+        "class_names": list(CLASS_NAMES),
+        "window_stats": stats.to_dict(),
+        "feature_meta": {k: meta.get(k) for k in ("symbol", "date", "source_sha256", "levels", "sampling",
+                                                   "label", "rows") if k in meta},
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "config": config,
+        "model_sha256": hashlib.sha256(weights).hexdigest(),
+    }
+    if mlflow_run_id:
+        info["mlflow_run_id"] = mlflow_run_id
+    _atomic_write(directory / MODEL_FILE, weights)
+    _atomic_write(directory / BUNDLE_FILE, (json.dumps(info, indent=2) + "\n").encode())
+    return directory
+
+
+@dataclass
+class ModelBundle:
+    """A loaded bundle: the module in eval mode plus what it needs to turn raw windows into probabilities."""
+
+    module: nn.Module
+    model_name: str
+    levels: int
+    window: int
+    horizon: int
+    alpha: float | None
+    stats: WindowStats
+    class_names: tuple[str, ...]
+    config_dict: dict[str, Any]
+    feature_meta: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+    path: Path | None = None
+
+    @property
+    def config(self) -> Any:
+        """The resolved :class:`hftpipe.config.Config` the model was trained with."""
+        from hftpipe.config import config_from_dict
+
+        return config_from_dict(self.config_dict)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Everything in ``bundle.json`` except the config (for display and MLflow tags)."""
+        return {
+            "model": self.model_name, "levels": self.levels, "window": self.window, "horizon": self.horizon,
+            "alpha": self.alpha, "class_names": list(self.class_names), "feature_meta": dict(self.feature_meta),
+            "metrics": dict(self.metrics), "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def _check(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.float64)
+        if raw.ndim == 2:
+            raw = raw[None]
+        expected = (self.window, 4 * self.levels)
+        if raw.ndim != 3 or raw.shape[1:] != expected:
+            raise ModelError(f"this model takes raw book windows of shape (B, {expected[0]}, {expected[1]}) "
+                             f"({self.window} states x {self.levels} level(s) x 4 columns); got {raw.shape}")
+        return raw
+
+    def predict_proba(self, raw_windows: np.ndarray) -> np.ndarray:
+        """Class probabilities (B, 3) [down, stationary, up] for RAW windows (B, T, 4L) or one (T, 4L)."""
+        raw = self._check(raw_windows)
+        out = np.empty((len(raw), len(self.class_names)), dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, len(raw), _PREDICT_CHUNK):
+                x = torch.from_numpy(model_input(raw[start:start + _PREDICT_CHUNK], self.stats))
+                out[start:start + len(x)] = torch.softmax(self.module(x).float(), dim=-1).numpy()
+        return out
+
+    def predict(self, raw_windows: np.ndarray) -> np.ndarray:
+        """Most probable class (B,) int64: 0 down, 1 stationary, 2 up."""
+        return self.predict_proba(raw_windows).argmax(axis=1)
+
+
+def read_bundle_json(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``bundle.json`` of a bundle folder.
+
+    Raises:
+        ModelError: the folder is not a model bundle.
+    """
+    path = Path(directory) / BUNDLE_FILE
+    if not path.is_file():
+        raise ModelError(f"{directory} is not a model bundle: {BUNDLE_FILE} is missing (run `hftpipe train`)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def load_bundle(directory: str | Path) -> ModelBundle:
+    """Load a bundle folder written by :func:`save_bundle`; the module is on CPU in eval mode.
+
+    Raises:
+        ModelError: missing files, weights that do not match ``bundle.json``, or an unknown format.
+    """
+    directory = Path(directory)
+    info = read_bundle_json(directory)
+    if info.get("format") != BUNDLE_FORMAT:
+        raise ModelError(f"{directory}: bundle format {info.get('format')!r} is not supported "
+                         f"(this hftpipe reads format {BUNDLE_FORMAT})")
+    weights_path = directory / MODEL_FILE
+    if not weights_path.is_file():
+        raise ModelError(f"{directory}: {MODEL_FILE} is missing; the bundle is incomplete, train again")
+    weights = weights_path.read_bytes()
+    if hashlib.sha256(weights).hexdigest() != info.get("model_sha256"):
+        raise ModelError(f"{directory}: {MODEL_FILE} does not match {BUNDLE_FILE} (sha256 differs); "
+                         "the bundle was changed or partly overwritten, train again")
+    try:
+        module = build_model(info["model"], info["levels"], info["window"], info["hidden"], info["dropout"])
+        module.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+    except (KeyError, RuntimeError) as exc:
+        raise ModelError(f"{directory}: cannot rebuild the model from {BUNDLE_FILE}: {exc}") from exc
+    module.eval()
+    return ModelBundle(
+        module=module,
+        model_name=info["model"],
+        levels=int(info["levels"]),
+        window=int(info["window"]),
+        horizon=int(info["horizon"]),
+        alpha=info.get("alpha"),
+        stats=WindowStats.from_dict(info["window_stats"]),
+        class_names=tuple(info.get("class_names", CLASS_NAMES)),
+        config_dict=info.get("config", {}),
+        feature_meta=info.get("feature_meta", {}),
+        metrics=info.get("metrics", {}),
+        mlflow_run_id=info.get("mlflow_run_id"),
+        path=directory,
+    )
