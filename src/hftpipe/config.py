@@ -112,6 +112,10 @@ class ServeConfig:
     reload_interval_s: float = 5.0  # how often the champion alias is checked
     max_body_bytes: int = 4_000_000
     workers: int = 1
+    grpc_port: int = 8081  # only used when grpc is true
+    symbols: tuple[str, ...] = ()  # streaming mode: accepted symbols; empty: any well-formed symbol
+    max_symbols: int = 1000  # streaming mode: rolling windows kept (least recently used dropped beyond)
+    torch_threads: int = 1  # intra-op threads; 1 keeps small-batch latency steady under concurrency
 
 
 @dataclass(frozen=True)
