@@ -1,0 +1,361 @@
+"""Build the feature set: events -> sampled stream -> features, labels, splits -> validated Parquet.
+
+``compute_features`` is the pure, vectorised core (arrays in, arrays out); ``build_features`` is the
+step (read the canonical table, compute, validate, write atomically); ``load_feature_set`` reads it back
+for training, evaluation and serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from hftpipe.config import FeaturesConfig
+from hftpipe.data.schema import book_columns, book_matrix, read_events
+from hftpipe.errors import ConfigError, DataFormatError
+from hftpipe.features.book import cumulative_depth_imbalance, depth_imbalance, microprice, mid_price, spread
+from hftpipe.features.flow import (
+    aggregate_increments,
+    executions,
+    order_flow_imbalance_increments,
+    signed_trade_volume_increments,
+)
+from hftpipe.features.labels import CLASS_NAMES, LABEL_NOTES, balanced_alpha, classify, label_return
+from hftpipe.features.sampling import sample_indices
+from hftpipe.features.splits import SPLIT_NAMES, TRAIN, time_splits
+
+log = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.parquet"
+META_FILE = "features_meta.json"
+PARQUET_META_KEY = b"hftpipe_features"
+FORMAT_VERSION = 1
+
+
+def feature_names(levels: int, windows: Sequence[int]) -> list[str]:
+    """Names of the hand-made features, in column order, for ``levels`` levels and ``windows``."""
+    names = ["spread", "microprice"]
+    names += [f"depth_imbalance_{k}" for k in range(1, levels + 1)]
+    names += [f"cum_depth_imbalance_{k}" for k in range(1, levels + 1)]
+    for w in windows:
+        names += [f"ofi_w{w}", f"log_return_w{w}", f"realised_vol_w{w}", f"signed_volume_w{w}",
+                  f"trade_intensity_w{w}"]
+    return names
+
+
+def compute_features(book: np.ndarray, event_type: np.ndarray, size: np.ndarray, direction: np.ndarray,
+                     windows: Sequence[int], index: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """All features of the sampled stream ``index`` (default: every event), as name -> (m,) float64.
+
+    Book features are read at the sampled rows; order-flow and trade increments between two sampled rows
+    are summed onto the later one, then windows count rows of the sampled stream. Window features are
+    NaN on the first w rows. The same numbers as the single-feature functions in ``book`` and ``flow``
+    (the tests check it), but each cumulative sum is computed once for all windows.
+
+    Returns:
+        ``{"mid": ..., <each of feature_names(L, windows)>: ...}``.
+    """
+    book = np.asarray(book, dtype=np.float64)
+    for w in windows:
+        if int(w) != w or w < 1:
+            raise ValueError(f"a window is a positive number of events; got {w!r}")
+    sampled = book if index is None else book[index]
+    m = len(sampled)
+    out: dict[str, np.ndarray] = {"mid": mid_price(sampled), "spread": spread(sampled),
+                                  "microprice": microprice(sampled)}
+    for name, block in (("depth_imbalance", depth_imbalance(sampled)),
+                        ("cum_depth_imbalance", cumulative_depth_imbalance(sampled))):
+        for k in range(block.shape[1]):
+            out[f"{name}_{k + 1}"] = block[:, k]
+
+    ofi = order_flow_imbalance_increments(book)
+    signed = signed_trade_volume_increments(event_type, size, direction)
+    counts = executions(event_type)
+    if index is not None:
+        ofi, signed, counts = (aggregate_increments(x, index) for x in (ofi, signed, counts))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logm = np.log(out["mid"])
+    r1 = np.zeros(m)
+    if m > 1:
+        np.subtract(logm[1:], logm[:-1], out=r1[1:])
+    bad = ~np.isfinite(r1)
+    r1[bad] = 0.0
+    # One cumulative sum per quantity serves every window: a window sum is c[t] - c[t-w].
+    c_ofi, c_signed, c_counts = np.cumsum(ofi), np.cumsum(signed), np.cumsum(counts)
+    c_sq, c_bad = np.cumsum(r1 * r1), np.cumsum(bad)
+    for w in windows:
+        for name in ("ofi", "log_return", "realised_vol", "signed_volume", "trade_intensity"):
+            out[f"{name}_w{w}"] = np.full(m, np.nan)
+        if m <= w:
+            continue
+        np.subtract(c_ofi[w:], c_ofi[:-w], out=out[f"ofi_w{w}"][w:])
+        np.subtract(logm[w:], logm[:-w], out=out[f"log_return_w{w}"][w:])
+        np.subtract(c_signed[w:], c_signed[:-w], out=out[f"signed_volume_w{w}"][w:])
+        intensity = out[f"trade_intensity_w{w}"]
+        np.subtract(c_counts[w:], c_counts[:-w], out=intensity[w:])
+        intensity[w:] /= w
+        vol = out[f"realised_vol_w{w}"]
+        np.subtract(c_sq[w:], c_sq[:-w], out=vol[w:])
+        np.maximum(vol[w:], 0.0, out=vol[w:])  # round-off of a difference of non-negative sums
+        np.sqrt(vol[w:], out=vol[w:])
+        missing = c_bad[w:] != c_bad[:-w]
+        if missing.any():
+            vol[w:][missing] = np.nan
+    return out
+
+
+@dataclass
+class FeatureSet:
+    """A built feature set: the frame (one row per sampled event) and its metadata."""
+
+    frame: pd.DataFrame
+    meta: dict[str, Any]
+
+    @property
+    def levels(self) -> int:
+        return int(self.meta["levels"])
+
+    @property
+    def horizons(self) -> list[int]:
+        return [int(k) for k in self.meta["horizons"]]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.meta["feature_names"])
+
+    @property
+    def split(self) -> np.ndarray:
+        """int8 per row: 0 train, 1 val, 2 test, -1 purged / warm-up."""
+        return self.frame["split"].to_numpy(dtype=np.int8)
+
+    @property
+    def mid(self) -> np.ndarray:
+        return self.frame["mid"].to_numpy(dtype=np.float64)
+
+    @property
+    def time(self) -> np.ndarray:
+        return self.frame["time"].to_numpy(dtype=np.float64)
+
+    def book(self) -> np.ndarray:
+        """(n, 4L) float64 raw book in LOBSTER order (dollars, NaN for empty levels)."""
+        return book_matrix(self.frame, self.levels)
+
+    def _check_horizon(self, k: int) -> None:
+        if int(k) not in self.horizons:
+            raise ConfigError(f"horizon {k} was not built; the feature set has horizons {self.horizons} "
+                              "(set features.horizons and rebuild, or pick one of those)")
+
+    def labels(self, k: int) -> np.ndarray:
+        """int8 classes at horizon k: 0 down, 1 stationary, 2 up, -1 undefined."""
+        self._check_horizon(k)
+        return self.frame[f"label_k{int(k)}"].to_numpy(dtype=np.int8)
+
+    def returns(self, k: int) -> np.ndarray:
+        """The label return at horizon k (NaN where undefined)."""
+        self._check_horizon(k)
+        return self.frame[f"ret_k{int(k)}"].to_numpy(dtype=np.float64)
+
+    def alpha(self, k: int) -> float:
+        self._check_horizon(k)
+        return float(self.meta["alpha"][str(int(k))])
+
+    def features(self) -> np.ndarray:
+        """(n, F) float64 hand-made features in ``feature_names`` order."""
+        return self.frame[self.feature_names].to_numpy(dtype=np.float64)
+
+    def summary(self) -> str:
+        """A few human-readable lines: what was built, rows per split, alpha and class shares."""
+        m = self.meta
+        split = self.split
+        lines = [
+            f"{m['symbol']} {m['date']}: {m['levels']} level(s), sampling={m['sampling']}, "
+            f"{m['rows']} rows from {m['event_rows']} events, {len(m['feature_names'])} features",
+            "rows: " + ", ".join(f"{name} {int((split == code).sum())}" for code, name in enumerate(SPLIT_NAMES))
+            + f", purged {int((split < 0).sum())} (purge {m['splits']['purge']}, warm-up {m['splits']['warmup']})",
+            f"label: {m['label']}" + (" (PARTLY KNOWN AT TIME t)" if m["label_known_at_t"] else ""),
+        ]
+        for k in self.horizons:
+            lab = self.labels(k)
+            shares = []
+            for code, name in enumerate(SPLIT_NAMES):
+                sel = lab[(split == code) & (lab >= 0)]
+                counts = np.bincount(sel, minlength=3) / max(len(sel), 1)
+                shares.append(f"{name} " + "/".join(f"{c:.2f}" for c in counts))
+            lines.append(f"k={k}: alpha={self.alpha(k):.3g} ({m['alpha_source']}); "
+                         f"down/stationary/up {', '.join(shares)}")
+        return "\n".join(lines)
+
+
+def resolve_purge(cfg: FeaturesConfig) -> tuple[int, int, int]:
+    """(purge, purge_after, warmup) for a config; raises ConfigError when purge is too small."""
+    longest = max(cfg.horizons)
+    purge = cfg.purge if cfg.purge is not None else max(longest, max(cfg.windows))
+    if purge < longest:
+        raise ConfigError(f"features.purge={purge} is shorter than the longest horizon {longest}: label windows "
+                          "would cross split boundaries; set purge >= max(horizons) or null")
+    purge_after = longest - 1 if cfg.label == "deeplob" else 0
+    warmup = max(max(cfg.windows), longest - 1 if cfg.label == "deeplob" else 0)
+    return purge, purge_after, warmup
+
+
+def _check_config(cfg: FeaturesConfig) -> None:
+    if not cfg.windows or not cfg.horizons:
+        raise ConfigError("features.windows and features.horizons must each list at least one number of events")
+    for key, values in (("windows", cfg.windows), ("horizons", cfg.horizons)):
+        if any(v < 1 for v in values) or len(set(values)) != len(values):
+            raise ConfigError(f"features.{key} must be distinct positive numbers of events; got {list(values)}")
+    if cfg.alpha is not None and cfg.alpha < 0:
+        raise ConfigError(f"features.alpha must be >= 0 or null (fitted on the training split); got {cfg.alpha}")
+
+
+def build_frame(cfg: FeaturesConfig, events: pd.DataFrame, levels: int,
+                source_meta: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Features, labels and splits of a canonical event frame (pure: no I/O). Returns (frame, meta)."""
+    _check_config(cfg)
+    book = book_matrix(events, levels)
+    index = sample_indices(book, cfg.sampling)
+    feats = compute_features(book, events["type"].to_numpy(), events["size"].to_numpy(),
+                             events["direction"].to_numpy(), cfg.windows,
+                             None if cfg.sampling == "all" else index)
+    rows = len(index)
+    purge, purge_after, warmup = resolve_purge(cfg)
+    split, plan = time_splits(rows, cfg.train_frac, cfg.val_frac, purge, purge_after, warmup)
+    train = split == TRAIN
+    names = feature_names(levels, cfg.windows)
+    columns: dict[str, np.ndarray] = {"time": events["time"].to_numpy(dtype=np.float64)[index]}
+    sampled_book = book[index]
+    for j, col in enumerate(book_columns(levels)):
+        columns[col] = sampled_book[:, j]
+    columns["mid"] = feats["mid"]
+    for name in names:
+        columns[name] = feats[name]
+    alphas: dict[str, float] = {}
+    for k in cfg.horizons:
+        r = label_return(feats["mid"], k, cfg.label)
+        # alpha comes from the config or from training rows only: val/test never influence it.
+        alpha = float(cfg.alpha) if cfg.alpha is not None else balanced_alpha(r, train)
+        alphas[str(k)] = alpha
+        columns[f"ret_k{k}"] = r
+        columns[f"label_k{k}"] = classify(r, alpha)
+    columns["split"] = split
+    frame = pd.DataFrame(columns)
+    stats = {}
+    for name in names:
+        values = feats[name][train]
+        values = values[np.isfinite(values)]
+        stats[name] = {"mean": float(values.mean()) if len(values) else 0.0,
+                       "std": float(values.std()) if len(values) else 1.0}
+    times = columns["time"]
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "symbol": source_meta.get("symbol"),
+        "date": source_meta.get("date"),
+        "levels": levels,
+        "source_sha256": source_meta.get("source_sha256"),
+        "event_rows": len(events),
+        "rows": rows,
+        "sampling": cfg.sampling,
+        "windows": list(cfg.windows),
+        "horizons": list(cfg.horizons),
+        "label": cfg.label,
+        "label_known_at_t": cfg.label == "deeplob",
+        "label_note": LABEL_NOTES[cfg.label],
+        "class_names": list(CLASS_NAMES),
+        "alpha": alphas,
+        "alpha_source": "config" if cfg.alpha is not None else "balanced on the training split",
+        "splits": plan.to_dict(),
+        "split_times": {name: [float(times[a]), float(times[b - 1])] if b > a else None
+                        for name, (a, b) in zip(SPLIT_NAMES, (plan.train, plan.val, plan.test))},
+        "train_frac": cfg.train_frac,
+        "val_frac": cfg.val_frac,
+        "feature_names": names,
+        "feature_stats": stats,  # mean/std per feature, training rows only
+        "book_columns": book_columns(levels),
+    }
+    return frame, meta
+
+
+def build_features(cfg: FeaturesConfig, events_path: str | Path, output_dir: str | Path) -> FeatureSet:
+    """Read the canonical table, compute features/labels/splits, validate, then write both files atomically.
+
+    Nothing is written (and existing outputs stay as they were) when anything fails, validation included.
+
+    Raises:
+        DataFormatError: the events file is missing or not a canonical table, or too short for the splits.
+        ConfigError: inconsistent features settings (e.g. purge shorter than a horizon).
+        ValidationFailed: the features frame breaks the features expectation suite.
+    """
+    from hftpipe.config import ValidateConfig
+    from hftpipe.validation import validate_features_frame
+
+    output_dir = Path(output_dir)
+    steps = ["read events", "features, labels, splits", "validate", "write"]
+    with tqdm(total=len(steps), desc="features", unit="step", disable=not sys.stderr.isatty()) as bar:
+        bar.set_postfix_str(steps[0])
+        table = read_events(events_path)
+        bar.update()
+        bar.set_postfix_str(steps[1])
+        frame, meta = build_frame(cfg, table.frame, table.meta.levels, table.meta.to_dict())
+        bar.update()
+        bar.set_postfix_str(steps[2])
+        result = validate_features_frame(frame, meta, ValidateConfig())
+        result.raise_if_failed()
+        bar.update()
+        bar.set_postfix_str(steps[3])
+        meta["build_id"] = uuid.uuid4().hex
+        _write_atomically(frame, meta, output_dir)
+        bar.update()
+    log.info("wrote %d rows x %d features (%s, %s) to %s", meta["rows"], len(meta["feature_names"]),
+             meta["sampling"], meta["label"], output_dir)
+    return FeatureSet(frame=frame, meta=meta)
+
+
+def _write_atomically(frame: pd.DataFrame, meta: dict[str, Any], output_dir: Path) -> None:
+    """Write both files into a temporary folder next to the outputs, then rename each into place."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".features-tmp-", dir=output_dir))
+    try:
+        arrow = pa.Table.from_pandas(frame, preserve_index=False)
+        schema_meta = dict(arrow.schema.metadata or {})
+        schema_meta[PARQUET_META_KEY] = json.dumps({"build_id": meta["build_id"], "rows": meta["rows"]}).encode()
+        pq.write_table(arrow.replace_schema_metadata(schema_meta), tmp / FEATURES_FILE, compression="zstd")
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False))
+        # Each rename is atomic; the shared build_id lets load_feature_set catch a half-replaced pair.
+        os.replace(tmp / FEATURES_FILE, output_dir / FEATURES_FILE)
+        os.replace(tmp / META_FILE, output_dir / META_FILE)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_feature_set(directory: str | Path) -> FeatureSet:
+    """Read a feature set written by :func:`build_features`.
+
+    Raises:
+        DataFormatError: files missing, or the Parquet file and the metadata come from different builds.
+    """
+    directory = Path(directory)
+    parquet, meta_path = directory / FEATURES_FILE, directory / META_FILE
+    for path in (parquet, meta_path):
+        if not path.exists():
+            raise DataFormatError(f"{path} does not exist; run `hftpipe features` first")
+    meta = json.loads(meta_path.read_text())
+    arrow = pq.read_table(parquet)
+    stamp = json.loads((arrow.schema.metadata or {}).get(PARQUET_META_KEY, b"{}"))
+    if stamp.get("build_id") != meta.get("build_id") or arrow.num_rows != meta.get("rows"):
+        raise DataFormatError(f"{parquet} and {meta_path} come from different builds; rerun `hftpipe features`")
+    return FeatureSet(frame=arrow.to_pandas(), meta=meta)
