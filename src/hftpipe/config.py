@@ -51,7 +51,7 @@ class FeaturesConfig:
     sampling: Literal["all", "top_of_book"] = "all"  # every event, or only events that change the best quotes
     train_frac: float = 0.7  # by event time
     val_frac: float = 0.15  # test gets the rest
-    purge: int | None = None  # events dropped at each split boundary; None: max(horizons, window of train)
+    purge: int | None = None  # events dropped before each split boundary; None: max(horizons + windows)
     output: str = "data/features"  # folder: features.parquet + features_meta.json (DVC output)
 
 
