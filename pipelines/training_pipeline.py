@@ -1,0 +1,62 @@
+"""The training pipeline: validate -> ingest -> features -> train -> evaluate -> register -> [deploy].
+
+Deploy runs only when the promotion gate made the new version champion (``dsl.If``). Steps that read
+data which can change under the same path (validate, ingest) never use KFP's cache: a nightly run must
+see tonight's file, not last night's cached artifact (kubeflow/pipelines#4857).
+"""
+
+
+from kfp import dsl
+
+from components.deploy import deploy
+from components.evaluate import evaluate
+from components.features import features
+from components.ingest import ingest
+from components.register import register
+from components.train import train
+from components.validate import validate
+
+PIPELINE_NAME = "hftpipe-training"
+
+
+def _evaluate_register_deploy(trained: dsl.PipelineTask, feats: dsl.PipelineTask, config_json) -> None:
+    """Evaluate, gate and (only when promoted) deploy one trained model."""
+    scored = evaluate(model=trained.outputs["model"], feature_set=feats.outputs["feature_set"],
+                      config_json=config_json)
+    gated = register(model=trained.outputs["model"], evaluation=scored.outputs["evaluation"],
+                     feature_set=feats.outputs["feature_set"], config_json=config_json)
+    with dsl.If(gated.outputs["decision"] == "champion", name="promoted"):
+        deploy(model_name=gated.outputs["model_name"], version=gated.outputs["version"],
+               config_json=config_json)
+
+
+@dsl.pipeline(name=PIPELINE_NAME, description="LOB data to a gated, registered and deployed model.")
+def training_pipeline(
+    source: str,
+    config_json: str = "",
+    nproc: int = 1,
+    accelerator_type: str = "",
+    accelerator_count: int = 0,
+) -> None:
+    """Run the whole pipeline on one LOBSTER file.
+
+    Args:
+        source: a LOBSTER zip or message CSV path readable by the step containers.
+        config_json: the resolved config as JSON (empty: params.yaml of the working directory).
+        nproc: training processes (torchrun) inside the train step.
+        accelerator_type: e.g. "nvidia.com/gpu" on a cluster; empty trains on CPU.
+        accelerator_count: GPUs for the train step when accelerator_type is set.
+    """
+    checked = validate(source=source, config_json=config_json).set_caching_options(False)
+    events = ingest(source=source, config_json=config_json).after(checked).set_caching_options(False)
+    feats = features(events=events.outputs["events"], config_json=config_json)
+    with dsl.If(accelerator_count > 0, name="on-gpu"):
+        trained_gpu = (
+            train(feature_set=feats.outputs["feature_set"], config_json=config_json, nproc=nproc)
+            .set_accelerator_type(accelerator_type)
+            .set_accelerator_limit(accelerator_count)
+        )
+        _evaluate_register_deploy(trained_gpu, feats, config_json)
+    with dsl.Else(name="on-cpu"):
+        trained_cpu = train(feature_set=feats.outputs["feature_set"], config_json=config_json, nproc=nproc)
+        _evaluate_register_deploy(trained_cpu, feats, config_json)

@@ -1,0 +1,116 @@
+"""Pipeline commands: run (local or on KFP), schedule, compile, and the cron-safe ``retrain``."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from hftpipe import paths
+
+EXIT_STEP_FAILED = 1
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another retrain holds the lock; cron simply tries again next time
+
+
+def register(group: click.Group) -> None:
+    group.add_command(pipeline)
+    group.add_command(retrain)
+
+
+@click.group()
+def pipeline() -> None:
+    """Kubeflow Pipelines: run locally (kfp.local) or on a cluster, schedule, compile."""
+
+
+def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str | None) -> int:
+    from hftpipe.pipeline.runner import run_local, submit
+
+    cfg = obj.config
+    source = data or cfg.data.source
+    if host:
+        info = submit(cfg, source, host, nproc=nproc)
+        click.echo(f"submitted run {info['run_id']} to {host}")
+        if summary_json:
+            Path(summary_json).write_text(json.dumps(info, indent=2))
+        return 0
+    summary = run_local(cfg, source, nproc=nproc)
+    for line in summary.lines():
+        click.echo(line)
+    if summary_json:
+        Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(summary_json).write_text(json.dumps(summary.to_dict(), indent=2, default=str))
+    return 0 if summary.status == "succeeded" else EXIT_STEP_FAILED
+
+
+@pipeline.command("run")
+@click.option("--data", help="LOBSTER zip or CSV pair (default: data.source, the shipped sample).")
+@click.option("--host", help="KFP endpoint; without it the pipeline runs here with kfp.local.")
+@click.option("--nproc", default=1, show_default=True, help="Training processes (torchrun).")
+@click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the run summary as JSON.")
+@click.pass_obj
+def run_cmd(obj, data: str | None, host: str | None, nproc: int, summary_json: str | None) -> None:
+    """Run the training pipeline: validate, ingest, features, train, evaluate, register, deploy."""
+    sys.exit(_run(obj, data, host, nproc, summary_json))
+
+
+@pipeline.command("schedule")
+@click.option("--cron", required=True, help="KFP cron, 6 fields with seconds first, e.g. '0 0 2 * * 1-5'.")
+@click.option("--host", required=True, help="KFP endpoint.")
+@click.option("--data", help="Data path as seen by the cluster's step containers.")
+@click.option("--name", default="hftpipe-nightly-retrain", show_default=True)
+@click.pass_obj
+def schedule_cmd(obj, cron: str, host: str, data: str | None, name: str) -> None:
+    """Create a KFP recurring run (max concurrency 1, no catch-up, no stale cache)."""
+    from hftpipe.pipeline.runner import schedule, validate_cron
+
+    validate_cron(cron)  # refuse a bad expression before touching the network
+    info = schedule(obj.config, data or obj.config.data.source, host, cron, job_name=name)
+    click.echo(f"recurring run {info['recurring_run_id']} created: {cron}")
+
+
+@pipeline.command("compile")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder (default: pipelines/compiled).")
+def compile_cmd(out: str | None) -> None:
+    """Compile every pipeline to KFP IR YAML."""
+    from hftpipe.pipeline.runner import compile_pipelines
+
+    for path in compile_pipelines(out):
+        click.echo(f"compiled {path}")
+
+
+@click.command()
+@click.option("--data", help="LOBSTER zip or CSV pair (default: data.source).")
+@click.option("--host", help="KFP endpoint (default: run here with kfp.local).")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Default: HFTPIPE_HOME/logs/retrain.log.")
+@click.pass_obj
+def retrain(obj, data: str | None, host: str | None, log_file: str | None) -> None:
+    """Cron-safe retraining: one run at a time (lock), a log file, clear exit codes.
+
+    Exit status: 0 done, 1 a step failed (the log names it), 2 bad configuration,
+    75 another retrain is still running (nothing done).
+    """
+    lock_path = paths.home() / "retrain.lock"
+    log_path = Path(log_file) if log_file else paths.logs_dir() / "retrain.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger("hftpipe.retrain").warning("another retrain holds %s; exiting", lock_path)
+            click.echo(f"another retrain is running (lock {lock_path}); nothing done", err=True)
+            sys.exit(EXIT_LOCKED)
+        start = time.strftime("%Y-%m-%dT%H:%M:%S")
+        logging.getLogger("hftpipe.retrain").info("retrain started %s", start)
+        summary_path = paths.logs_dir() / "retrain-last.json"
+        code = _run(obj, data, host, 1, str(summary_path))
+        logging.getLogger("hftpipe.retrain").info("retrain finished with exit %d; summary %s", code,
+                                                  summary_path)
+    sys.exit(code)

@@ -1,0 +1,255 @@
+"""Run, submit, schedule and compile the KFP pipelines.
+
+Without a host the pipeline runs on this machine with ``kfp.local`` (SubprocessRunner, no venv per task,
+so each step imports the installed hftpipe); with a host it is submitted to Kubeflow Pipelines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hftpipe import paths
+from hftpipe.config import Config
+from hftpipe.errors import ConfigError, PipelineError
+from hftpipe.pipeline.ledger import LEDGER_ENV, read_ledger
+
+log = logging.getLogger(__name__)
+
+STEP_ORDER = ("validate", "ingest", "features", "train", "evaluate", "register", "deploy")
+PIPELINES = {"training": ("pipelines.training_pipeline", "training_pipeline")}
+
+
+def _pipelines_root() -> Path:
+    """The checkout holding ``components/`` and ``pipelines/`` (``HFTPIPE_REPO`` overrides)."""
+    root = Path(os.environ.get("HFTPIPE_REPO") or paths.repo_root())
+    if not (root / "pipelines" / "training_pipeline.py").exists():
+        raise PipelineError(
+            f"cannot find pipelines/ under {root}; run from an hftpipe checkout or set HFTPIPE_REPO"
+        )
+    return root
+
+
+def load_pipeline(name: str = "training") -> Any:
+    """Import a pipeline function from the checkout's ``pipelines/`` package."""
+    import importlib
+
+    if name not in PIPELINES:
+        raise ConfigError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    root = str(_pipelines_root())
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    module, attr = PIPELINES[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def compile_pipelines(out_dir: str | Path | None = None) -> list[Path]:
+    """Compile every pipeline to IR YAML (default: the checkout's pipelines/compiled/)."""
+    from kfp import compiler
+
+    out = Path(out_dir) if out_dir else _pipelines_root() / "pipelines" / "compiled"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in PIPELINES:
+        target = out / f"{name}_pipeline.yaml"
+        compiler.Compiler().compile(load_pipeline(name), str(target))
+        written.append(target)
+    return written
+
+
+@dataclass
+class RunSummary:
+    """What a pipeline run did: per-step status and time, registration, metrics beside baselines."""
+
+    status: str
+    source: str
+    seconds: float
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    failed_step: str | None = None
+    error: str | None = None
+    model_name: str | None = None
+    version: str | None = None
+    decision: str | None = None
+    aliases: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, Any] = field(default_factory=dict)
+    backtest: dict[str, Any] = field(default_factory=dict)
+    report: str | None = None
+    run_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary for the CLI."""
+        out = [f"pipeline {self.status} in {self.seconds:.1f} s on {self.source}"]
+        for s in self.steps:
+            out.append(f"  {s['step']:<9} {s['status']:<10} {s['seconds']:>7.1f} s")
+        if self.failed_step:
+            out.append(f"failed at step '{self.failed_step}': {self.error}")
+        if self.version:
+            out.append(f"registered {self.model_name} version {self.version}: {self.decision} "
+                       f"(aliases: {', '.join(self.aliases) or 'none'})")
+            for reason in self.reasons:
+                out.append(f"  gate: {reason}")
+        if self.metrics:
+            out.append(f"model macro-F1 {self.metrics.get('macro_f1', float('nan')):.4f}")
+            for name, m in self.baselines.items():
+                out.append(f"  baseline {name:<12} macro-F1 {m.get('macro_f1', float('nan')):.4f}")
+        if self.report:
+            out.append(f"evaluation report: {self.report}")
+        return out
+
+
+def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_dir: Path) -> RunSummary:
+    steps = [{k: r[k] for k in ("step", "status", "seconds")} for r in ledger]
+    failed = next((r for r in ledger if r["status"] == "failed"), None)
+    summary = RunSummary(status="failed" if failed else "succeeded", source=source, seconds=seconds,
+                         steps=steps, run_dir=str(run_dir))
+    if failed:
+        summary.failed_step, summary.error = failed["step"], failed["error"]
+    outputs = {r["step"]: r.get("outputs", {}) for r in ledger if r["status"] == "succeeded"}
+    ev = outputs.get("evaluate", {})
+    if ev.get("report_dir"):
+        report_path = Path(ev["report_dir"]) / "report.json"
+        if report_path.exists():
+            report = json.loads(report_path.read_text())
+            summary.metrics = {k: v for k, v in report["model"].items() if isinstance(v, (int, float))}
+            summary.baselines = {
+                name: {k: v for k, v in m.items() if isinstance(v, (int, float))}
+                for name, m in report["baselines"].items()
+            }
+            summary.metrics["margin"] = report.get("margin", {})
+            summary.backtest = report.get("backtest", {})
+            summary.report = str(Path(ev["report_dir"]) / "report.md")
+    reg = outputs.get("register", {})
+    if reg:
+        summary.model_name = reg.get("model_name")
+        summary.version = str(reg.get("version"))
+        summary.decision = reg.get("decision")
+        summary.aliases = list(reg.get("aliases", []))
+        summary.reasons = list(reg.get("reasons", []))
+    return summary
+
+
+def run_local(cfg: Config, source: str | Path, nproc: int = 1) -> RunSummary:
+    """Run the training pipeline on this machine with kfp.local; never raises for a failed step."""
+    from kfp import local
+
+    src = Path(source).resolve()
+    if not src.exists():
+        raise PipelineError(f"data file {source} does not exist")
+    home = paths.home()
+    os.environ["HFTPIPE_HOME"] = str(home)  # step subprocesses must share this state folder
+    run_dir = paths.sub("runs") / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ledger = run_dir / "steps.jsonl"
+    os.environ[LEDGER_ENV] = str(ledger)
+    pipeline = load_pipeline("training")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.pipeline_root()),
+               raise_on_error=True)
+    start = time.perf_counter()
+    try:
+        pipeline(source=str(src), config_json=json.dumps(cfg.to_dict()), nproc=nproc)
+    except Exception as exc:  # noqa: BLE001 - the ledger names the failed step; we report it below
+        log.debug("pipeline raised %s", exc)
+        records = read_ledger(ledger)
+        if not any(r["status"] == "failed" for r in records):
+            summary = _summarise(records, str(src), time.perf_counter() - start, run_dir)
+            summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+            done = {r["step"] for r in records}
+            summary.failed_step = next((s for s in STEP_ORDER if s not in done), "unknown")
+            return summary
+    finally:
+        os.environ.pop(LEDGER_ENV, None)
+    return _summarise(read_ledger(ledger), str(src), time.perf_counter() - start, run_dir)
+
+
+def submit(cfg: Config, source: str, host: str, nproc: int = 1, accelerator_type: str = "",
+           accelerator_count: int = 0, experiment: str | None = None) -> dict[str, Any]:
+    """Submit one run of the training pipeline to a Kubeflow Pipelines endpoint."""
+    import kfp
+
+    client = kfp.Client(host=host)
+    result = client.create_run_from_pipeline_func(
+        load_pipeline("training"),
+        arguments={"source": source, "config_json": json.dumps(cfg.to_dict()), "nproc": nproc,
+                   "accelerator_type": accelerator_type, "accelerator_count": accelerator_count},
+        experiment_name=experiment or cfg.pipeline.experiment,
+        enable_caching=False,
+    )
+    return {"run_id": result.run_id, "host": host}
+
+
+_CRON_FIELDS = (
+    ("second", 0, 59, None),
+    ("minute", 0, 59, None),
+    ("hour", 0, 23, None),
+    ("day of month", 1, 31, None),
+    ("month", 1, 12, "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC"),
+    ("day of week", 0, 6, "SUN MON TUE WED THU FRI SAT"),
+)
+
+
+def validate_cron(expr: str) -> str:
+    """Check a KFP cron expression (6 fields, seconds first); raise ConfigError saying what is wrong."""
+    fields = expr.split()
+    if len(fields) == 5:
+        raise ConfigError(f"cron {expr!r} has 5 fields; KFP cron has 6 with seconds first, e.g. '0 {expr}'")
+    if len(fields) != 6:
+        raise ConfigError(f"cron {expr!r} has {len(fields)} fields; KFP cron needs 6: "
+                          "second minute hour day-of-month month day-of-week, e.g. '0 0 2 * * 1-5'")
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        if text == "?" and name in ("day of month", "day of week"):
+            continue
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                raise ConfigError(f"cron {expr!r}: bad step '/{step}' in the {name} field")
+            if base == "*":
+                continue
+            for bound in base.split("-", 1):
+                value = names.split().index(bound.upper()) + low if names and bound.upper() in names.split() \
+                    else (int(bound) if re.fullmatch(r"\d+", bound) else None)
+                if value is None or not low <= value <= high:
+                    raise ConfigError(f"cron {expr!r}: '{bound}' is not a valid {name} ({low}-{high})")
+    return expr
+
+
+def schedule(cfg: Config, source: str, host: str, cron: str, job_name: str = "hftpipe-nightly-retrain",
+             nproc: int = 1) -> dict[str, Any]:
+    """Create a KFP recurring run (max concurrency 1, no catch-up) of the training pipeline."""
+    import tempfile
+
+    import kfp
+
+    validate_cron(cron)
+    client = kfp.Client(host=host)
+    experiment = client.create_experiment(cfg.pipeline.experiment)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / "training_pipeline.yaml"
+        from kfp import compiler
+
+        compiler.Compiler().compile(load_pipeline("training"), str(package))
+        job = client.create_recurring_run(
+            experiment_id=experiment.experiment_id,
+            job_name=job_name,
+            cron_expression=cron,
+            max_concurrency=1,
+            no_catchup=True,
+            pipeline_package_path=str(package),
+            params={"source": source, "config_json": json.dumps(cfg.to_dict()), "nproc": nproc},
+            # Scheduled runs read tonight's data at the same path: never serve yesterday's cache.
+            enable_caching=False,
+        )
+    return {"recurring_run_id": job.recurring_run_id, "cron": cron, "host": host}
