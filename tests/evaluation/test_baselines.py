@@ -17,12 +17,8 @@ from hftpipe.evaluation.baselines import (
 MID = np.array([100.0, 100.0, 101.0, 101.0, 100.5, 100.0, 100.0, 102.0, 102.0, 101.0])
 K = 2
 ALPHA = 0.006  # 0.6%: a 1-dollar move on 100 is past it, 0.5 is not
-# Forward labels mid[t+k]/mid[t]-1 with the same alpha; the last k rows are undefined.
-LABELS = threshold_returns(np.concatenate([MID[K:] / MID[:-K] - 1, [np.nan] * K]), ALPHA)
-
-
-def test_forward_labels_by_hand() -> None:
-    assert LABELS.tolist() == [2, 2, 1, 0, 1, 2, 2, 0, -1, -1]
+# Labels of horizon k per row (made up: persistence only copies them); the last k rows are undefined.
+LABELS = np.array([2, 2, 1, 0, 1, 2, 2, 0, -1, -1], dtype=np.int8)
 
 
 def test_majority_of_the_training_rows_only() -> None:
@@ -43,16 +39,15 @@ def test_momentum_by_hand() -> None:
     rows = np.arange(2, 10)
     # past moves: 101/100, 101/100, 100.5/101, 100/101, 100/100.5, 102/100, 102/100, 101/102
     assert momentum_baseline(MID, rows, K, ALPHA).tolist() == [2, 2, 1, 0, 1, 2, 2, 0]
-    # for the forward label, the past move IS the label of row t-k wherever that label is defined
-    assert np.array_equal(momentum_baseline(MID, rows, K, ALPHA), persistence_baseline(LABELS, rows, K))
+    assert past_returns(MID, np.array([9]), K)[0] == pytest.approx(101 / 102 - 1)
+    with pytest.raises(ValueError, match="rows >= k=2"):
+        past_returns(MID, np.array([1]), K)
 
 
-def test_deeplob_past_return_by_hand() -> None:
-    r = past_returns(MID, np.array([3, 9]), K, "deeplob")
-    assert r[0] == pytest.approx((101 + 101) / (100 + 100) - 1)
-    assert r[1] == pytest.approx((102 + 101) / (100 + 102) - 1)
-    with pytest.raises(ValueError, match="rows >= 3"):
-        past_returns(MID, np.array([2]), K, "deeplob")
+def test_undefined_past_label_is_forecast_stationary() -> None:
+    labels = LABELS.copy()
+    labels[3] = -1
+    assert persistence_baseline(labels, np.array([5, 7]), K).tolist() == [1, 2]
 
 
 def test_baseline_predictions_share_the_rows() -> None:
@@ -62,3 +57,8 @@ def test_baseline_predictions_share_the_rows() -> None:
     assert list(preds) == ["majority", "persistence", "momentum"]
     assert preds["majority"].tolist() == [1, 1, 1, 1]  # train labels 2, 1, 0, 1 -> 1
     assert all(len(p) == len(rows) for p in preds.values())
+
+
+def test_threshold_matches_the_label_rule_at_the_band_edges() -> None:
+    # stationary is |r| <= alpha, as in hftpipe.features.labels.classify
+    assert threshold_returns(np.array([-0.02, -0.01, 0.0, 0.01, 0.02, np.nan]), 0.01).tolist() == [0, 1, 1, 1, 2, -1]

@@ -4,12 +4,11 @@ All three use only information available at event t (no look-ahead):
 
 - ``majority``: the most frequent class of the TRAINING split, predicted everywhere.
 - ``persistence``: the last known label, i.e. the label of row t-k, whose k-event window closed at t.
-- ``momentum``: the sign of the past k-event mid move, thresholded with the same alpha as the label
-  (the same label rule applied to the window that ends at t instead of starting there).
+- ``momentum``: the sign of the past k-event mid move ``mid[t] / mid[t-k] - 1``, thresholded with the
+  same alpha as the label.
 
-For the forward label (``mid[t+k] / mid[t] - 1``) the persistence and momentum forecasts are the same
-number computed two ways; for the smoothed ``deeplob`` label (mean of the next k mids against the mean
-of the past k) they differ, because the label at t-k already overlaps the past.
+The label at t-k is a smoothed move (``hftpipe.features.labels``), so persistence and momentum differ:
+persistence averages the last k mids, momentum compares two single mids.
 """
 
 from __future__ import annotations
@@ -30,9 +29,9 @@ def threshold_returns(returns: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
-def min_history(horizon: int, label_kind: str = "forward") -> int:
+def min_history(horizon: int) -> int:
     """Earliest row index at which every baseline has the past it needs."""
-    return 2 * horizon - 1 if label_kind == "deeplob" else horizon
+    return horizon
 
 
 def majority_class(train_labels: np.ndarray) -> int:
@@ -61,36 +60,23 @@ def persistence_baseline(labels: np.ndarray, rows: np.ndarray, horizon: int) -> 
     return np.where(past < 0, STATIONARY, past).astype(np.int8)
 
 
-def past_returns(mid: np.ndarray, rows: np.ndarray, horizon: int, label_kind: str = "forward") -> np.ndarray:
-    """The label's return rule applied to the k events that END at each row.
-
-    forward: ``mid[t] / mid[t-k] - 1``; deeplob: mean of ``mid[t-k+1..t]`` against the mean of
-    ``mid[t-2k+1..t-k]``, relative to the latter.
-    """
+def past_returns(mid: np.ndarray, rows: np.ndarray, horizon: int) -> np.ndarray:
+    """The k-event mid move that ends at each row: ``mid[t] / mid[t-k] - 1``."""
     mid = np.asarray(mid, dtype=np.float64)
     rows = np.asarray(rows, dtype=np.int64)
-    k = horizon
-    if rows.size and rows.min() < min_history(k, label_kind):
-        raise ValueError(f"the past-move baseline needs rows >= {min_history(k, label_kind)}; got {rows.min()}")
-    if label_kind == "forward":
-        return mid[rows] / mid[rows - k] - 1.0
-    if label_kind == "deeplob":
-        csum = np.concatenate([[0.0], np.cumsum(mid)])  # csum[i] = sum(mid[:i])
-        recent = (csum[rows + 1] - csum[rows + 1 - k]) / k
-        before = (csum[rows + 1 - k] - csum[rows + 1 - 2 * k]) / k
-        return recent / before - 1.0
-    raise ValueError(f"unknown label kind {label_kind!r}; expected 'forward' or 'deeplob'")
+    if rows.size and rows.min() < min_history(horizon):
+        raise ValueError(f"the past-move baseline needs rows >= k={horizon}; got row {rows.min()}")
+    return mid[rows] / mid[rows - horizon] - 1.0
 
 
-def momentum_baseline(mid: np.ndarray, rows: np.ndarray, horizon: int, alpha: float,
-                      label_kind: str = "forward") -> np.ndarray:
-    """Sign of the past k-event move with the label's alpha band (undefined -> stationary)."""
-    classes = threshold_returns(past_returns(mid, rows, horizon, label_kind), alpha)
+def momentum_baseline(mid: np.ndarray, rows: np.ndarray, horizon: int, alpha: float) -> np.ndarray:
+    """Sign of the past k-event mid move with the label's alpha band (undefined -> stationary)."""
+    classes = threshold_returns(past_returns(mid, rows, horizon), alpha)
     return np.where(classes < 0, STATIONARY, classes).astype(np.int8)
 
 
 def baseline_predictions(labels: np.ndarray, mid: np.ndarray, train_mask: np.ndarray, rows: np.ndarray,
-                         horizon: int, alpha: float, label_kind: str = "forward") -> dict[str, np.ndarray]:
+                         horizon: int, alpha: float) -> dict[str, np.ndarray]:
     """All baselines for the evaluated ``rows`` of one feature set.
 
     Args:
@@ -100,7 +86,6 @@ def baseline_predictions(labels: np.ndarray, mid: np.ndarray, train_mask: np.nda
         rows: evaluated row indices (>= :func:`min_history`).
         horizon: k in events.
         alpha: the stationary band the labels were made with.
-        label_kind: ``forward`` or ``deeplob``.
     Returns:
         name -> (len(rows),) int8 predictions, in :data:`BASELINE_NAMES` order.
     """
@@ -108,5 +93,5 @@ def baseline_predictions(labels: np.ndarray, mid: np.ndarray, train_mask: np.nda
     return {
         "majority": majority_baseline(labels[np.asarray(train_mask, dtype=bool)], rows),
         "persistence": persistence_baseline(labels, rows, horizon),
-        "momentum": momentum_baseline(mid, rows, horizon, alpha, label_kind),
+        "momentum": momentum_baseline(mid, rows, horizon, alpha),
     }
