@@ -1,0 +1,5 @@
+"""``python -m hftpipe.cli``: the same as the ``hftpipe`` console script."""
+
+from hftpipe.cli import main
+
+main()
