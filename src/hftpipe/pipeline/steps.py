@@ -61,7 +61,8 @@ def ingest_step(source: str, config_json: str, events_path: str, artifact: Any =
     cfg = resolve_config(config_json)
     with step("ingest") as out:
         table = ingest(cfg.data, source=source, output=events_path, validate_cfg=cfg.validate)
-        out.update(symbol=table.meta.symbol, date=table.meta.date, levels=table.meta.levels,
+        out.update(events_path=str(events_path), symbol=table.meta.symbol, date=table.meta.date,
+                   levels=table.meta.levels,
                    rows=table.meta.rows, source_sha256=table.meta.source_sha256)
         _annotate(artifact, out)
     return out
@@ -74,7 +75,7 @@ def features_step(events_path: str, config_json: str, features_dir: str, artifac
     cfg = resolve_config(config_json)
     with step("features") as out:
         fs = build_features(cfg.features, events_path, features_dir)
-        out.update(rows=len(fs.frame), summary=fs.summary())
+        out.update(features_dir=str(features_dir), rows=len(fs.frame), summary=fs.summary())
         _annotate(artifact, out)
     return out
 
