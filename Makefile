@@ -9,7 +9,7 @@ export HFTPIPE_HOME ?= $(CURDIR)/.hftpipe
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test test-fast bench compile clean
+.PHONY: setup run stop test test-fast bench compile clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 
 run: setup
 	$(BIN)/hftpipe run
+
+stop: setup
+	$(BIN)/hftpipe stop
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -84,6 +84,7 @@ class RunSummary:
     backtest: dict[str, Any] = field(default_factory=dict)
     report: str | None = None
     run_dir: str | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)  # events_path, features_dir, model_dir, report_dir
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -119,6 +120,10 @@ def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_di
     if failed:
         summary.failed_step, summary.error = failed["step"], failed["error"]
     outputs = {r["step"]: r.get("outputs", {}) for r in ledger if r["status"] == "succeeded"}
+    for step_outputs in outputs.values():
+        for key in ("events_path", "features_dir", "model_dir", "report_dir"):
+            if key in step_outputs:
+                summary.artifacts[key] = str(step_outputs[key])
     ev = outputs.get("evaluate", {})
     if ev.get("report_dir"):
         report_path = Path(ev["report_dir"]) / "report.json"

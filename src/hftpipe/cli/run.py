@@ -1,0 +1,87 @@
+"""``hftpipe run`` (what ``make run`` calls): the whole pipeline, then the model server and the UI."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+import click
+
+from hftpipe import paths
+
+
+def register(group: click.Group) -> None:
+    group.add_command(run)
+    group.add_command(stop)
+
+
+def _served_uri(model_name: str) -> tuple[str, str]:
+    """The champion if there is one, else the newest challenger (said loudly: it was not promoted)."""
+    from hftpipe.errors import RegistryError
+    from hftpipe.registry import resolve_model
+
+    for alias in ("champion", "challenger"):
+        uri = f"models:/{model_name}@{alias}"
+        try:
+            resolve_model(uri)
+        except RegistryError:
+            continue
+        return uri, alias
+    raise RegistryError(f"model {model_name} has neither a champion nor a challenger; run the pipeline first")
+
+
+@click.command()
+@click.option("--data", help="LOBSTER zip or CSV pair (default: data.source, the shipped GOOG sample).")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Start the model server and the UI after the pipeline.")
+@click.option("--skip-pipeline", is_flag=True, help="Only (re)start the server and UI on the registry as it is.")
+@click.pass_obj
+def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
+    """Run the pipeline on the shipped data, then leave the model server and the UI running on 127.0.0.1."""
+    from werkzeug.security import generate_password_hash
+
+    from hftpipe.pipeline.runner import run_local
+    from hftpipe.pipeline.services import Service, start
+
+    cfg = obj.config
+    replay = cfg.ui.replay_source
+    if not skip_pipeline:
+        summary = run_local(cfg, data or cfg.data.source)
+        for line in summary.lines():
+            click.echo(line)
+        if summary.status != "succeeded":
+            sys.exit(1)
+        replay = summary.artifacts.get("events_path", replay)
+    if not serve:
+        return
+    uri, alias = _served_uri(cfg.register.model_name)
+    if alias != "champion":
+        click.secho(f"no version passed the promotion gate: serving the challenger {uri} "
+                    "(the UI labels it as such)", fg="yellow")
+    serve_url = f"http://{cfg.serve.host}:{cfg.serve.port}"
+    click.echo(f"starting the model server on {serve_url} ...")
+    start(Service("serve", ["serve", "--model-uri", uri], f"{serve_url}/v2/health/ready", {}))
+    password = secrets.token_urlsafe(12)
+    ui_url = f"http://{cfg.ui.host}:{cfg.ui.port}"
+    env = {"HFTPIPE_UI_USER": "trader", "HFTPIPE_UI_PASSWORD_HASH": generate_password_hash(password),
+           "HFTPIPE_UI_SECRET_KEY": secrets.token_hex(32)}
+    click.echo(f"starting the UI on {ui_url} ...")
+    start(Service("ui", ["-S", f"ui.replay_source={replay}", "-S", f"ui.serving_url={serve_url}", "ui"],
+                  f"{ui_url}/login", env))
+    login = paths.home() / "ui-login.txt"
+    login.write_text(f"user: trader\npassword: {password}\n")
+    login.chmod(0o600)
+    click.echo("")
+    click.echo(f"model server: {serve_url}  (V1 {serve_url}/v1/models/{cfg.register.model_name}:predict, "
+               f"metrics {serve_url}/metrics)")
+    click.echo(f"trader UI:    {ui_url}  (user trader, password {password}; also in {login})")
+    click.echo("stop both with `make stop` (or `hftpipe stop`); logs in " + str(paths.logs_dir()))
+
+
+@click.command()
+def stop() -> None:
+    """Stop the model server and the UI started by ``hftpipe run``."""
+    from hftpipe.pipeline.services import stop as stop_service
+
+    for name in ("ui", "serve"):
+        click.echo(f"{name}: {'stopped' if stop_service(name) else 'not running'}")
