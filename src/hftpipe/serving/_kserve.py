@@ -1,0 +1,21 @@
+"""Import kserve without letting it read our command line.
+
+``kserve.model_server`` parses ``sys.argv`` at import time (and argparse prefix-matching turns e.g. our
+``--grpc`` into an ambiguous-option exit). Every hftpipe module imports kserve through here, with argv
+hidden, and passes every server setting explicitly.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_argv, sys.argv = sys.argv, sys.argv[:1]
+try:
+    import kserve  # noqa: E402
+    from kserve import model_server  # noqa: E402
+    from kserve.errors import InvalidInput  # noqa: E402
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse  # noqa: E402
+finally:
+    sys.argv = _argv
+
+__all__ = ["InferOutput", "InferRequest", "InferResponse", "InvalidInput", "kserve", "model_server"]

@@ -1,0 +1,162 @@
+"""The KServe predictor: window and streaming mode on V1 and V2 REST, over a hot-swappable model.
+
+Kept small on purpose: parsing lives in :mod:`hftpipe.serving.protocol`, rolling windows in
+:mod:`hftpipe.serving.stream`, loading and hot reload in :mod:`hftpipe.serving.runtime`, and the
+preprocessing is :meth:`hftpipe.models.bundle.ModelBundle.predict_proba` (the training feature code).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import orjson
+
+from hftpipe.config import ServeConfig
+from hftpipe.serving import metrics
+from hftpipe.serving._kserve import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
+from hftpipe.serving.protocol import (
+    BadRequest,
+    Layout,
+    StreamRequest,
+    TensorInput,
+    parse_v1,
+    parse_v2,
+    predictions,
+)
+from hftpipe.serving.runtime import ModelHolder, ModelSource, Reloader, ServedModel, load_served
+from hftpipe.serving.stream import RollingWindows
+
+log = logging.getLogger(__name__)
+
+
+class LobPredictor(kserve.Model):
+    """Serves the model behind ``source`` as endpoint ``name``; ``load()`` makes it ready."""
+
+    def __init__(self, name: str, source: ModelSource, cfg: ServeConfig) -> None:
+        super().__init__(name)
+        self.source = source
+        self.cfg = cfg
+        self.allowed = frozenset(cfg.symbols)
+        self.windows = RollingWindows(cfg.max_symbols)
+        self.holder: ModelHolder | None = None
+        self.reloader: Reloader | None = None
+
+    def load(self) -> bool:
+        """Fetch, load and smoke-test the model; raises (and stays not ready) if any step fails."""
+        served = load_served(self.source)
+        self.holder = ModelHolder(served)
+        self.reloader = Reloader(self.holder, self.source, self.cfg.reload_interval_s,
+                                 on_swap=self._swapped, on_refuse=self._refused)
+        metrics.set_served(self.name, served.version)
+        log.info("serving %s as /v1/models/%s and /v2/models/%s", served.describe(), self.name, self.name)
+        self.ready = True
+        return self.ready
+
+    def start(self) -> None:
+        """Called by the model server once registered: start watching for new versions."""
+        if self.reloader is not None:
+            self.reloader.start()
+
+    def stop(self) -> None:
+        if self.reloader is not None:
+            self.reloader.stop()
+
+    def _swapped(self, old: ServedModel, new: ServedModel) -> None:
+        metrics.RELOADS.labels(self.name, "success").inc()
+        metrics.set_served(self.name, new.version, previous=old.version)
+
+    def _refused(self, version: str, reason: str) -> None:
+        metrics.RELOADS.labels(self.name, "failure").inc()
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
+        """Answer one V1 (dict) or V2 (InferRequest) request; caller errors become 400 InvalidInput."""
+        served = self.holder.current  # one model for the whole request, even if a swap happens meanwhile
+        bundle = served.bundle
+        layout = Layout(bundle.window, bundle.levels)
+        v2 = isinstance(payload, InferRequest)
+        try:
+            if v2:
+                request = parse_v2([_tensor_input(t) for t in payload.inputs], _parameters(payload.parameters),
+                                   layout, self.allowed)
+            else:
+                if isinstance(payload, (bytes, str)):
+                    # A body sent without a JSON content type reaches us undecoded.
+                    try:
+                        payload = orjson.loads(payload)
+                    except orjson.JSONDecodeError as exc:
+                        raise BadRequest(f"the request body is not JSON: {exc}") from None
+                request = parse_v1(payload, layout, self.allowed)
+        except BadRequest as exc:
+            metrics.BAD_REQUESTS.labels(self.name, "v2" if v2 else "v1").inc()
+            log.info("400 on %s: %s", "v2" if v2 else "v1", exc)
+            raise InvalidInput(str(exc)) from None
+
+        stream: dict[str, Any] | None = None
+        if isinstance(request, StreamRequest):
+            proba, stream = self._stream(request, served)
+        else:
+            proba = bundle.predict_proba(request.windows)
+            self.holder.recent = request.windows[-1:]
+        counter = metrics.PREDICTIONS
+        names = bundle.class_names
+        for c in proba.argmax(axis=1).tolist():
+            counter.labels(self.name, served.version, names[c]).inc()
+        if v2:
+            return _v2_response(payload, served, proba, stream)
+        body: dict[str, Any] = dict(stream) if stream else {}
+        body["predictions"] = predictions(proba, names)
+        body["model_name"] = served.name
+        body["model_version"] = served.version
+        return body
+
+    def _stream(self, request: StreamRequest, served: ServedModel) -> tuple[np.ndarray, dict[str, Any]]:
+        bundle = served.bundle
+        if request.reset:
+            self.windows.reset(request.symbol)
+        window, filled = None, 0
+        if request.book is not None:
+            window, filled = self.windows.push(request.symbol, request.book, bundle.window)
+        metrics.STREAM_SYMBOLS.labels(self.name).set(len(self.windows))
+        if window is None:
+            proba = np.empty((0, len(bundle.class_names)))
+        else:
+            proba = bundle.predict_proba(window[None])
+            self.holder.recent = window[None]
+        info = {"symbol": request.symbol, "ready": window is not None, "filled": filled,
+                "window": bundle.window}
+        return proba, info
+
+
+def _tensor_input(inp: Any) -> TensorInput:
+    """kserve's InferInput to our plain TensorInput (binary tensors decoded by kserve)."""
+    data = inp.data
+    if getattr(inp, "_raw_data", None) is not None:
+        try:
+            data = inp.as_numpy()
+        except Exception as exc:  # kserve raises ValueError/InvalidInput for a size/shape mismatch
+            raise BadRequest(f"input '{inp.name}': binary data does not match shape {inp.shape}: {exc}") from None
+    return TensorInput(name=inp.name, shape=list(inp.shape or []), datatype=inp.datatype, data=data)
+
+
+def _parameters(params: Any) -> dict[str, Any]:
+    """V2 request parameters as a plain dict (kserve may hand a pydantic model or None)."""
+    if params is None:
+        return {}
+    if hasattr(params, "model_dump"):
+        return dict(params.model_dump())
+    return dict(params)
+
+
+def _v2_response(request: Any, served: ServedModel, proba: np.ndarray,
+                 stream: dict[str, Any] | None) -> InferResponse:
+    classes = proba.argmax(axis=1).astype(np.int64) if len(proba) else np.empty(0, dtype=np.int64)
+    labels = np.array([served.bundle.class_names[c] for c in classes.tolist()], dtype=object)
+    outputs = [
+        InferOutput("class", [len(proba)], "INT64", classes),
+        InferOutput("label", [len(proba)], "BYTES", labels),
+        InferOutput("probabilities", list(proba.shape), "FP64", proba.astype(np.float64, copy=False)),
+    ]
+    return InferResponse(response_id=request.id or "", model_name=served.name, model_version=served.version,
+                         infer_outputs=outputs, parameters=stream)

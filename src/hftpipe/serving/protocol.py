@@ -1,0 +1,239 @@
+"""Request parsing and response shaping for the model server (no kserve import: testable in-process).
+
+Two input modes, each on V1 (``{"instances": ...}`` / ``{"symbol", "book"}``) and V2 (Open Inference
+Protocol tensors), both described in ``docs/architecture.md``:
+
+- window mode: B raw windows of T book states, (B, T, 4L), LOBSTER column order, prices in dollars;
+- streaming mode: one raw book state (4L,) for a named symbol; the server keeps the rolling window.
+
+An empty book level travels as a ``null`` price (JSON has no NaN) with size 0, like the canonical event
+table's NaN. Everything a caller can get wrong raises :class:`BadRequest` with a message that says what
+was expected; the server turns it into HTTP 400.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:^=/-]{0,31}$")
+WINDOW_INPUT = "windows"  # V2 input name in window mode
+BOOK_INPUT = "book"  # V2 input name in streaming mode
+FLOAT_DATATYPES = ("FP32", "FP64")
+
+
+class BadRequest(ValueError):
+    """The caller's fault: the message says what was wrong and what is expected (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class WindowRequest:
+    """Window mode: raw windows (B, T, 4L) float64."""
+
+    windows: np.ndarray
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """Streaming mode: one raw book state (4L,) float64 for ``symbol`` (``book`` None: reset only)."""
+
+    symbol: str
+    book: np.ndarray | None
+    reset: bool = False
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the served model takes: T states of L levels (4L columns)."""
+
+    window: int
+    levels: int
+
+    @property
+    def columns(self) -> int:
+        return 4 * self.levels
+
+    def describe(self) -> str:
+        return (f"{self.window} book states x {self.columns} columns "
+                f"({self.levels} level(s) x ask price, ask size, bid price, bid size)")
+
+
+def _numbers(data: Any, what: str) -> np.ndarray:
+    """Nested lists of numbers (``null`` allowed, it becomes NaN) to a float64 array; strict on types.
+
+    Raises:
+        BadRequest: ragged nesting, strings, booleans, objects, or NaN/Infinity literals.
+    """
+    if not isinstance(data, (list, tuple)):
+        raise BadRequest(f"{what} must be a JSON array of numbers, got {type(data).__name__}")
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"{what} is ragged: every row must have the same length ({exc})") from None
+    kind = arr.dtype.kind
+    if kind in "iuf":
+        arr = arr.astype(np.float64, copy=False)
+        if kind == "f" and not np.isfinite(arr).all():
+            # Only a NaN/Infinity literal (non-standard JSON) or an overflowing number gets here.
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise BadRequest(f"{what} has a non-finite value {float(arr[where])} at index {list(where)}; "
+                             "send null for an empty level's price")
+        return arr
+    if kind == "O":
+        flat = arr.ravel()
+        for i, v in enumerate(flat):
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                if isinstance(v, (list, tuple, dict)):
+                    raise BadRequest(f"{what} is ragged or nested too deeply: every row must have the same "
+                                     "length")
+                raise BadRequest(f"{what} must hold numbers, got {type(v).__name__} {v!r:.40}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise BadRequest(f"{what} has a non-finite value {v!r}; send null for an empty level's price")
+        return np.array([np.nan if v is None else v for v in flat], dtype=np.float64).reshape(arr.shape)
+    if kind == "b":
+        raise BadRequest(f"{what} must hold numbers, got booleans")
+    if kind in "US":
+        raise BadRequest(f"{what} must hold numbers, got strings (e.g. {str(arr.ravel()[0])!r:.40})")
+    raise BadRequest(f"{what} must hold numbers, got {arr.dtype}")
+
+
+def check_books(books: np.ndarray, layout: Layout, what: str) -> None:
+    """Check raw book states (..., 4L): positive prices, best levels present, sizes >= 0.
+
+    Raises:
+        BadRequest: naming the first offending column.
+    """
+    if books.shape[-1] != layout.columns:
+        raise BadRequest(f"{what}: each book state must have {layout.columns} values "
+                         f"({layout.levels} level(s) x 4), got {books.shape[-1]}")
+    sizes = books[..., 1::2]
+    if np.isnan(sizes).any():
+        raise BadRequest(f"{what}: sizes (columns 2, 4, ...) must be numbers; only prices may be null")
+    if (sizes < 0).any():
+        raise BadRequest(f"{what}: sizes must be >= 0")
+    best = books[..., [0, 2]]
+    if np.isnan(best).any():
+        raise BadRequest(f"{what}: the best ask and best bid prices (columns 1 and 3) must be present; "
+                         "the mid price is taken from them")
+    prices = books[..., 0::2]
+    if (prices[~np.isnan(prices)] <= 0).any():
+        raise BadRequest(f"{what}: prices must be > 0 (dollars); send null for an empty level")
+
+
+def _check_windows(windows: np.ndarray, layout: Layout, what: str) -> np.ndarray:
+    expected = f"(B, {layout.window}, {layout.columns})"
+    if windows.ndim != 3 or windows.shape[1:] != (layout.window, layout.columns) or windows.shape[0] == 0:
+        raise BadRequest(f"{what} must have shape {expected}: B windows of {layout.describe()}; "
+                         f"got shape {list(windows.shape)}")
+    check_books(windows, layout, what)
+    return windows
+
+
+def _check_symbol(symbol: Any, allowed: frozenset[str]) -> str:
+    if not isinstance(symbol, str):
+        raise BadRequest(f"'symbol' must be a string such as \"GOOG\", got {type(symbol).__name__}")
+    if not SYMBOL_PATTERN.match(symbol):
+        raise BadRequest(f"'symbol' {symbol!r:.40} is not a ticker: 1-32 letters, digits or . _ : ^ = / -, "
+                         "starting with a letter or digit")
+    if allowed and symbol not in allowed:
+        raise BadRequest(f"unknown symbol {symbol!r}: this server streams {', '.join(sorted(allowed))} "
+                         "(serve.symbols)")
+    return symbol
+
+
+def _stream_request(symbol: Any, book: Any, reset: Any, layout: Layout,
+                    allowed: frozenset[str], book_what: str) -> StreamRequest:
+    symbol = _check_symbol(symbol, allowed)
+    if not isinstance(reset, bool):
+        raise BadRequest(f"'reset' must be true or false, got {reset!r:.40}")
+    if book is None:
+        if not reset:
+            raise BadRequest(f"streaming mode needs {book_what}: one book state of {layout.columns} values")
+        return StreamRequest(symbol=symbol, book=None, reset=True)
+    arr = _numbers(book, book_what) if not isinstance(book, np.ndarray) else book.astype(np.float64)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1:
+        raise BadRequest(f"{book_what} must be ONE book state of {layout.columns} values, "
+                         f"got shape {list(arr.shape)}")
+    check_books(arr, layout, book_what)
+    return StreamRequest(symbol=symbol, book=arr, reset=reset)
+
+
+def parse_v1(body: Any, layout: Layout, allowed: frozenset[str] = frozenset()) -> WindowRequest | StreamRequest:
+    """Parse a V1 body: ``{"instances": (B,T,4L)}`` or ``{"symbol": str, "book": (4L,), "reset"?: bool}``."""
+    if not isinstance(body, dict):
+        raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
+    has_window = "instances" in body
+    has_stream = "symbol" in body or "book" in body
+    if has_window and has_stream:
+        raise BadRequest("send either 'instances' (window mode) or 'symbol' + 'book' (streaming mode), "
+                         "not both")
+    if has_window:
+        windows = _numbers(body["instances"], "'instances'")
+        return WindowRequest(_check_windows(windows, layout, "'instances'"))
+    if has_stream:
+        if "symbol" not in body:
+            raise BadRequest("streaming mode needs 'symbol' (the ticker whose rolling window 'book' extends)")
+        return _stream_request(body["symbol"], body.get("book"), body.get("reset", False), layout, allowed,
+                               "'book'")
+    raise BadRequest("missing fields: send 'instances' (B windows of "
+                     f"{layout.describe()}) or 'symbol' and 'book' (one state of {layout.columns} values); "
+                     f"got keys {sorted(body)[:10]}")
+
+
+@dataclass(frozen=True)
+class TensorInput:
+    """One V2 input tensor, independent of kserve's classes."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: Any
+
+
+def _tensor(t: TensorInput) -> np.ndarray:
+    what = f"input '{t.name}'"
+    if t.datatype not in FLOAT_DATATYPES:
+        raise BadRequest(f"{what} has datatype {t.datatype!r}; book values need FP32 or FP64")
+    shape = list(t.shape or [])
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadRequest(f"{what} has an invalid shape {shape!r:.80}")
+    arr = t.data if isinstance(t.data, np.ndarray) else _numbers(t.data, what)
+    if arr.size != math.prod(shape):
+        raise BadRequest(f"{what}: shape {shape} needs {math.prod(shape)} values, got {arr.size}")
+    return arr.astype(np.float64, copy=False).reshape(shape)
+
+
+def parse_v2(inputs: list[TensorInput], parameters: dict[str, Any] | None, layout: Layout,
+             allowed: frozenset[str] = frozenset()) -> WindowRequest | StreamRequest:
+    """Parse a V2 request: input ``windows`` (B,T,4L), or input ``book`` (4L,) + parameter ``symbol``."""
+    parameters = parameters or {}
+    if len(inputs) != 1:
+        raise BadRequest(f"send exactly one input ('{WINDOW_INPUT}' or '{BOOK_INPUT}'), got {len(inputs)}")
+    (tensor,) = inputs
+    if tensor.name == WINDOW_INPUT:
+        if "symbol" in parameters:
+            raise BadRequest(f"parameter 'symbol' belongs to streaming mode (input '{BOOK_INPUT}'), "
+                             f"not to input '{WINDOW_INPUT}'")
+        return WindowRequest(_check_windows(_tensor(tensor), layout, f"input '{WINDOW_INPUT}'"))
+    if tensor.name == BOOK_INPUT:
+        if "symbol" not in parameters:
+            raise BadRequest(f"streaming mode needs the request parameter 'symbol' with input '{BOOK_INPUT}'")
+        return _stream_request(parameters["symbol"], _tensor(tensor), parameters.get("reset", False), layout,
+                               allowed, f"input '{BOOK_INPUT}'")
+    raise BadRequest(f"unknown input {tensor.name!r:.40}: send '{WINDOW_INPUT}' (B, {layout.window}, "
+                     f"{layout.columns}) or '{BOOK_INPUT}' ({layout.columns},) with parameter 'symbol'")
+
+
+def predictions(proba: np.ndarray, class_names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One ``{"class", "label", "probabilities"}`` dict per row of (B, C) probabilities."""
+    classes = proba.argmax(axis=1).tolist()
+    return [{"class": c, "label": class_names[c], "probabilities": p}
+            for c, p in zip(classes, proba.tolist(), strict=True)]
