@@ -63,8 +63,8 @@ def compute_features(book: np.ndarray, event_type: np.ndarray, size: np.ndarray,
     """All features of the sampled stream ``index`` (default: every event), as name -> (m,) float64.
 
     Book features are read at the sampled rows; order-flow and trade increments between two sampled rows
-    are summed onto the later one, then windows count rows of the sampled stream. Window features are
-    NaN on the first w rows. The same numbers as the single-feature functions in ``book`` and ``flow``
+    are summed onto the later one, then windows count rows of the sampled stream. On the first w rows
+    windows use the history there is (see ``flow``). The same numbers as the single-feature functions in ``book`` and ``flow``
     (the tests check it), but each cumulative sum is computed once for all windows.
 
     Returns:
@@ -99,23 +99,32 @@ def compute_features(book: np.ndarray, event_type: np.ndarray, size: np.ndarray,
     c_ofi, c_signed, c_counts = np.cumsum(ofi), np.cumsum(signed), np.cumsum(counts)
     c_sq, c_bad = np.cumsum(r1 * r1), np.cumsum(bad)
     for w in windows:
-        for name in ("ofi", "log_return", "realised_vol", "signed_volume", "trade_intensity"):
-            out[f"{name}_w{w}"] = np.full(m, np.nan)
-        if m <= w:
-            continue
-        np.subtract(c_ofi[w:], c_ofi[:-w], out=out[f"ofi_w{w}"][w:])
-        np.subtract(logm[w:], logm[:-w], out=out[f"log_return_w{w}"][w:])
-        np.subtract(c_signed[w:], c_signed[:-w], out=out[f"signed_volume_w{w}"][w:])
-        intensity = out[f"trade_intensity_w{w}"]
-        np.subtract(c_counts[w:], c_counts[:-w], out=intensity[w:])
-        intensity[w:] /= w
+        if w < m:
+            past = slice(None, -w)
+        else:  # the whole stream is warm-up
+            past = slice(0, 0)
+        head = min(w, m)
+        # Warm-up rows (t < w) use the history there is: c[t] - 0, log mid_t - log mid_0 (see flow.py).
+        for name, c in (("ofi", c_ofi), ("signed_volume", c_signed), ("trade_intensity", c_counts),
+                        ("realised_vol", c_sq)):
+            values = c.copy()
+            np.subtract(c[w:], c[past], out=values[w:])
+            out[f"{name}_w{w}"] = values
+        ret = np.empty(m)
+        np.subtract(logm[:head], logm[:1], out=ret[:head])
+        np.subtract(logm[w:], logm[past], out=ret[w:])
+        out[f"log_return_w{w}"] = ret
+        out[f"trade_intensity_w{w}"] /= w
         vol = out[f"realised_vol_w{w}"]
-        np.subtract(c_sq[w:], c_sq[:-w], out=vol[w:])
-        np.maximum(vol[w:], 0.0, out=vol[w:])  # round-off of a difference of non-negative sums
-        np.sqrt(vol[w:], out=vol[w:])
-        missing = c_bad[w:] != c_bad[:-w]
-        if missing.any():
-            vol[w:][missing] = np.nan
+        np.maximum(vol, 0.0, out=vol)  # round-off of a difference of non-negative sums
+        np.sqrt(vol, out=vol)
+        if c_bad[-1:].any():
+            missing = c_bad.copy()
+            np.subtract(c_bad[w:], c_bad[past], out=missing[w:])
+            vol[missing > 0] = np.nan
+        # Re-insert in the documented column order (feature_names).
+        for name in ("ofi", "log_return", "realised_vol", "signed_volume", "trade_intensity"):
+            out[f"{name}_w{w}"] = out.pop(f"{name}_w{w}")
     return out
 
 

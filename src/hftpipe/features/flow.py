@@ -1,8 +1,11 @@
 """Features over event windows: order-flow imbalance, returns, realised volatility, trade flow.
 
 Windows count events of the stream the arrays describe. A window feature at row t of window w uses
-rows t-w..t only (w increments and the state just before them) and is NaN on the first w rows, where
-that much history does not exist yet. Rolling sums are differences of cumulative sums, so each row
+rows t-w..t only (w increments and the state just before them). On the first w rows, where that much
+history does not exist, the stream is treated as if its first book state had stood still before it began
+(no order flow, no trades, no price moves): sums run over the rows there are, returns start from row 0,
+intensities still divide by w. Those warm-up rows are biased and get split -1 in the feature set.
+Rolling sums are differences of cumulative sums, so each row
 costs O(1) whatever w is, and the prefix of a cumulative sum never depends on later rows (the
 no-look-ahead property the tests check).
 
@@ -21,16 +24,11 @@ EXECUTION_TYPES = (4, 5)  # LOBSTER: 4 execution of a visible order, 5 execution
 
 
 def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
-    """Sum of ``x[t-w+1..t]`` at each row t (cumulative-sum difference); NaN for t < w.
-
-    NaN (not a partial sum) for t < w so every window feature has the same warm-up: a window at row t
-    of the stream also needs row t-w (the state before its first increment).
-    """
+    """Sum of ``x[max(0, t-w+1)..t]`` at each row t (cumulative-sum difference; warm-up: the rows there are)."""
     _check_window(window)
-    x = np.asarray(x, dtype=np.float64)
-    out = np.full(x.shape, np.nan)
-    if len(x) > window:
-        c = np.cumsum(x)
+    c = np.cumsum(np.asarray(x, dtype=np.float64))
+    out = c.copy()
+    if len(c) > window:
         np.subtract(c[window:], c[:-window], out=out[window:])
     return out
 
@@ -67,7 +65,7 @@ def order_flow_imbalance_increments(book: np.ndarray) -> np.ndarray:
 
 
 def order_flow_imbalance(book: np.ndarray, window: int) -> np.ndarray:
-    """Order-flow imbalance summed over the last ``window`` events (shares); NaN for t < window."""
+    """Order-flow imbalance summed over the last ``window`` events (shares)."""
     return rolling_sum(order_flow_imbalance_increments(book), window)
 
 
@@ -83,25 +81,26 @@ def one_event_log_returns(mid: np.ndarray) -> np.ndarray:
 
 
 def log_return(mid: np.ndarray, window: int) -> np.ndarray:
-    """log(mid_t / mid_t-w) over the last ``window`` events; NaN for t < window or a missing mid."""
+    """log(mid_t / mid_max(0,t-w)) over the last ``window`` events; NaN where either mid is missing."""
     _check_window(window)
     mid = np.asarray(mid, dtype=np.float64)
-    out = np.full(mid.shape, np.nan)
-    if len(mid) > window:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            logm = np.log(mid)
-        np.subtract(logm[window:], logm[:-window], out=out[window:])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logm = np.log(mid)
+    out = np.empty(mid.shape)
+    head = min(window, len(mid))
+    np.subtract(logm[:head], logm[:1], out=out[:head])
+    np.subtract(logm[window:], logm[:-window], out=out[window:])
     return out
 
 
 def realised_volatility(mid: np.ndarray, window: int) -> np.ndarray:
     """sqrt of the sum of squared one-event log returns over the last ``window`` events.
 
-    NaN for t < window and for windows that contain a missing mid (an empty side of the book).
+    NaN for windows that contain a missing mid (an empty side of the book).
     """
     _check_window(window)
     r = one_event_log_returns(mid)
-    r[:1] = 0.0  # row 0 never falls inside a complete window (it is the state before the first increment)
+    r[:1] = 0.0  # no move before the first state
     bad = ~np.isfinite(r)
     sq = np.where(bad, 0.0, r * r)
     total = rolling_sum(sq, window)
@@ -126,12 +125,12 @@ def signed_trade_volume_increments(event_type: np.ndarray, size: np.ndarray, dir
 
 
 def signed_trade_volume(event_type: np.ndarray, size: np.ndarray, direction: np.ndarray, window: int) -> np.ndarray:
-    """Net aggressor-signed executed shares over the last ``window`` events; NaN for t < window."""
+    """Net aggressor-signed executed shares over the last ``window`` events."""
     return rolling_sum(signed_trade_volume_increments(event_type, size, direction), window)
 
 
 def trade_intensity(event_type: np.ndarray, window: int) -> np.ndarray:
-    """Executions per event over the last ``window`` events (event-clock intensity); NaN for t < window."""
+    """Executions per event over the last ``window`` events (event-clock intensity)."""
     return trade_intensity_from_counts(executions(event_type), window)
 
 
