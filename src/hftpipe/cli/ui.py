@@ -1,0 +1,52 @@
+"""``hftpipe ui``: the Flask trader front end."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+
+def register(group: click.Group) -> None:
+    group.add_command(ui)
+
+
+@click.command()
+@click.option("--host", help="Interface to bind (default: ui.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: ui.port).")
+@click.option("--serving-url", help="Model server base URL (default: ui.serving_url).")
+@click.option("--replay", "replay_source", help="Events Parquet to replay (default: ui.replay_source).")
+@click.pass_obj
+def ui(obj, host: str | None, port: int | None, serving_url: str | None, replay_source: str | None) -> None:
+    """Run the trader UI: live replay through the model server, models, runs and health.
+
+    Log-ins come from the environment: HFTPIPE_UI_USERS ("name=<werkzeug hash>,...") or
+    HFTPIPE_UI_PASSWORD_HASH (user HFTPIPE_UI_USER, default "trader"), and HFTPIPE_UI_SECRET_KEY.
+    With HFTPIPE_ENV=production the UI refuses to start without them. In development, when no user is
+    configured, a random password for "trader" is generated and printed once here.
+    """
+    from werkzeug.serving import make_server
+
+    from hftpipe.ui import create_app
+    from hftpipe.ui.security import load_credentials
+
+    cfg = obj.config
+    given = {"host": host, "port": port, "serving_url": serving_url, "replay_source": replay_source}
+    ui_cfg = dataclasses.replace(cfg.ui, **{k: v for k, v in given.items() if v is not None})
+    cfg = cfg.replace(ui=ui_cfg)
+    credentials = load_credentials()
+    app = create_app(cfg, credentials=credentials)
+    # Threads: each open live page holds one server-sent-events response for the whole replay.
+    server = make_server(ui_cfg.host, ui_cfg.port, app, threaded=True)
+    if credentials.generated_password:
+        user = next(iter(credentials.users))
+        click.echo(f"development mode: log in as {user!r} with password {credentials.generated_password} "
+                   "(set HFTPIPE_UI_USERS or HFTPIPE_UI_PASSWORD_HASH to choose your own)")
+    click.echo(f"hftpipe UI on http://{ui_cfg.host}:{server.server_port} "
+               f"(model server {ui_cfg.serving_url}); Ctrl-C stops it")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        server.server_close()

@@ -1,0 +1,151 @@
+"""The Flask application factory: security settings, blueprints, offline chart JavaScript, error pages."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from collections.abc import Mapping
+
+from flask import Flask, Response, current_app, render_template, request, send_file
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from hftpipe.config import Config, load_config
+from hftpipe.errors import HftpipeError
+from hftpipe.ui.client import ServingClient
+from hftpipe.ui.security import Credentials, load_credentials
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = "HFTPIPE_CONFIG"
+CREDENTIALS_KEY = "HFTPIPE_CREDENTIALS"
+SERVING_KEY = "hftpipe.serving"
+
+# No CDN anywhere: scripts, styles and images come from this server. Plotly sets inline style attributes
+# on the SVG it draws, hence 'unsafe-inline' for styles only; scripts stay strictly 'self'.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+       "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+csrf = CSRFProtect()
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js as shipped inside the ``plotly`` PyPI package (installed at set-up; no CDN)."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise HftpipeError(f"{path} is missing: reinstall the plotly package (pip install plotly)")
+    return path
+
+
+def create_app(config: Config | None = None, settings: Mapping[str, Any] | None = None,
+               credentials: Credentials | None = None) -> Flask:
+    """Build the trader UI.
+
+    Args:
+        config: the resolved config (default: ``params.yaml`` of the current directory).
+        settings: extra Flask settings (tests use ``TESTING``, ``WTF_CSRF_ENABLED``...).
+        credentials: users and secret key (default: :func:`hftpipe.ui.security.load_credentials`, i.e.
+            the environment; in development a generated password is logged once when none is set).
+
+    Raises:
+        ConfigError: production mode without users or secret key.
+    """
+    config = config or load_config()
+    if credentials is None:
+        credentials = load_credentials()
+        if credentials.generated_password:
+            user = next(iter(credentials.users))
+            log.warning("development mode: no HFTPIPE_UI_USERS set; log in as %r with password %s",
+                        user, credentials.generated_password)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=credentials.secret_key,
+        SESSION_COOKIE_NAME="hftpipe_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",  # Strict would drop the session on links from the MLflow UI
+        SESSION_COOKIE_SECURE=credentials.production,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=64 * 1024,  # only small forms are ever posted
+        WTF_CSRF_TIME_LIMIT=12 * 3600,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    app.config[CONFIG_KEY] = config
+    app.config[CREDENTIALS_KEY] = credentials
+    if settings:
+        app.config.update(settings)
+    csrf.init_app(app)
+    app.extensions[SERVING_KEY] = ServingClient(config.ui.serving_url, timeout_s=config.ui.serving_timeout_s)
+
+    from hftpipe.ui import auth, health, live, models, runs
+
+    for module in (auth, live, models, runs, health):
+        app.register_blueprint(module.bp)
+    auth.install_login_guard(app)
+    _install_headers(app)
+    _install_error_pages(app)
+
+    @app.get("/vendor/plotly.min.js")
+    def plotly_js() -> Response:
+        """Serve the chart library from the installed package (cached by the browser for a day)."""
+        return send_file(plotly_js_path(), mimetype="text/javascript", max_age=86400)
+
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        cfg: Config = current_app.config[CONFIG_KEY]
+        return {"serving_url": cfg.ui.serving_url, "mlflow_ui_url": cfg.ui.mlflow_ui_url,
+                "production": credentials.production}
+
+    return app
+
+
+def _install_headers(app: Flask) -> None:
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if request.endpoint not in ("static", "plotly_js"):
+            response.headers.setdefault("Cache-Control", "no-store")  # pages show live, per-user data
+        return response
+
+
+def _install_error_pages(app: Flask) -> None:
+    """Every failure becomes a short page (or JSON for API calls); tracebacks go to the log only."""
+
+    def _render(status: int, title: str, detail: str) -> tuple[Any, int]:
+        if request.path.startswith(("/api/", "/health/status", "/live/stream")) or request.accept_mimetypes.best == "application/json":
+            return {"error": title, "detail": detail}, status
+        return render_template("error.html", status=status, title=title, detail=detail), status
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError) -> tuple[Any, int]:
+        return _render(400, "Form expired or invalid", "The form's security token was missing or stale: "
+                       "reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple[Any, int]:
+        return _render(exc.code or 500, exc.name, exc.description or "")
+
+    @app.errorhandler(HftpipeError)
+    def _ours(exc: HftpipeError) -> tuple[Any, int]:
+        log.warning("request %s failed: %s", request.path, exc)
+        return _render(503, "Not available", str(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Any, int]:
+        log.exception("unexpected error on %s", request.path)
+        return _render(500, "Something went wrong", "The error was logged on the server.")

@@ -1,0 +1,178 @@
+"""Read-only views of the MLflow registry and tracking store for the models and runs pages.
+
+The store is reached through :mod:`hftpipe.registry` (the MLflow edge); this module only shapes what it
+returns into plain data for the templates. An unreachable store raises :class:`RegistryError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from hftpipe.config import Config
+from hftpipe.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+ALIASES = ("champion", "challenger", "previous")
+# Metrics shown first (substring match, in this order); the rest follow alphabetically.
+KEY_METRICS = ("macro_f1", "margin", "accuracy", "mcc", "net_pnl", "sharpe", "hit_rate", "loss")
+LINEAGE_TAGS = {"git.commit": "git commit", "mlflow.source.git.commit": "git commit",
+                "git.dirty": "uncommitted changes", "data.source_sha256": "raw data sha256",
+                "data.features_sha256": "features sha256", "data.features_dvc_md5": "features DVC md5",
+                "data.input_sha256": "input sha256", "data.symbol": "symbol", "data.date": "date",
+                "data.levels": "levels"}
+
+
+def _client() -> Any:
+    try:
+        from hftpipe.registry.tracker import client
+    except ImportError as exc:  # mlflow missing from this install
+        raise RegistryError(f"the MLflow registry is not available: {exc}") from exc
+    return client()
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _metric_order(name: str) -> tuple[int, str]:
+    for rank, key in enumerate(KEY_METRICS):
+        if key in name:
+            return rank, name
+    return len(KEY_METRICS), name
+
+
+def split_metrics(metrics: dict[str, float]) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(model metrics, baseline metrics), key metrics first; a name holding 'baseline' is a baseline's."""
+    finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    model = sorted(((k, v) for k, v in finite.items() if "baseline" not in k), key=lambda kv: _metric_order(kv[0]))
+    base = sorted(((k, v) for k, v in finite.items() if "baseline" in k), key=lambda kv: _metric_order(kv[0]))
+    return model, base
+
+
+@dataclass
+class VersionView:
+    """One registered version as the models page shows it."""
+
+    aliases: list[str]
+    name: str
+    version: str
+    created: str
+    run_id: str | None
+    decision: str
+    reasons: list[str]
+    metrics: list[tuple[str, float]] = field(default_factory=list)
+    baselines: list[tuple[str, float]] = field(default_factory=list)
+    lineage: list[tuple[str, str]] = field(default_factory=list)
+    mlflow_url: str = ""
+    run_url: str = ""
+
+
+def _reasons(text: str | None) -> list[str]:
+    if not text:
+        return []
+    parts = [p.strip(" -") for p in text.replace("\n", ";").split(";")]
+    return [p for p in parts if p]
+
+
+def model_versions(cfg: Config, limit: int = 10) -> list[VersionView]:
+    """Versions holding an alias (champion, challenger, previous) first, then the latest others."""
+    name = cfg.register.model_name
+    base = cfg.ui.mlflow_ui_url.rstrip("/")
+    client = _client()
+    try:
+        versions = client.search_model_versions(f"name='{name}'", max_results=200)
+    except Exception as exc:  # mlflow raises its own exception types for a missing model or store
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+            return []
+        raise RegistryError(f"cannot read registered model {name!r}: {exc}") from exc
+    try:
+        aliases = client.get_registered_model(name).aliases if versions else {}
+    except Exception:  # noqa: BLE001 - aliases are optional decoration here
+        aliases = {}
+    by_version: dict[str, list[str]] = {}
+    for alias, version in (aliases or {}).items():
+        by_version.setdefault(str(version), []).append(alias)
+    views = []
+    ordered = sorted(versions, key=lambda v: (not by_version.get(str(v.version)), -int(v.version)))
+    for mv in ordered[:limit]:
+        tags = dict(mv.tags or {})
+        metrics: dict[str, float] = {}
+        lineage: dict[str, str] = {}
+        run_url = ""
+        if mv.run_id:
+            try:
+                run = client.get_run(mv.run_id)
+                metrics = dict(run.data.metrics)
+                run_tags = dict(run.data.tags)
+                lineage = {label: run_tags[key] for key, label in LINEAGE_TAGS.items() if key in run_tags}
+                run_url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{mv.run_id}"
+            except Exception as exc:  # noqa: BLE001 - a deleted run still leaves the version visible
+                log.warning("run %s of %s v%s is not readable: %s", mv.run_id, name, mv.version, exc)
+        for key, label in LINEAGE_TAGS.items():
+            if key in tags and label not in lineage:
+                lineage[label] = tags[key]
+        model, baselines = split_metrics(metrics)
+        alias_list = sorted(by_version.get(str(mv.version), []), key=lambda a: ALIASES.index(a) if a in ALIASES else 9)
+        views.append(VersionView(
+            aliases=alias_list, name=name, version=str(mv.version), created=_when(mv.creation_timestamp),
+            run_id=mv.run_id, decision=tags.get("gate.decision", ""), reasons=_reasons(tags.get("gate.reasons")),
+            metrics=model, baselines=baselines, lineage=sorted(lineage.items()),
+            mlflow_url=f"{base}/#/models/{name}/versions/{mv.version}", run_url=run_url))
+    return views
+
+
+@dataclass
+class RunView:
+    """One training or evaluation run for the runs table."""
+
+    run_id: str
+    name: str
+    status: str
+    started: str
+    started_ms: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    commit: str
+    url: str
+
+
+def recent_runs(cfg: Config, limit: int = 50) -> list[RunView]:
+    """The latest runs of experiment ``register.experiment``, newest first."""
+    client = _client()
+    try:
+        experiment = client.get_experiment_by_name(cfg.register.experiment)
+    except Exception as exc:  # noqa: BLE001
+        raise RegistryError(f"cannot reach the MLflow store: {exc}") from exc
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
+                              max_results=limit)
+    base = cfg.ui.mlflow_ui_url.rstrip("/")
+    out = []
+    for run in runs:
+        tags = run.data.tags
+        out.append(RunView(
+            run_id=run.info.run_id, name=tags.get("mlflow.runName", run.info.run_id[:8]),
+            status=run.info.status, started=_when(run.info.start_time), started_ms=int(run.info.start_time or 0),
+            params=dict(run.data.params),
+            metrics={k: v for k, v in run.data.metrics.items() if math.isfinite(v)},
+            commit=(tags.get("git.commit") or tags.get("mlflow.source.git.commit") or "")[:10],
+            url=f"{base}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"))
+    return out
+
+
+def key_metric_names(runs: list[RunView], limit: int = 4) -> list[str]:
+    """The metrics most runs share, key metrics first (what the runs chart and table show)."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for name in run.metrics:
+            counts[name] = counts.get(name, 0) + 1
+    ranked = sorted(counts, key=lambda n: (_metric_order(n)[0], -counts[n], n))
+    return [n for n in ranked if _metric_order(n)[0] < len(KEY_METRICS)][:limit] or ranked[:limit]

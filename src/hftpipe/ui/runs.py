@@ -1,0 +1,32 @@
+"""The runs page: recent MLflow runs in a table and a chart of their key metrics."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+
+from hftpipe.errors import HftpipeError
+from hftpipe.ui import catalog
+
+bp = Blueprint("runs", __name__)
+
+PARAMS_SHOWN = ("train.model", "train.horizon", "train.window", "train.epochs", "data.source")
+
+
+@bp.get("/runs")
+def page() -> str:
+    """Newest runs first; the chart data travels as inert JSON (no inline script under the CSP)."""
+    from hftpipe.ui.app import CONFIG_KEY
+
+    cfg = current_app.config[CONFIG_KEY]
+    error = None
+    runs: list[catalog.RunView] = []
+    try:
+        runs = catalog.recent_runs(cfg)
+    except HftpipeError as exc:
+        error = str(exc)
+    metrics = catalog.key_metric_names(runs)
+    chart = {"metrics": metrics,
+             "runs": [{"name": r.name, "started": r.started, "id": r.run_id[:8],
+                       "values": {m: r.metrics.get(m) for m in metrics}} for r in reversed(runs)]}
+    return render_template("runs.html", runs=runs, metrics=metrics, params=PARAMS_SHOWN, chart=chart,
+                           error=error, experiment=cfg.register.experiment, active="runs")
