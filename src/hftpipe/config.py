@@ -75,6 +75,7 @@ class TrainConfig:
     nproc: int = 1  # >1: launch torchrun with this many processes
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_train_samples: int | None = None  # subsample training windows (None: all)
+    grad_clip: float = 1.0  # max gradient norm (0: no clipping); keeps the LSTM stable early on
     output: str = "data/model"  # model bundle folder (DVC output)
 
 
