@@ -57,9 +57,11 @@ def depth_imbalance(book: np.ndarray) -> np.ndarray:
     In [-1, 1]: +1 is all bid. 0 where both sides of a level are empty.
     """
     book = _check_book(book)
-    bid = book[:, BID_SIZE::4]
-    ask = book[:, ASK_SIZE::4]
-    return _imbalance(bid, ask)
+    levels = book.shape[1] // 4
+    out = np.empty((len(book), levels), order="F")
+    for k in range(levels):
+        _imbalance(book[:, 4 * k + BID_SIZE], book[:, 4 * k + ASK_SIZE], out[:, k])
+    return out
 
 
 def cumulative_depth_imbalance(book: np.ndarray) -> np.ndarray:
@@ -68,13 +70,26 @@ def cumulative_depth_imbalance(book: np.ndarray) -> np.ndarray:
     Column 0 equals the level-1 :func:`depth_imbalance`; the last column uses the whole visible book.
     """
     book = _check_book(book)
-    bid = np.cumsum(book[:, BID_SIZE::4], axis=1)
-    ask = np.cumsum(book[:, ASK_SIZE::4], axis=1)
-    return _imbalance(bid, ask)
-
-
-def _imbalance(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
-    total = bid + ask
-    out = np.zeros(total.shape)
-    np.divide(bid - ask, total, out=out, where=total > 0)
+    levels = book.shape[1] // 4
+    out = np.empty((len(book), levels), order="F")
+    bid = book[:, BID_SIZE].copy()
+    ask = book[:, ASK_SIZE].copy()
+    for k in range(levels):
+        if k:
+            bid += book[:, 4 * k + BID_SIZE]
+            ask += book[:, 4 * k + ASK_SIZE]
+        _imbalance(bid, ask, out[:, k])
     return out
+
+
+def _imbalance(bid: np.ndarray, ask: np.ndarray, out: np.ndarray) -> None:
+    """(bid - ask) / (bid + ask) into ``out``, 0 where both are 0.
+
+    Sizes are >= 0, so the total is 0 only when the numerator is 0 too; dividing by the smallest positive
+    float there gives exactly 0 and keeps the loop free of masks (one column per level: the book is
+    column-major, so each column is contiguous).
+    """
+    np.subtract(bid, ask, out=out)
+    total = bid + ask
+    np.maximum(total, np.finfo(np.float64).tiny, out=total)
+    np.divide(out, total, out=out)

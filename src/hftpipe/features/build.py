@@ -70,11 +70,12 @@ def compute_features(book: np.ndarray, event_type: np.ndarray, size: np.ndarray,
     Returns:
         ``{"mid": ..., <each of feature_names(L, windows)>: ...}``.
     """
-    book = np.asarray(book, dtype=np.float64)
+    # Column-major: every per-level operation below reads contiguous columns (the pandas layout already).
+    book = np.asfortranarray(book, dtype=np.float64)
     for w in windows:
         if int(w) != w or w < 1:
             raise ValueError(f"a window is a positive number of events; got {w!r}")
-    sampled = book if index is None else book[index]
+    sampled = book if index is None else np.asfortranarray(book[index])
     m = len(sampled)
     out: dict[str, np.ndarray] = {"mid": mid_price(sampled), "spread": spread(sampled),
                                   "microprice": microprice(sampled)}
