@@ -89,7 +89,7 @@ def _numbers(data: Any, what: str) -> np.ndarray:
             if v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                if isinstance(v, (list, tuple, dict)):
+                if isinstance(v, (list, tuple)):
                     raise BadRequest(f"{what} is ragged or nested too deeply: every row must have the same "
                                      "length")
                 raise BadRequest(f"{what} must hold numbers, got {type(v).__name__} {v!r:.40}")

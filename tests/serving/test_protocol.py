@@ -1,0 +1,175 @@
+"""Request parsing, rolling windows and the reload logic, in-process on real GOOG book rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hftpipe.serving.protocol import (
+    BadRequest,
+    Layout,
+    StreamRequest,
+    TensorInput,
+    WindowRequest,
+    parse_v1,
+    parse_v2,
+    predictions,
+)
+from hftpipe.serving.runtime import LocalSource, ModelHolder, Reloader, load_served, smoke_input
+from hftpipe.serving.stream import RollingWindows
+from tests.serving.conftest import LEVELS, WINDOW, make_bundle
+
+LAYOUT = Layout(window=WINDOW, levels=LEVELS)
+
+
+def test_window_mode_v1_and_v2_parse_to_the_same_array(goog_book):
+    windows = np.stack([goog_book[100:120], goog_book[200:220]])
+    v1 = parse_v1({"instances": windows.tolist()}, LAYOUT)
+    v2 = parse_v2([TensorInput("windows", [2, WINDOW, 40], "FP64", windows.ravel().tolist())], None, LAYOUT)
+    assert isinstance(v1, WindowRequest) and isinstance(v2, WindowRequest)
+    np.testing.assert_array_equal(v1.windows, windows)
+    np.testing.assert_array_equal(v2.windows, windows)
+
+
+def test_streaming_parse_and_empty_levels_as_null(goog_book):
+    state = goog_book[5].tolist()
+    state[36] = None  # level 10 ask price empty
+    state[37] = 0
+    req = parse_v1({"symbol": "GOOG", "book": state, "time": 34200.1}, LAYOUT)
+    assert isinstance(req, StreamRequest) and req.symbol == "GOOG"
+    assert np.isnan(req.book[36]) and req.book[0] == goog_book[5, 0]
+    req2 = parse_v2([TensorInput("book", [1, 40], "FP32", [goog_book[5].tolist()])], {"symbol": "GOOG"}, LAYOUT)
+    np.testing.assert_allclose(req2.book, goog_book[5])
+
+
+def _state(book, **changes):
+    s = book[5].tolist()
+    for i, v in changes.items():
+        s[int(i[1:])] = v
+    return s
+
+
+@pytest.mark.parametrize("body, message", [
+    ([1, 2], "must be a JSON object, got list"),
+    ({"foo": 1}, "missing fields: send 'instances'"),
+    ({"instances": [[1.0, 2.0]]}, "must have shape (B, 20, 40)"),
+    ({"instances": [[[1.0] * 40] * 19]}, "got shape [1, 19, 40]"),
+    ({"instances": []}, "got shape [0]"),
+    ({"instances": [[[1.0] * 40] * 19 + [[1.0] * 39]]}, "ragged"),
+    ({"instances": [[["1.0"] * 40] * 20]}, "got strings"),
+    ({"instances": [[[True] * 40] * 20]}, "got booleans"),
+    ({"instances": [[[{"a": 1}] * 40] * 20]}, "must hold numbers, got dict"),
+    ({"instances": "abc"}, "must be a JSON array of numbers, got str"),
+    ({"instances": [[[float("inf")] * 40] * 20]}, "non-finite value inf"),
+    ({"symbol": "GOOG"}, "streaming mode needs 'book'"),
+    ({"book": [1.0] * 40}, "streaming mode needs 'symbol'"),
+    ({"symbol": 7, "book": [1.0] * 40}, "'symbol' must be a string"),
+    ({"symbol": "GO OG", "book": [1.0] * 40}, "is not a ticker"),
+    ({"symbol": "GOOG", "book": [1.0] * 12}, "must have 40 values (10 level(s) x 4), got 12"),
+    ({"symbol": "GOOG", "book": [[1.0] * 40] * 2}, "must be ONE book state"),
+    ({"symbol": "GOOG", "book": [1.0] * 40, "reset": "yes"}, "'reset' must be true or false"),
+    ({"symbol": "GOOG", "instances": []}, "not both"),
+    ({"symbol": "GOOG", "book": [None] + [1.0] * 39}, "best ask and best bid prices"),
+    ({"symbol": "GOOG", "book": [1.0, None] + [1.0] * 38}, "only prices may be null"),
+    ({"symbol": "GOOG", "book": [1.0, -5.0] + [1.0] * 38}, "sizes must be >= 0"),
+    ({"symbol": "GOOG", "book": [-1.0] + [1.0] * 39}, "prices must be > 0"),
+])
+def test_v1_bad_input_names_the_problem(body, message):
+    with pytest.raises(BadRequest) as err:
+        parse_v1(body, LAYOUT)
+    assert message in str(err.value)
+
+
+def test_unknown_symbol_when_the_server_has_a_symbol_list(goog_book):
+    with pytest.raises(BadRequest, match="unknown symbol 'AAPL': this server streams GOOG"):
+        parse_v1({"symbol": "AAPL", "book": goog_book[0].tolist()}, LAYOUT, frozenset({"GOOG"}))
+
+
+@pytest.mark.parametrize("inputs, params, message", [
+    ([], None, "exactly one input"),
+    ([TensorInput("x", [40], "FP64", [1.0] * 40)], None, "unknown input 'x'"),
+    ([TensorInput("windows", [1, 20, 40], "INT32", [1] * 800)], None, "datatype 'INT32'"),
+    ([TensorInput("windows", [1, 20, 40], "FP64", [1.0] * 799)], None, "needs 800 values, got 799"),
+    ([TensorInput("windows", [1, -20, 40], "FP64", [1.0] * 800)], None, "invalid shape"),
+    ([TensorInput("windows", [800], "FP64", [1.0] * 800)], None, "must have shape (B, 20, 40)"),
+    ([TensorInput("windows", [1, 20, 40], "FP64", [1.0] * 800)], {"symbol": "GOOG"}, "belongs to streaming"),
+    ([TensorInput("book", [40], "FP64", [1.0] * 40)], None, "needs the request parameter 'symbol'"),
+    ([TensorInput("book", [40], "FP64", [float("nan")] * 40)], {"symbol": "GOOG"}, "non-finite value nan"),
+])
+def test_v2_bad_input_names_the_problem(inputs, params, message):
+    with pytest.raises(BadRequest) as err:
+        parse_v2(inputs, params, LAYOUT)
+    assert message in str(err.value)
+
+
+def test_predictions_shape():
+    out = predictions(np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]), ("down", "stationary", "up"))
+    assert out == [{"class": 2, "label": "up", "probabilities": [0.2, 0.3, 0.5]},
+                   {"class": 0, "label": "down", "probabilities": [0.6, 0.3, 0.1]}]
+
+
+def test_rolling_windows_match_slices_and_adapt_to_a_new_length(goog_book):
+    rolling = RollingWindows(max_symbols=2)
+    for i in range(WINDOW - 1):
+        full, filled = rolling.push("GOOG", goog_book[i], WINDOW)
+        assert full is None and filled == i + 1
+    for i in range(WINDOW - 1, WINDOW + 5):
+        full, filled = rolling.push("GOOG", goog_book[i], WINDOW)
+        np.testing.assert_array_equal(full, goog_book[i - WINDOW + 1:i + 1])
+        assert filled == WINDOW
+    # A model with a shorter window keeps the newest states, a longer one waits for more.
+    full, _ = rolling.push("GOOG", goog_book[WINDOW + 5], 10)
+    np.testing.assert_array_equal(full, goog_book[WINDOW - 4:WINDOW + 6])
+    full, filled = rolling.push("GOOG", goog_book[WINDOW + 6], 30)
+    assert full is None and filled == 11
+    rolling.reset("GOOG")
+    assert rolling.push("GOOG", goog_book[0], WINDOW) == (None, 1)
+
+
+def test_rolling_windows_drop_the_least_recently_used_symbol(goog_book):
+    rolling = RollingWindows(max_symbols=2)
+    rolling.push("A", goog_book[0], 3)
+    rolling.push("B", goog_book[0], 3)
+    rolling.push("A", goog_book[1], 3)
+    rolling.push("C", goog_book[0], 3)  # B is the least recently used
+    assert len(rolling) == 2
+    assert rolling.push("A", goog_book[2], 3)[1] == 3
+    assert rolling.push("B", goog_book[1], 3)[1] == 1
+
+
+def test_reloader_swaps_a_good_version_and_refuses_a_broken_one(tmp_path, goog_book):
+    folder = make_bundle(tmp_path / "bundle", goog_book, seed=0)
+    source = LocalSource(folder, "tiny")
+    holder = ModelHolder(load_served(source))
+    holder.recent = goog_book[None, 300:300 + WINDOW]
+    swaps, refusals = [], []
+    reloader = Reloader(holder, source, 0, on_swap=lambda o, n: swaps.append((o.version, n.version)),
+                        on_refuse=lambda v, r: refusals.append(v))
+    assert reloader.check_once() == "unchanged"
+    first = holder.current
+    make_bundle(folder, goog_book, seed=1)  # retrained into the same folder: new weights, new version
+    assert reloader.check_once() == "swapped"
+    assert swaps == [(first.version, holder.current.version)] and first.version != holder.current.version
+    second = holder.current
+    make_bundle(folder, goog_book, seed=2, nan_weights=True)
+    assert reloader.check_once() == "refused"
+    assert holder.current is second and len(refusals) == 1
+    assert "non-finite" in reloader.refused[refusals[0]]
+    assert reloader.check_once() == "unchanged"  # refused once, not retried every interval
+    make_bundle(folder, goog_book, seed=3)
+    (folder / "model.pt").write_bytes(b"truncated")  # a new version whose weights file is broken
+    assert reloader.check_once() == "refused"
+    assert holder.current is second and len(refusals) == 2
+    assert "does not match" in reloader.refused[refusals[1]]
+    # In-flight requests hold the old model object: it still answers after the swap.
+    raw = goog_book[None, 400:400 + WINDOW]
+    np.testing.assert_allclose(first.bundle.predict_proba(raw).sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_smoke_input_prefers_the_last_served_window(goog_book, tmp_path):
+    from hftpipe.models.bundle import load_bundle
+
+    bundle = load_bundle(make_bundle(tmp_path / "b", goog_book, window=10))
+    recent = goog_book[None, 50:50 + WINDOW]
+    np.testing.assert_array_equal(smoke_input(bundle, recent), goog_book[None, 60:70])
+    assert smoke_input(bundle, goog_book[None, :5]).shape == (1, 10, 40)  # too short: synthetic
