@@ -412,7 +412,10 @@ def features_for_model(cfg: Config, bundle_dir: str | Path, source: str | Path, 
     else:
         data_cfg = dataclasses.replace(cfg.data, source=str(source), symbol=None, date=None, levels=None,
                                        output=str(events))
-        ingest(data_cfg, source=str(source), output=str(events), validate_cfg=cfg.validate)
+        table = ingest(data_cfg, source=str(source), output=str(events), validate_cfg=cfg.validate)
+        if table.meta.levels < int(info["levels"]):
+            raise ModelError(f"the model reads {info['levels']} book level(s) but {source} has "
+                             f"{table.meta.levels}; evaluate it on a LOBSTER file with at least {info['levels']} levels")
     alpha = info.get("alpha")
     fcfg = dataclasses.replace(trained.features, horizons=(int(info["horizon"]),),
                                alpha=None if alpha is None else float(alpha), output=str(workdir / "features"))

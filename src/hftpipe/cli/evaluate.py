@@ -1,0 +1,104 @@
+"""``hftpipe evaluate``: score a model beside the naive baselines on any feature set or LOBSTER file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def register(group: click.Group) -> None:
+    group.add_command(evaluate)
+
+
+def _slug(*parts: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(str(p) for p in parts if p is not None)).strip("_")
+
+
+def headline_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """Flat numbers for DVC metrics files: the model, every baseline, the margin, the net PnL."""
+    out = {"macro_f1": report["model"]["macro_f1"], "accuracy": report["model"]["accuracy"],
+           "mcc": report["model"]["mcc"], "margin": report["margin"]["point"],
+           "margin_low": report["margin"]["low"], "margin_high": report["margin"]["high"],
+           "net_pnl_bps": report["backtest"]["model"]["net_pnl_bps"]}
+    for name, m in report["baselines"].items():
+        out[f"baseline_{name}_macro_f1"] = m["macro_f1"]
+    return {k: float(v) for k, v in out.items()}
+
+
+@click.command()
+@click.option("--model", "model_ref", metavar="DIR_OR_URI",
+              help="Model bundle folder, or a registry URI models:/NAME@champion, models:/NAME/3 "
+                   "(default: train.output).")
+@click.option("--data", metavar="PATH",
+              help="Features folder, or a raw LOBSTER zip / message CSV / canonical Parquet of any ticker and day; "
+                   "raw data is validated and featurised with the model's settings (default: features.output).")
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Report folder (default: evaluate.output for the pipeline's own model and data, otherwise "
+                   "HFTPIPE_HOME/reports/evaluate/<model>_<data>).")
+@click.option("--scope", type=click.Choice(["auto", "test", "all"]), default="auto", show_default=True,
+              help="Rows scored: the test split, the whole file, or auto (test split of the model's own "
+                   "training file, whole file otherwise).")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False),
+              help="Also write the headline numbers as a flat JSON file (for DVC metrics).")
+@click.option("--track/--no-track", default=True, show_default=True,
+              help="Log the report to a new MLflow run (linked to the model's training run).")
+@click.pass_obj
+def evaluate(obj: Any, model_ref: str | None, data: str | None, output: str | None, scope: str,
+             metrics_path: str | None, track: bool) -> None:
+    """Score a model and the naive baselines (same rows), with bootstrap intervals and a cost-aware backtest."""
+    from hftpipe import paths
+    from hftpipe.evaluation import evaluate_source
+    from hftpipe.models.bundle import read_bundle_json
+
+    cfg = obj.config
+    ref = model_ref or cfg.train.output
+    name = version = None
+    if ref.startswith(("models:/", "runs:/")):
+        from hftpipe.registry import resolve_model  # MLflow only when a registry URI is asked for
+
+        bundle_dir, name, version = resolve_model(ref)
+    else:
+        bundle_dir = Path(ref)
+        if not bundle_dir.is_dir():
+            from hftpipe.errors import ModelError
+
+            raise ModelError(f"{ref} is not a model bundle folder; run `hftpipe train` or pass "
+                             "--model models:/NAME@champion")
+    data_path = data or cfg.features.output
+    info = read_bundle_json(bundle_dir)
+    if output is None:
+        if model_ref is None and data is None:
+            output = cfg.evaluate.output
+        else:
+            model_part = _slug(name, version) if name else _slug(info.get("model"), Path(bundle_dir).name)
+            output = str(paths.reports_dir() / "evaluate" / _slug(model_part, Path(data_path).stem))
+
+    def run(tracker: Any = None) -> Any:
+        return evaluate_source(cfg, bundle_dir, data_path, output, tracker, scope=scope,  # type: ignore[arg-type]
+                               model_ref=ref if name else str(bundle_dir))
+
+    if track:
+        from hftpipe.registry import mlflow_run
+
+        tags = {"step": "evaluate", "evaluated_model": ref}
+        if info.get("mlflow_run_id"):
+            tags["model_run_id"] = str(info["mlflow_run_id"])
+        if name:
+            tags.update({"model_name": name, "model_version": str(version)})
+        source = Path(data_path)
+        lineage = {"features_dir": source} if (source / "features_meta.json").is_file() else {"data_path": source}
+        with mlflow_run(cfg, f"evaluate-{info.get('model')}-{source.stem}", tags, **lineage) as tracker:
+            result = run(tracker)
+    else:
+        result = run()
+    headline = headline_metrics(result.report)
+    (result.output_dir / "metrics.json").write_text(json.dumps(headline, indent=2) + "\n")
+    if metrics_path:
+        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(metrics_path).write_text(json.dumps(headline, indent=2) + "\n")
+    for line in result.summary_lines():
+        click.echo(line)
