@@ -122,3 +122,29 @@ class ServerProcess:
                 if all(f'{k}="{v}"' in line for k, v in labels.items()):
                     return float(line.rsplit(" ", 1)[1])
         return 0.0
+
+
+def register_version(bundle_dir: Path, name: str) -> str:
+    """Log a bundle as a pyfunc model in a new run and register it as a new version of ``name``.
+
+    The real sqlite MLflow store under the test's HFTPIPE_HOME, through hftpipe.registry's helpers; the
+    promotion gate is not the subject here, so aliases are moved by the caller.
+    """
+    import mlflow
+
+    from hftpipe.registry.pyfunc import log_bundle_model
+    from hftpipe.registry.tracker import client, ensure_experiment, fluent_store
+
+    mc = client()
+    run_id = mc.create_run(ensure_experiment(mc, "serving-tests")).info.run_id
+    with fluent_store():
+        info = log_bundle_model(bundle_dir, run_id)
+        version = str(mlflow.register_model(info.model_uri, name).version)
+    mc.set_terminated(run_id)
+    return version
+
+
+def set_champion(name: str, version: str) -> None:
+    from hftpipe.registry.tracker import client
+
+    client().set_registered_model_alias(name, "champion", version)

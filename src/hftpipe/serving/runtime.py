@@ -75,8 +75,9 @@ class LocalSource:
 class RegistrySource:
     """An MLflow registry URI such as ``models:/hftpipe-lob@champion`` (resolved by hftpipe.registry)."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, name: str) -> None:
         self.uri = uri
+        self.name = name  # used when the URI names no registered model (runs:/...)
 
     def current_version(self) -> str:
         from hftpipe.registry import current_version
@@ -87,13 +88,13 @@ class RegistrySource:
         from hftpipe.registry import resolve_model
 
         path, name, version = resolve_model(self.uri)
-        return Path(path), str(name), str(version)
+        return Path(path), name or self.name, str(version if version is not None else self.current_version())
 
 
 def model_source(uri: str, local_name: str) -> ModelSource:
     """The source for ``serve.model_uri``: a registry URI or a local bundle folder."""
     if uri.startswith(REGISTRY_SCHEMES):
-        return RegistrySource(uri)
+        return RegistrySource(uri, local_name)
     path = Path(uri).expanduser()
     if not path.is_dir():
         raise ModelError(f"serve.model_uri {uri!r} is neither a registry URI (models:/NAME@champion) nor a "
