@@ -43,12 +43,33 @@ class ManifestInvalid(Exception):
     """A manifest does not match its schema (message: kind/name, the field path and the reason)."""
 
 
+def _k8s_schema_dir() -> Path:
+    return Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / f"v{K8S_VERSION}.0-local-strict"
+
+
 @cache
 def k8s_definitions() -> dict[str, Any]:
     """The strict Kubernetes definitions of ``K8S_VERSION`` shipped with kubernetes-validate."""
-    root = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / f"v{K8S_VERSION}.0-local-strict"
-    with open(root / "_definitions.json") as fh:
+    with open(_k8s_schema_dir() / "_definitions.json") as fh:
         return json.load(fh)
+
+
+@cache
+def core_schema(api_version: str, kind: str) -> dict[str, Any] | None:
+    """kubernetes-validate's strict schema of a core kind (None when Kubernetes has no such kind).
+
+    Same file naming as ``kubernetes_validate.validate`` (apps/v1 Deployment -> deployment-apps-v1.json),
+    read once: that function re-reads the schema files on every call.
+    """
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    path = _k8s_schema_dir() / f"{kind.lower()}-{group_version}.json"
+    if not path.exists():
+        return None
+    with open(path) as fh:
+        schema = json.load(fh)
+    # The kind files refer to "/api/_definitions.json" relative to their own id.
+    schema.setdefault("$id", f"https://kubernetes.io/api/{path.name}")
+    return schema
 
 
 def _k8s_ref(name: str) -> dict[str, str]:
@@ -70,30 +91,34 @@ def _registry() -> referencing.Registry:
     return referencing.Registry().with_resource(K8S_DEFS_ID, defs)
 
 
+def _first_error(validator: jsonschema.Draft202012Validator, resource: dict[str, Any]) -> str | None:
+    errors = sorted(validator.iter_errors(resource), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
+    if not errors:
+        return None
+    # The deepest error of the best match names the field; oneOf/anyOf wrappers hide it otherwise.
+    best = jsonschema.exceptions.best_match(errors)
+    path = ".".join(str(p) for p in best.absolute_path)
+    return f"{path}: {best.message}"
+
+
 def validate_manifest(resource: dict[str, Any]) -> str:
     """Validate one resource offline; return which schema was used, raise ManifestInvalid otherwise.
 
     Unlike ``kubernetes-validate`` on its own, an unknown kind is an error, never a warning.
     """
-    api_version, kind = resource.get("apiVersion"), resource.get("kind")
+    api_version, kind = resource.get("apiVersion", ""), resource.get("kind", "")
     name = resource.get("metadata", {}).get("name", "?")
     if (api_version, kind) in CUSTOM_SCHEMAS:
-        validator = jsonschema.Draft202012Validator(custom_schema(api_version, kind), registry=_registry())
-        errors = sorted(validator.iter_errors(resource), key=lambda e: list(e.absolute_path))
-        if errors:
-            first = errors[0]
-            path = ".".join(str(p) for p in first.absolute_path)
-            raise ManifestInvalid(f"{kind}/{name}: {path}: {first.message}")
-        return f"crd:{CUSTOM_SCHEMAS[(api_version, kind)]}"
-    try:
-        kubernetes_validate.validate(resource, K8S_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        path = ".".join(str(p) for p in exc.caught.absolute_path)
-        raise ManifestInvalid(f"{kind}/{name}: {path}: {exc.caught.message}") from exc
-    except kubernetes_validate.SchemaNotFoundError as exc:
-        raise ManifestInvalid(f"{kind}/{name}: no schema for {api_version} {kind}; add its CRD schema to "
-                              f"tests/deploy/schemas/ and CUSTOM_SCHEMAS") from exc
-    return f"kubernetes:{K8S_VERSION}"
+        schema, used = custom_schema(api_version, kind), f"crd:{CUSTOM_SCHEMAS[(api_version, kind)]}"
+    else:
+        schema, used = core_schema(api_version, kind), f"kubernetes:{K8S_VERSION}"
+        if schema is None:
+            raise ManifestInvalid(f"{kind}/{name}: no schema for {api_version} {kind}; add its CRD schema to "
+                                  f"tests/deploy/schemas/ and CUSTOM_SCHEMAS")
+    error = _first_error(jsonschema.Draft202012Validator(schema, registry=_registry()), resource)
+    if error:
+        raise ManifestInvalid(f"{kind}/{name}: {error}")
+    return used
 
 
 # ---- InferenceService schema from the kserve SDK models -----------------------------------------------
