@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # MLflow caps one log_batch call at 1000 metrics / 100 params / 100 tags; stay under the smallest.
 _BATCH = 100
 _PARAM_MAX_CHARS = 6000
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 class MlflowTracker:
@@ -281,8 +283,13 @@ def fluent_store() -> Iterator[str]:
     """
     uri = paths.mlflow_tracking_uri()
     previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    previous_bar = os.environ.get(_PROGRESS_BAR)
+    if previous_bar is None and not sys.stderr.isatty():
+        os.environ[_PROGRESS_BAR] = "false"  # download bars only clutter logs when nobody watches
     mlflow.set_tracking_uri(uri)
     try:
         yield uri
     finally:
         mlflow.set_tracking_uri(previous_env)  # type: ignore[arg-type]  # None unsets the variable
+        if previous_bar is None:
+            os.environ.pop(_PROGRESS_BAR, None)

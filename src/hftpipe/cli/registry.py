@@ -1,0 +1,97 @@
+"""Registry commands: ``hftpipe register``, ``hftpipe registry list`` and ``hftpipe registry rollback``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def register(group: click.Group) -> None:
+    group.add_command(register_model)
+    group.add_command(registry)
+
+
+@click.command("register")
+@click.argument("model_dir", required=False)
+@click.option("--report", "report_path", help="Evaluation report.json (default: evaluate.output/report.json).")
+@click.option("--features", "features_dir",
+              help="Feature set the report was computed on; the champion is re-scored on it "
+                   "(default: the report's own feature folder when it still exists).")
+@click.option("--run-id", help="Log the model into this MLflow run (default: the bundle's training run).")
+@click.option("--out", "out_path", type=click.Path(), help="Also write the registration result as JSON here.")
+@click.pass_obj
+def register_model(obj, model_dir: str | None, report_path: str | None, features_dir: str | None,
+                   run_id: str | None, out_path: str | None) -> None:
+    """Register a trained model and apply the promotion gate (champion or challenger)."""
+    from hftpipe.registry import register as run_register
+
+    cfg = obj.config
+    model_dir = model_dir or cfg.train.output
+    report_path = report_path or str(Path(cfg.evaluate.output) / "report.json")
+    result = run_register(cfg, model_dir, report_path, features_dir=features_dir, run_id=run_id)
+    colour = "green" if result.passed else "yellow"
+    click.secho(f"{result.model_name} version {result.version}: gate {result.gate} -> {result.alias}",
+                fg=colour, bold=True)
+    for reason in result.reasons:
+        click.echo(f"  {reason}")
+    if result.previous_champion and result.passed:
+        click.echo(f"  previous champion v{result.previous_champion} keeps alias 'previous'")
+    click.echo(f"model: {result.model_uri} (run {result.run_id})")
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
+@click.group()
+def registry() -> None:
+    """Inspect registered model versions and roll the champion back."""
+
+
+@registry.command("list")
+@click.option("--name", help="Registered model name (default: register.model_name).")
+@click.option("--reasons", is_flag=True, help="Also print each version's gate reasons.")
+@click.pass_obj
+def list_command(obj, name: str | None, reasons: bool) -> None:
+    """List versions with their aliases, gate decision and key test metrics."""
+    from hftpipe.registry import list_versions
+
+    name = name or obj.config.register.model_name
+    versions = list_versions(name)
+    click.echo(f"{name}: {len(versions)} version(s)")
+    header = f"{'version':>7}  {'aliases':<20} {'gate':<5} {'macro_f1':>8} {'margin':>8} {'low':>8} " \
+             f"{'net_pnl':>9}  {'model':<8} {'k':>4}  created (UTC)"
+    click.echo(header)
+    for v in versions:
+        m = v.metrics
+        click.echo(f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {v.decision or '-':<5} "
+                   f"{_num(m.get('macro_f1')):>8} {_num(m.get('margin_point')):>8} {_num(m.get('margin_low')):>8} "
+                   f"{_num(m.get('net_pnl')):>9}  {v.tags.get('model.name', '-'):<8} "
+                   f"{v.tags.get('model.horizon', '-'):>4}  {v.created}"
+                   + ("  (rolled back)" if v.tags.get("rollback.demoted") == "true" else ""))
+        if reasons:
+            for reason in v.reasons:
+                click.echo(f"{'':>9}{reason}")
+
+
+def _num(text: str | None) -> str:
+    if text is None:
+        return "-"
+    try:
+        return f"{float(text):.4f}"
+    except ValueError:
+        return text
+
+
+@registry.command("rollback")
+@click.option("--name", help="Registered model name (default: register.model_name).")
+@click.pass_obj
+def rollback_command(obj, name: str | None) -> None:
+    """Move the champion alias back to the previous champion."""
+    from hftpipe.registry import rollback
+
+    result = rollback(name or obj.config.register.model_name)
+    click.echo(f"{result.model_name}: champion v{result.demoted} -> v{result.restored} "
+               f"(v{result.demoted} tagged rolled back; previous -> "
+               f"{'v' + result.previous if result.previous else 'none'})")
