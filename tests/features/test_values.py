@@ -168,3 +168,20 @@ def test_compute_features_matches_the_single_feature_functions(goog10_slice, sam
         np.testing.assert_allclose(out[f"realised_vol_w{w}"], realised_volatility(mid, w), rtol=1e-9,
                                    atol=1e-15, equal_nan=True)
     assert all(np.isfinite(v).all() for v in out.values())  # this slice has both sides quoted throughout
+
+
+def test_empty_levels_and_an_empty_side() -> None:
+    """LOBSTER pads missing levels (price NaN, size 0 after loading); a side can empty in a thin book."""
+    nan = math.nan
+    book = np.array([
+        [100.02, 5, 100.00, 15, 100.03, 10, nan, 0],  # level 2: only the ask side is quoted
+        [100.02, 5, 100.00, 15, nan, 0, nan, 0],      # level 2 empty on both sides
+        [100.02, 5, nan, 0, nan, 0, nan, 0],          # the bid side is empty
+    ], dtype=float)
+    assert depth_imbalance(book)[:, 1].tolist() == [-1.0, 0.0, 0.0]
+    assert depth_imbalance(book)[2, 0] == -1.0
+    assert cumulative_depth_imbalance(book)[:, 1].tolist() == [0.0, pytest.approx(0.5), -1.0]
+    assert np.isnan(mid_price(book)[2]) and np.isnan(microprice(book)[2]) and np.isnan(spread(book)[2])
+    # The bid emptying (price -inf, size 0) removes its 15 shares of bid pressure.
+    assert order_flow_imbalance_increments(book).tolist() == [0.0, 0.0, -15.0]
+    assert np.isnan(realised_volatility(mid_price(book), 2)[2])

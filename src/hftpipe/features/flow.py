@@ -38,29 +38,37 @@ def _check_window(window: int) -> None:
         raise ValueError(f"a window is a positive number of events; got {window!r}")
 
 
-def order_flow_imbalance_increments(book: np.ndarray) -> np.ndarray:
+def order_flow_imbalance_increments(book: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Per-event order-flow imbalance e_n of Cont, Kukanov & Stoikov (2014), shape (n,).
 
     ``e_n = 1{Pb_n >= Pb_n-1} qb_n - 1{Pb_n <= Pb_n-1} qb_n-1 - 1{Pa_n <= Pa_n-1} qa_n
     + 1{Pa_n >= Pa_n-1} qa_n-1`` from best bid/ask prices P and sizes q. Positive = buying pressure.
     Row 0 has no previous state and gets 0. An empty side counts as price -inf (bid) / +inf (ask) with
-    size 0, so a side that empties contributes its whole previous size.
+    size 0, so a side that empties contributes its whole previous size. ``out``: optional (n,) buffer.
     """
     book = _check_book(book)
-    bid_p = np.where(np.isnan(book[:, BID_PRICE]), -np.inf, book[:, BID_PRICE])
-    ask_p = np.where(np.isnan(book[:, ASK_PRICE]), np.inf, book[:, ASK_PRICE])
-    bid_q = book[:, BID_SIZE]
-    ask_q = book[:, ASK_SIZE]
-    e = np.zeros(len(book))
-    if len(book) > 1:
-        bp, bp0 = bid_p[1:], bid_p[:-1]
-        ap, ap0 = ask_p[1:], ask_p[:-1]
-        e[1:] = (
-            (bp >= bp0) * bid_q[1:]
-            - (bp <= bp0) * bid_q[:-1]
-            - (ap <= ap0) * ask_q[1:]
-            + (ap >= ap0) * ask_q[:-1]
-        )
+    n = len(book)
+    e = np.empty(n) if out is None else out
+    if e.shape != (n,):
+        raise ValueError(f"out has shape {e.shape}; expected {(n,)}")
+    bid_p, ask_p = book[:, BID_PRICE], book[:, ASK_PRICE]
+    if np.isnan(bid_p).any():
+        bid_p = np.where(np.isnan(bid_p), -np.inf, bid_p)
+    if np.isnan(ask_p).any():
+        ask_p = np.where(np.isnan(ask_p), np.inf, ask_p)
+    bid_q, ask_q = book[:, BID_SIZE], book[:, ASK_SIZE]
+    e[:1] = 0.0
+    if n > 1:
+        bp, bp0, ap, ap0 = bid_p[1:], bid_p[:-1], ask_p[1:], ask_p[:-1]
+        body = e[1:]
+        tmp = np.empty(n - 1)
+        np.multiply(bp >= bp0, bid_q[1:], out=body)
+        np.multiply(bp <= bp0, bid_q[:-1], out=tmp)
+        body -= tmp
+        np.multiply(ap <= ap0, ask_q[1:], out=tmp)
+        body -= tmp
+        np.multiply(ap >= ap0, ask_q[:-1], out=tmp)
+        body += tmp
     return e
 
 
