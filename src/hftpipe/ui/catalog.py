@@ -25,6 +25,8 @@ LINEAGE_TAGS = {"git.commit": "git commit", "mlflow.source.git.commit": "git com
                 "data.features_sha256": "features sha256", "data.features_dvc_md5": "features DVC md5",
                 "data.input_sha256": "input sha256", "data.symbol": "symbol", "data.date": "date",
                 "data.levels": "levels"}
+MODEL_TAGS = {"model.name": "architecture", "model.horizon": "horizon (events)", "model.window": "window (states)",
+              "model.levels": "book levels"}
 
 
 def _client() -> Any:
@@ -67,7 +69,9 @@ class VersionView:
     run_id: str | None
     decision: str
     reasons: list[str]
-    metrics: list[tuple[str, float]] = field(default_factory=list)
+    versus: list[tuple[str, str, str]] = field(default_factory=list)  # (what, model, best baseline)
+    model: list[tuple[str, str]] = field(default_factory=list)  # architecture, horizon, window, levels
+    metrics: list[tuple[str, float]] = field(default_factory=list)  # the run's own metrics
     baselines: list[tuple[str, float]] = field(default_factory=list)
     lineage: list[tuple[str, str]] = field(default_factory=list)
     mlflow_url: str = ""
@@ -77,8 +81,39 @@ class VersionView:
 def _reasons(text: str | None) -> list[str]:
     if not text:
         return []
-    parts = [p.strip(" -") for p in text.replace("\n", ";").split(";")]
-    return [p for p in parts if p]
+    return [line.strip(" -") for line in text.splitlines() if line.strip(" -")]
+
+
+def _num(tags: dict[str, str], key: str) -> float | None:
+    try:
+        value = float(tags[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def versus_rows(tags: dict[str, str]) -> list[tuple[str, str, str]]:
+    """Test metrics of a version against the best naive baseline, from the registry's version tags."""
+    if _num(tags, "metrics.macro_f1") is None:
+        return []
+    best = tags.get("metrics.best_baseline") or "best baseline"
+    rows = [("macro-F1", _fmt(_num(tags, "metrics.macro_f1")),
+             f"{_fmt(_num(tags, 'metrics.best_baseline_macro_f1'))} ({best})")]
+    point, low, high = (_num(tags, f"metrics.margin_{k}") for k in ("point", "low", "high"))
+    if point is not None:
+        interval = f" [{_fmt(low, '+.4f')}, {_fmt(high, '+.4f')}]" if low is not None else ""
+        rows.append(("margin over the baseline (95% interval)", f"{point:+.4f}{interval}", ""))
+    for key, what, spec in (("accuracy", "accuracy", ".4f"), ("mcc", "MCC", ".4f"),
+                            ("net_pnl", "net PnL ($/share, test split)", "+.3f"),
+                            ("net_pnl_bps", "net PnL (bps, summed)", "+.1f")):
+        value = _num(tags, f"metrics.{key}")
+        if value is not None:
+            rows.append((what, format(value, spec), ""))
+    return rows
 
 
 def model_versions(cfg: Config, limit: int = 10) -> list[VersionView]:
@@ -100,7 +135,12 @@ def model_versions(cfg: Config, limit: int = 10) -> list[VersionView]:
     for alias, version in (aliases or {}).items():
         by_version.setdefault(str(version), []).append(alias)
     views = []
-    ordered = sorted(versions, key=lambda v: (not by_version.get(str(v.version)), -int(v.version)))
+    def rank(mv: Any) -> tuple[int, int]:
+        # champion, challenger, previous, then the other versions newest first
+        held = [ALIASES.index(a) for a in by_version.get(str(mv.version), []) if a in ALIASES]
+        return (min(held) if held else len(ALIASES), -int(mv.version))
+
+    ordered = sorted(versions, key=rank)
     for mv in ordered[:limit]:
         tags = dict(mv.tags or {})
         metrics: dict[str, float] = {}
@@ -119,11 +159,14 @@ def model_versions(cfg: Config, limit: int = 10) -> list[VersionView]:
             if key in tags and label not in lineage:
                 lineage[label] = tags[key]
         model, baselines = split_metrics(metrics)
-        alias_list = sorted(by_version.get(str(mv.version), []), key=lambda a: ALIASES.index(a) if a in ALIASES else 9)
+        alias_list = sorted(by_version.get(str(mv.version), []),
+                            key=lambda a: ALIASES.index(a) if a in ALIASES else len(ALIASES))
+        facts = [(label, tags[key]) for key, label in MODEL_TAGS.items() if tags.get(key)]
         views.append(VersionView(
             aliases=alias_list, name=name, version=str(mv.version), created=_when(mv.creation_timestamp),
             run_id=mv.run_id, decision=tags.get("gate.decision", ""), reasons=_reasons(tags.get("gate.reasons")),
-            metrics=model, baselines=baselines, lineage=sorted(lineage.items()),
+            versus=versus_rows(tags), model=facts, metrics=model, baselines=baselines,
+            lineage=sorted(lineage.items()),
             mlflow_url=f"{base}/#/models/{name}/versions/{mv.version}", run_url=run_url))
     return views
 
@@ -174,5 +217,6 @@ def key_metric_names(runs: list[RunView], limit: int = 4) -> list[str]:
     for run in runs:
         for name in run.metrics:
             counts[name] = counts.get(name, 0) + 1
-    ranked = sorted(counts, key=lambda n: (_metric_order(n)[0], -counts[n], n))
+    # The model's own metrics first: a baseline's score is context, not what a run is compared on.
+    ranked = sorted(counts, key=lambda n: ("baseline" in n, _metric_order(n)[0], -counts[n], n))
     return [n for n in ranked if _metric_order(n)[0] < len(KEY_METRICS)][:limit] or ranked[:limit]

@@ -23,12 +23,12 @@ import pyarrow.parquet as pq
 
 from hftpipe.data.schema import META_KEY, book_matrix, read_events
 from hftpipe.errors import DataFormatError
+from hftpipe.features.labels import CLASS_NAMES, ROUND_OFF
+from hftpipe.features.sampling import sample_indices
 
 log = logging.getLogger(__name__)
 
 BPS = 1e4
-CLASS_NAMES = ("down", "stationary", "up")
-ROUND_OFF = 1e-12  # label returns smaller than this are exactly 0, as in hftpipe.features.labels
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,8 @@ def load_replay_day(path: str | Path, sampling: Literal["all", "top_of_book"] = 
     """
     table = read_events(path)
     book = book_matrix(table.frame, table.meta.levels)
-    keep = np.ones(len(book), dtype=bool)
-    if sampling == "top_of_book":
-        # As hftpipe.features.sampling: best price or size changed (two empty prices count as equal).
-        now, before = book[1:, :4], book[:-1, :4]
-        keep[1:] = ((now != before) & ~(np.isnan(now) & np.isnan(before))).any(axis=1)
+    keep = np.zeros(len(book), dtype=bool)
+    keep[sample_indices(book, sampling)] = True  # the training stream's sampling
     keep &= np.isfinite(book[:, 0]) & np.isfinite(book[:, 2])  # a mid needs both sides
     book = np.ascontiguousarray(book[keep])
     if len(book) == 0:
@@ -139,7 +136,7 @@ class OutcomeTracker:
     PnL follows the evaluation backtest's rule (:mod:`hftpipe.evaluation.backtest`), event by event: one
     share, long after "up" / short after "down", held k events from the latest signal in its direction,
     executed ``latency`` events later crossing the spread, ``fees_bps`` per side. The running net PnL is
-    marked to liquidation (what closing the open position would fetch now).
+    marked to liquidation (what closing the open position would fetch now, after its fee).
     """
 
     def __init__(self, horizon: int, alpha: float, fees_bps: float = 0.0, latency: int = 1,
@@ -242,7 +239,8 @@ class OutcomeTracker:
             self.position = executed
         self.gross_pnl = self._cash_gross + self.position * mid
         liquidation = bid if self.position > 0 else ask
-        self.net_pnl = self._cash_net + self.position * liquidation
+        # What flattening now would leave, closing fee included (the backtest's final forced exit).
+        self.net_pnl = self._cash_net + self.position * liquidation - abs(self.position) * liquidation * self.fee_rate
 
 
 @dataclass(frozen=True)

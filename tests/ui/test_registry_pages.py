@@ -1,0 +1,102 @@
+"""Models and runs pages read a real MLflow store (sqlite) with versions, aliases and gate tags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hftpipe.config import Config
+from hftpipe.ui import create_app
+from tests.ui.conftest import PASSWORD, USER, closed_port_url, ui_config
+
+pytestmark = pytest.mark.slow  # creating the MLflow sqlite schema alone takes 10-20 s here
+
+MODEL = "hftpipe-lob"
+EXPERIMENT = "hftpipe"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One sqlite store for the module (creating its schema costs seconds), filled like a real pipeline."""
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment(EXPERIMENT, artifact_location=(root / "artifacts").as_uri())
+    client.create_registered_model(MODEL)
+    for i, (f1, decision) in enumerate([(0.41, "pass"), (0.44, "pass"), (0.39, "fail")], start=1):
+        run = client.create_run(exp, run_name=f"train-{i}", tags={"git.commit": f"{i}abc1234def5678",
+                                                                   "data.source_sha256": f"{i}" * 64})
+        client.log_param(run.info.run_id, "train.model", "lstm")
+        client.log_param(run.info.run_id, "train.horizon", "10")
+        client.log_metric(run.info.run_id, "val_macro_f1", f1)
+        client.log_metric(run.info.run_id, "baseline_persistence_macro_f1", 0.35)
+        client.set_terminated(run.info.run_id)
+        mv = client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+        tags = {"gate.decision": decision,
+                "gate.reasons": f"{decision}: margin over persistence {f1 - 0.35:+.3f}\n"
+                                f"{decision}: net PnL checked",
+                "metrics.macro_f1": f"{f1:.6f}", "metrics.best_baseline": "persistence",
+                "metrics.best_baseline_macro_f1": "0.350000", "metrics.margin_point": f"{f1 - 0.35:+.6f}",
+                "metrics.margin_low": f"{f1 - 0.37:+.6f}", "metrics.margin_high": f"{f1 - 0.33:+.6f}",
+                "metrics.net_pnl": "-1.250000", "model.name": "lstm", "model.horizon": "10"}
+        for key, value in tags.items():
+            client.set_model_version_tag(MODEL, mv.version, key, value)
+    client.set_registered_model_alias(MODEL, "champion", "2")
+    client.set_registered_model_alias(MODEL, "previous", "1")
+    client.set_registered_model_alias(MODEL, "challenger", "3")
+    return uri
+
+
+@pytest.fixture
+def logged_in(store: str, replay_events: Path, credentials, monkeypatch: pytest.MonkeyPatch):
+    def make(cfg: Config):
+        app = create_app(cfg, settings={"TESTING": True, "WTF_CSRF_ENABLED": False}, credentials=credentials)
+        client = app.test_client()
+        client.post("/login", data={"username": USER, "password": PASSWORD})
+        return client
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    return make
+
+
+def test_models_page_shows_aliases_gate_and_lineage(logged_in, replay_events: Path) -> None:
+    cfg = ui_config(replay_events, closed_port_url())
+    page = logged_in(cfg).get("/models").text
+    order = [page.index(f"<h2>v{v}") for v in (2, 3, 1)]
+    assert order == sorted(order)  # champion, challenger, previous
+    for text in ("alias-champion", "alias-challenger", "alias-previous", "decision-pass", "decision-fail",
+                 "margin over persistence +0.090", "0.4400", "0.3500 (persistence)", "+0.0900 [+0.0700, +0.1100]",
+                 "2abc1234def5678", "2" * 64, "#/models/hftpipe-lob/versions/2", cfg.ui.mlflow_ui_url):
+        assert text in page, text
+
+
+def test_runs_page_table_and_chart_data(logged_in, replay_events: Path) -> None:
+    page = logged_in(ui_config(replay_events, closed_port_url())).get("/runs").text
+    assert all(f"train-{i}" in page for i in (1, 2, 3))
+    data = json.loads(page.split('<script type="application/json" id="runs-data">')[1].split("</script>")[0])
+    assert data["metrics"][0] == "val_macro_f1"
+    assert [r["values"]["val_macro_f1"] for r in data["runs"]] == [0.41, 0.44, 0.39]  # oldest first
+    assert "0.4400" in page and "3abc1234de" in page
+
+
+def test_empty_registry_says_what_to_run(logged_in, replay_events: Path) -> None:
+    cfg = ui_config(replay_events, closed_port_url())
+    cfg = cfg.replace(register=cfg.register.__class__(model_name="never-registered", experiment="nothing-yet"))
+    client = logged_in(cfg)
+    assert "No version of <b>never-registered</b>" in client.get("/models").text
+    assert "No run in experiment <b>nothing-yet</b>" in client.get("/runs").text
+
+
+def test_unreachable_store_is_a_notice_not_a_traceback(logged_in, replay_events: Path,
+                                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/")  # discard port: nothing answers
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    client = logged_in(ui_config(replay_events, closed_port_url()))
+    for path, text in (("/models", "The model registry cannot be read"), ("/runs", "The tracking store cannot be read")):
+        response = client.get(path)
+        assert response.status_code == 200 and text in response.text and "Traceback" not in response.text

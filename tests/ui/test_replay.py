@@ -1,0 +1,164 @@
+"""Causal replay scoring agrees with the vectorised labels and backtest; the replay survives outages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hftpipe.evaluation.backtest import backtest
+from hftpipe.features.labels import classify, label_return
+from hftpipe.features.sampling import sample_indices
+from hftpipe.data import book_matrix, read_events
+from hftpipe.ui.client import ServingUnavailable
+from hftpipe.ui.replay import (
+    OutcomeTracker,
+    Prediction,
+    list_replay_files,
+    load_replay_day,
+    replay_updates,
+)
+
+
+def _signal(n: int, seed: int = 3) -> np.ndarray:
+    # Mostly stationary with bursts of up/down: exercises holds, extensions and flips.
+    rng = np.random.default_rng(seed)
+    return rng.choice([0, 1, 2], size=n, p=[0.15, 0.7, 0.15])
+
+
+def _run(day, signal: np.ndarray, **kw) -> tuple[OutcomeTracker, list[dict]]:
+    tracker = OutcomeTracker(**kw)
+    outcomes = []
+    for i in range(len(signal)):
+        outcomes += tracker.observe(i, float(day.bid[i]), float(day.ask[i]), int(signal[i]))
+    return tracker, outcomes
+
+
+@pytest.mark.parametrize("label", ["forward", "deeplob"])
+def test_outcomes_match_the_training_labels(replay_events: Path, label: str) -> None:
+    day = load_replay_day(replay_events)
+    k, alpha = 10, 2e-5
+    signal = _signal(len(day.mid))
+    tracker, outcomes = _run(day, signal, horizon=k, alpha=alpha, label=label)
+    expected = classify(label_return(day.mid, k, label), alpha)
+    got = {o["index"]: o["realised"] for o in outcomes}
+    defined = np.flatnonzero(expected >= 0)
+    assert sorted(got) == defined.tolist()  # every defined label is realised, nothing else
+    assert all(got[i] == expected[i] for i in defined)
+    assert all(o["at"] == o["index"] + k for o in outcomes)  # known exactly k events later, not before
+    hits = sum(got[i] == signal[i] for i in defined)
+    assert tracker.scored == len(defined) and tracker.hits == hits
+
+
+@pytest.mark.parametrize("latency,fees", [(0, 0.0), (1, 0.0), (3, 0.5)])
+def test_pnl_matches_the_evaluation_backtest_event_by_event(replay_events: Path, latency: int, fees: float) -> None:
+    day = load_replay_day(replay_events)
+    signal = _signal(len(day.mid), seed=latency)
+    tracker = OutcomeTracker(horizon=10, alpha=1e-5, fees_bps=fees, latency=latency)
+    net, position = [], []
+    for i in range(len(signal)):
+        tracker.observe(i, float(day.bid[i]), float(day.ask[i]), int(signal[i]))
+        net.append(tracker.net_pnl)
+        position.append(tracker.position)
+    ref = backtest(signal, day.bid, day.ask, horizon=10, fees_bps=fees, latency=latency)
+    live = slice(0, len(signal) - 1)  # the backtest forces a flat book at the very last event
+    assert np.array_equal(np.array(position)[live], ref.position[live])
+    liquidation = np.where(ref.position > 0, day.bid, day.ask)
+    closing_fee = np.abs(ref.position) * liquidation * fees / 1e4
+    # The running figure is the backtest's equity marked to liquidation, net of the fee to close.
+    np.testing.assert_allclose(np.array(net)[live], (ref.equity_net - closing_fee)[live], atol=1e-8)
+    assert 0 < tracker.trades <= ref.n_trades
+
+
+def test_outcome_by_hand() -> None:
+    # Forward label, k=2: at t=0 mid 100, next mids 100.02 and 100.04 -> mean 100.03, +3 bps > alpha: up.
+    tracker = OutcomeTracker(horizon=2, alpha=1e-4, label="forward")
+    quotes = [(99.99, 100.01), (100.01, 100.03), (100.03, 100.05)]
+    assert tracker.observe(0, *quotes[0], cls=2) == []
+    assert tracker.observe(1, *quotes[1], cls=0) == []
+    (outcome,) = tracker.observe(2, *quotes[2], cls=None)
+    assert outcome["index"] == 0 and outcome["label"] == "up" and outcome["hit"]
+    assert outcome["ret_bps"] == pytest.approx(3.0, abs=1e-6)
+    assert tracker.hit_rate == 1.0
+
+
+def test_events_must_arrive_in_order() -> None:
+    tracker = OutcomeTracker(horizon=2, alpha=0.0)
+    tracker.observe(5, 10.0, 10.1)
+    with pytest.raises(ValueError, match="in order"):
+        tracker.observe(5, 10.0, 10.1)
+
+
+def test_top_of_book_sampling_replays_the_training_stream(replay_events: Path) -> None:
+    book = book_matrix(read_events(replay_events).frame)
+    day = load_replay_day(replay_events, "top_of_book")
+    assert len(day.mid) == len(sample_indices(book, "top_of_book"))
+    assert len(day.mid) < len(load_replay_day(replay_events).mid)
+
+
+def test_replay_files_lists_only_ingested_tables(replay_events: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "processed"
+    folder.mkdir()
+    main = folder / "events.parquet"
+    main.write_bytes(replay_events.read_bytes())
+    (folder / "other.parquet").write_bytes(replay_events.read_bytes())
+    pq.write_table(pa.table({"x": [1, 2]}), folder / "not-events.parquet")
+    files = list_replay_files(main)
+    assert [f.path.name for f in files] == ["events.parquet", "other.parquet"]
+    assert files[0].symbol == "GOOG" and files[0].levels == 5 and "GOOG 2012-06-21" in files[0].title
+
+
+class _FlakyServer:
+    """Answers like the model server, but is down for the first ``down`` calls."""
+
+    def __init__(self, down: int) -> None:
+        self.down = down
+        self.calls = 0
+
+    def __call__(self, book: np.ndarray) -> Prediction:
+        self.calls += 1
+        if self.calls <= self.down:
+            raise ServingUnavailable("model server at http://127.0.0.1:1 is not reachable (ConnectionError)")
+        return Prediction(ready=True, cls=2, label="up", probabilities=(0.1, 0.2, 0.7))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+        self.slept += s
+
+
+def test_replay_reports_an_outage_and_retries_the_same_event(replay_events: Path) -> None:
+    day = load_replay_day(replay_events)
+    clock = _Clock()
+    server = _FlakyServer(down=2)
+    messages = list(replay_updates(day, server, OutcomeTracker(horizon=5, alpha=0.0), speed=0, stop=50,
+                                   unavailable=ServingUnavailable, retry_s=(1.0, 2.0), clock=clock,
+                                   sleep=clock.sleep))
+    kinds = [m["type"] for m in messages]
+    assert kinds[:3] == ["serving_down", "serving_down", "serving_up"] and kinds[-1] == "done"
+    assert [m["retry_in"] for m in messages[:2]] == [1.0, 2.0]
+    assert "not reachable" in messages[0]["detail"]
+    ticks = [t for m in messages if m["type"] == "ticks" for t in m["ticks"]]
+    assert [t["i"] for t in ticks] == list(range(50))  # no event lost or repeated
+    assert messages[-1]["stats"]["scored"] == 45
+
+
+def test_replay_paces_at_the_requested_speed(replay_events: Path) -> None:
+    day = load_replay_day(replay_events)
+    clock = _Clock()
+    messages = list(replay_updates(day, _FlakyServer(down=0), None, speed=20.0, stop=41, clock=clock,
+                                   sleep=clock.sleep))
+    assert clock.slept == pytest.approx(40 / 20.0)  # 41 events, 20 per second: 2 s of replay
+    assert len([m for m in messages if m["type"] == "ticks"]) > 1  # flushed in several pushes, not at the end
+    assert messages[-1]["stats"] is None  # unscored without a tracker
