@@ -1,0 +1,107 @@
+"""Validate canonical event tables: the ``messages`` and ``book`` suites, plus the file's structure."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from hftpipe.config import DataConfig, ValidateConfig
+from hftpipe.data.lobster import HALT_TYPE, discover, load_lobster
+from hftpipe.data.schema import EVENT_COLUMNS, EventTable, book_columns, read_events
+from hftpipe.errors import DataFormatError
+from hftpipe.validation.result import STRUCTURE_SUITE, Failure, ValidationResult
+from hftpipe.validation.runner import validate_frame
+from hftpipe.validation.suites import Templates
+
+log = logging.getLogger(__name__)
+
+EVENT_SUITES = ("messages", "book")
+ORDER_EVENT_TYPES = (1, 2, 3, 4, 5)  # submit, cancel (partial), delete, visible execution, hidden execution
+
+
+def event_parameters(table: EventTable) -> dict[str, object]:
+    """GE suite parameters for one event table (session, allowed event types, expected columns)."""
+    meta = table.meta
+    types = list(ORDER_EVENT_TYPES)
+    # Halt rows are only legitimate when the loader kept them (halts="keep"); it records every halt in meta.
+    if meta.halts:
+        types.append(HALT_TYPE)
+    columns = list(EVENT_COLUMNS) + book_columns(meta.levels)
+    return {
+        "rows": int(meta.rows),
+        "session_start": float(meta.session_start),
+        "session_end": float(meta.session_end),
+        "event_types": types,
+        "columns": columns,
+        "column_count": len(columns),
+    }
+
+
+def validate_table(table: EventTable, cfg: ValidateConfig, source: str | None = None) -> ValidationResult:
+    """Validate a canonical event table against ``messages.json`` and ``book.json``.
+
+    Args:
+        table: the loaded events and their metadata (levels and session bounds come from it).
+        cfg: the ``validate`` section (suites folder, sample rows).
+        source: label for reports (default: the table's source path).
+    """
+    meta = table.meta
+    return validate_frame(
+        table.frame,
+        list(EVENT_SUITES),
+        parameters=event_parameters(table),
+        templates=Templates(levels=int(meta.levels)),
+        suites_dir=cfg.suites_dir,
+        sample_rows=cfg.sample_rows,
+        source=source or meta.source,
+        subject="events",
+        meta={"symbol": meta.symbol, "date": meta.date, "levels": meta.levels, "rows": meta.rows,
+              "session_start": meta.session_start, "session_end": meta.session_end,
+              "halts": len(meta.halts), "source_sha256": meta.source_sha256},
+    )
+
+
+def structure_failure(path: str | Path, exc: Exception, seconds: float) -> ValidationResult:
+    """A file the loader cannot turn into a table: one failed structural check, not an exception."""
+    failure = Failure(
+        suite=STRUCTURE_SUITE,
+        expectation="expect_readable_lobster_file",
+        columns=(),
+        description="a message/orderbook pair with 6 message columns, 4 book columns per level, "
+        "equal row counts and numbers only",
+        detail=str(exc),
+    )
+    return ValidationResult(source=str(path), subject="events", checks=1, failures=[failure], seconds=seconds)
+
+
+def validate_path(path: str | Path, cfg: ValidateConfig, data_cfg: DataConfig | None = None) -> ValidationResult:
+    """Validate a LOBSTER zip, CSV pair or folder, or a canonical Parquet written by ``write_events``.
+
+    Structural problems the loader reports (wrong column count, truncated pair, unparseable numbers,
+    missing partner file) come back as a failed check in the result rather than as an exception.
+
+    Args:
+        path: the file to check.
+        cfg: the ``validate`` section.
+        data_cfg: the ``data`` section (symbol/date/levels overrides and the halt policy); default: defaults.
+    """
+    start = time.perf_counter()
+    data_cfg = data_cfg or DataConfig()
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = read_events(path)
+        else:
+            named = discover(path)
+            # The symbol only labels the report here; an unnamed pair is still worth validating.
+            symbol = data_cfg.symbol or named.symbol or path.stem
+            table = load_lobster(path, symbol=symbol, date=data_cfg.date, levels=data_cfg.levels,
+                                 halts=data_cfg.halts, session=(cfg.session_start, cfg.session_end))
+    except DataFormatError as exc:
+        log.info("%s is not a readable event file: %s", path, exc)
+        return structure_failure(path, exc, time.perf_counter() - start)
+    result = validate_table(table, cfg, source=str(path))
+    result.checks += 1  # the structural check passed
+    result.seconds = time.perf_counter() - start
+    return result
