@@ -142,6 +142,35 @@ def test_the_predictor_runs_hftpipe_serve_as_configured(rendered):
         assert container["name"] == "kserve-container"
 
 
+def test_the_predictor_mirrors_the_serving_manifest():
+    """kubernetes/ deploys the same predictor as serving/inferenceservice.yaml (the serving module's own).
+
+    The base may add cluster wiring (service account, pod security context, labels); every field the
+    serving manifest sets must be the same here, except the image tag (pinned per overlay) and the
+    deployment mode (chosen per overlay).
+    """
+    import yaml
+
+    from tests.deploy.kustomize import load_documents
+
+    (serving,) = load_documents(REPO / "serving" / "inferenceservice.yaml")
+    base = next(r for r in load_documents(REPO / "kubernetes" / "base" / "inferenceservice.yaml")
+                if r["kind"] == "InferenceService")
+    assert base["metadata"]["name"] == serving["metadata"]["name"]
+    for key, value in serving["metadata"].get("annotations", {}).items():
+        if key != "serving.kserve.io/deploymentMode":
+            assert base["metadata"]["annotations"].get(key) == value, key
+    for key, value in serving["spec"]["predictor"].items():
+        if key == "containers":
+            assert len(base["spec"]["predictor"]["containers"]) == len(value)
+            for mine, theirs in zip(base["spec"]["predictor"]["containers"], value):
+                mine, theirs = dict(mine), dict(theirs)
+                assert mine.pop("image").split(":")[0] == theirs.pop("image").split(":")[0]
+                assert mine == theirs, yaml.safe_dump({"kubernetes/base": mine, "serving": theirs})
+        else:
+            assert base["spec"]["predictor"].get(key) == value, key
+
+
 def test_pipeline_settings_match_the_manifests(rendered):
     """The pipeline's deploy step patches this InferenceService in this namespace."""
     pipeline = Config().pipeline

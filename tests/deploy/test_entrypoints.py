@@ -86,6 +86,8 @@ def check_hftpipe(args: list[str]) -> list[str]:
 def check_argv(argv: list[str], env: dict[str, str]) -> tuple[str, ...]:
     """Check one container's argv; return what it runs, e.g. ("hftpipe", "serve")."""
     argv = [expand(a, env) for a in argv]
+    if argv[:2] == ["tini", "--"]:  # the image's init process (see the Dockerfile's ENTRYPOINT)
+        argv = argv[2:]
     program = argv[0]
     if program == "hftpipe":
         return ("hftpipe", *check_hftpipe(argv[1:]))
@@ -159,6 +161,7 @@ def test_torchrun_gets_one_process_per_gpu(rendered):
     (["torchrun", "--nproc_per_node=2", "-m", "hftpipe.cli", "train"], "--no-python hftpipe"),
     (["torchrun", "--no-python", "hftpipe", "trian"], "No such command 'trian'"),
     (["python", "-m", "hftpipe.cli", "serve"], "not an entry point"),
+    (["tini", "--", "hftpipe", "sevre"], "No such command 'sevre'"),
 ])
 def test_the_checker_rejects_what_the_image_cannot_run(argv, message):
     with pytest.raises(EntryPointError, match=re.escape(message)):
