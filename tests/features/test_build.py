@@ -24,6 +24,7 @@ def goog1_events(tmp_path: Path, goog1_table: EventTable) -> Path:
     return write_events(goog1_table, tmp_path / "events.parquet")
 
 
+@pytest.mark.slow  # Great Expectations validation of the whole day: ~6 s alone, more on a busy machine
 def test_round_trip_goog_1_level(tmp_path: Path, goog1_events: Path, goog1_table: EventTable) -> None:
     out = tmp_path / "features"
     built = build_features(FeaturesConfig(), goog1_events, out)

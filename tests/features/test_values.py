@@ -185,3 +185,26 @@ def test_empty_levels_and_an_empty_side() -> None:
     # The bid emptying (price -inf, size 0) removes its 15 shares of bid pressure.
     assert order_flow_imbalance_increments(book).tolist() == [0.0, 0.0, -15.0]
     assert np.isnan(realised_volatility(mid_price(book), 2)[2])
+
+
+def test_the_benchmark_naive_loop_computes_the_same_features(goog10_slice) -> None:
+    """bench/features.py compares against this loop; keep it honest (same columns, same numbers)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "features.py"
+    spec = importlib.util.spec_from_file_location("bench_features", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(bench)
+    finally:
+        del sys.modules[spec.name]
+    frame = goog10_slice.iloc[:700]
+    book = frame.iloc[:, 6:].to_numpy(dtype=float)
+    t, s, d = frame["type"].to_numpy(), frame["size"].to_numpy(), frame["direction"].to_numpy()
+    windows = (3, 50, 100)
+    vec = compute_features(book, t, s, d, windows)
+    naive = np.asarray(bench.naive_features(book.tolist(), t.tolist(), s.tolist(), d.tolist(), windows))
+    np.testing.assert_allclose(naive, np.column_stack(list(vec.values())), rtol=1e-9, atol=1e-12)

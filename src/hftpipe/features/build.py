@@ -201,8 +201,8 @@ class FeatureSet:
         m = self.meta
         split = self.split
         lines = [
-            f"{m['symbol']} {m['date']}: {m['levels']} level(s), sampling={m['sampling']}, "
-            f"{m['rows']} rows from {m['event_rows']} events, {len(m['feature_names'])} features",
+            (f"{m['symbol']} {m['date']}: {m['levels']} level(s), sampling={m['sampling']}, "
+             f"{m['rows']} rows from {m['event_rows']} events, {len(m['feature_names'])} features"),
             "rows: " + ", ".join(f"{name} {int((split == code).sum())}" for code, name in enumerate(SPLIT_NAMES))
             + f", purged {int((split < 0).sum())} (purge {m['splits']['purge']}, warm-up {m['splits']['warmup']})",
             f"label: {m['label']}" + (" (PARTLY KNOWN AT TIME t)" if m["label_known_at_t"] else ""),

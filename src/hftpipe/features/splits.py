@@ -54,7 +54,7 @@ def _boundaries(rows: int, train_frac: float, val_frac: float) -> tuple[int, int
             f"features.train_frac ({train_frac}) and features.val_frac ({val_frac}) must be in (0, 1) with "
             "train_frac + val_frac < 1 (the test split gets the rest)"
         )
-    return int(round(rows * train_frac)), int(round(rows * (train_frac + val_frac)))
+    return round(rows * train_frac), round(rows * (train_frac + val_frac))
 
 
 def time_splits(rows: int, train_frac: float, val_frac: float, purge: int, purge_after: int = 0,
