@@ -111,6 +111,28 @@ def cumulative_depth_imbalance(book: np.ndarray, out: np.ndarray | None = None,
     return out
 
 
+def depth_imbalances(book: np.ndarray, per_level: np.ndarray, cumulative: np.ndarray,
+                     scratch: np.ndarray) -> None:
+    """Both :func:`depth_imbalance` and :func:`cumulative_depth_imbalance` in one pass over the levels.
+
+    Shares each level's (bid - ask) and (bid + ask) between the two: 7 array passes per level instead of
+    10. ``per_level`` and ``cumulative`` are (n, L) outputs, ``scratch`` an (n, 3) buffer.
+    """
+    book = _check_book(book)
+    diff_sum, total_sum, total = scratch[:, 0], scratch[:, 1], scratch[:, 2]
+    diff_sum[:] = 0.0
+    total_sum[:] = _TINY  # vanishes in the first real total, turns an all-empty prefix's 0/0 into 0
+    for k in range(book.shape[1] // 4):
+        bid, ask, diff = book[:, 4 * k + BID_SIZE], book[:, 4 * k + ASK_SIZE], per_level[:, k]
+        np.subtract(bid, ask, out=diff)
+        np.add(bid, ask, out=total)
+        diff_sum += diff
+        total_sum += total
+        np.divide(diff_sum, total_sum, out=cumulative[:, k])
+        total += _TINY
+        np.divide(diff, total, out=diff)
+
+
 def _imbalance(bid: np.ndarray, ask: np.ndarray, out: np.ndarray, total: np.ndarray) -> None:
     """(bid - ask) / (bid + ask) into ``out`` (``total`` is scratch), 0 where both are 0.
 

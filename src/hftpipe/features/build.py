@@ -28,7 +28,7 @@ from tqdm import tqdm
 from hftpipe.config import FeaturesConfig
 from hftpipe.data.schema import book_columns, book_matrix, read_events
 from hftpipe.errors import ConfigError, DataFormatError
-from hftpipe.features.book import cumulative_depth_imbalance, depth_imbalance, microprice, mid_price, spread
+from hftpipe.features.book import depth_imbalances, microprice, mid_price, spread
 from hftpipe.features.flow import (
     aggregate_increments,
     executions,
@@ -90,8 +90,8 @@ def compute_features(book: np.ndarray, event_type: np.ndarray, size: np.ndarray,
     mid_price(sampled, out=out["mid"])
     spread(sampled, out=out["spread"])
     microprice(sampled, out=out["microprice"], scratch=spare)
-    depth_imbalance(sampled, out=block[:, first_depth : first_depth + levels], scratch=spare)
-    cumulative_depth_imbalance(sampled, out=block[:, first_cum : first_cum + levels], scratch=scratch[:, 5:8])
+    depth_imbalances(sampled, block[:, first_depth : first_depth + levels],
+                     block[:, first_cum : first_cum + levels], scratch[:, 5:8])
 
     if index is None:
         order_flow_imbalance_increments(book, out=ofi)
