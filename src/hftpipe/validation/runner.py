@@ -10,7 +10,6 @@ not with the level count. Sample rows are mapped back to the original row and le
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +22,8 @@ from hftpipe.validation.suites import PLACEHOLDER_TOKENS, SuiteEntry, Templates,
 
 log = logging.getLogger(__name__)
 
-# Identifiers in a row condition, template placeholders included (``ask_price_{k}.notnull()``).
-_TEMPLATE_IDENT = re.compile(r"[A-Za-z_{][A-Za-z0-9_{}]*")
+_KIND_WORDS = {"level": "levels", "adjacent_level": "adjacent-level pairs", "horizon": "horizons",
+               "feature": "features"}
 _TAG = "hftpipe_position"  # meta key matching GE results back to the expectations we passed
 _CONTEXT: Any = None
 _BATCH_DEFINITION: Any = None
@@ -58,8 +57,7 @@ def _batch_definition() -> Any:
 
 def _referenced(entry: SuiteEntry, available: set[str]) -> list[str]:
     """Column names (template form for a template) an entry reads, its row condition included."""
-    cond = entry.row_condition()
-    idents = [i for i in _TEMPLATE_IDENT.findall(cond) if "{" in i or i in available] if cond else []
+    idents = [i for i in entry.condition_columns() if "{" in i or i in available]
     return list(dict.fromkeys([*entry.columns(), *idents]))
 
 
@@ -173,7 +171,7 @@ def _run_template(frame: pd.DataFrame, kind: str, entries: list[SuiteEntry], par
             for i in _indices(res)[:sample_rows]:
                 s = present[i // n]
                 rows.append(_row(frame, i % n, [fill(c, s) for c in _referenced(entry, available)], dict(s)))
-            failures.append(_failure(entry, res, rows, detail=f"checked for each {kind} ({len(present)} values)"))
+            failures.append(_failure(entry, res, rows, detail=f"checked at each of {len(present)} {_KIND_WORDS[kind]}"))
     return failures
 
 

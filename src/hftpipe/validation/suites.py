@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from hftpipe.errors import ConfigError
 # Keyword arguments of an expectation that name columns (filled from templates, used to narrow frames).
 COLUMN_KWARGS = ("column", "column_A", "column_B")
 COLUMN_LIST_KWARGS = ("column_list",)
+# Identifiers of a string row condition, template placeholders included (``ask_price_{k}.notnull()``).
+_IDENT = re.compile(r"[A-Za-z_{][A-Za-z0-9_{}]*")
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,32 @@ class SuiteEntry:
                 cols += self.kwargs[key]
         return tuple(cols)
 
-    def row_condition(self) -> str:
+    def condition_columns(self) -> tuple[str, ...]:
+        """Columns the row condition reads (GE 1.x structured conditions: ``{"column": {"name": ...}}``).
+
+        A legacy string condition (pandas query) contributes every identifier in it; callers keep
+        the ones that are columns.
+        """
         cond = self.kwargs.get("row_condition")
-        if isinstance(cond, dict):  # GE's serialised form of a pandas pass-through filter
-            cond = cond.get("pass_through_filter", "")
-        return str(cond or "")
+        if isinstance(cond, str):
+            return tuple(_IDENT.findall(cond))
+        names: list[str] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                col = node.get("column")
+                if isinstance(col, dict) and isinstance(col.get("name"), str):
+                    names.append(col["name"])
+                if isinstance(node.get("pass_through_filter"), str):
+                    names.extend(_IDENT.findall(node["pass_through_filter"]))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(cond)
+        return tuple(dict.fromkeys(names))
 
     def is_table_level(self) -> bool:
         return not self.columns() and self.type.startswith("expect_table_")
