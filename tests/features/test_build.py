@@ -128,3 +128,19 @@ def test_load_refuses_a_mismatched_pair(tmp_path, goog1_events) -> None:
 def test_missing_events_file_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(DataFormatError, match="run `hftpipe ingest` first"):
         build_features(SMALL, tmp_path / "nope.parquet", tmp_path / "out")
+
+
+def test_top_of_book_streams_of_the_1_5_and_10_level_files_are_the_same(goog1_table, goog10_table) -> None:
+    """The raw event streams differ per level count (49,482 / 112,673 / 147,916 events that day);
+    the top-of-book stream, and so what k means, does not."""
+    from hftpipe.features import sample_indices
+
+    streams = []
+    for table in (goog1_table, load_lobster(lobster_zip("GOOG", 5)), goog10_table):
+        book = table.book()
+        idx = sample_indices(book, "top_of_book")
+        streams.append((table.frame["time"].to_numpy()[idx], book[idx, :4]))
+    assert len({len(t) for t, _ in streams}) == 1 and len(streams[0][0]) < goog1_table.meta.rows
+    for times, top in streams[1:]:
+        np.testing.assert_array_equal(times, streams[0][0])
+        np.testing.assert_array_equal(top, streams[0][1])
