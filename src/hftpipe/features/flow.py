@@ -5,9 +5,8 @@ rows t-w..t only (w increments and the state just before them). On the first w r
 history does not exist, the stream is treated as if its first book state had stood still before it began
 (no order flow, no trades, no price moves): sums run over the rows there are, returns start from row 0,
 intensities still divide by w. Those warm-up rows are biased and get split -1 in the feature set.
-Rolling sums are differences of cumulative sums, so each row
-costs O(1) whatever w is, and the prefix of a cumulative sum never depends on later rows (the
-no-look-ahead property the tests check).
+Rolling sums are differences of cumulative sums, so each row costs O(1) whatever w is, and the prefix
+of a cumulative sum never depends on later rows (the no-look-ahead property the tests check).
 
 Sign conventions (LOBSTER): ``direction`` is the side of the *limit order* an event touches (+1 buy,
 -1 sell). An execution (type 4 visible, 5 hidden) of a sell limit order was triggered by a buyer, so the
