@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,45 @@ def test_cli_prints_the_model_beside_the_baselines(tmp_path: Path, goog_features
     assert metrics["macro_f1"] == json.loads((out / "report.json").read_text())["model"]["macro_f1"]
     missing = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "nope"), "--no-track"])
     assert missing.exit_code == 2 and "is not a model bundle folder" in missing.output
+
+
+def _lobster_pair_head(tmp_path: Path, symbol: str, rows: int) -> Path:
+    """The first ``rows`` events of a shipped LOBSTER day as a CSV pair with LOBSTER's own file names."""
+    with zipfile.ZipFile(lobster_zip(symbol, 1)) as zf:
+        for name in zf.namelist():
+            if name.endswith(".csv"):
+                lines = zf.read(name).decode().splitlines()[:rows]
+                (tmp_path / name).write_text("\n".join(lines) + "\n")
+    return next(tmp_path.glob("*_message_1.csv"))
+
+
+def test_cli_scores_a_raw_file_of_another_ticker_and_logs_to_mlflow(tmp_path: Path, goog_features: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from hftpipe import paths
+
+    bundle_dir = make_bundle(tmp_path / "bundle", goog_features)
+    message_csv = _lobster_pair_head(tmp_path, "AAPL", 6000)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(CFG.to_dict()))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["--params", str(params), "evaluate", "--model", str(bundle_dir),
+                                       "--data", str(message_csv)])
+    assert result.exit_code == 0, result.output
+    assert "on AAPL 2012-06-21, scope all" in result.output
+    out_dir = next((paths.reports_dir() / "evaluate").iterdir())  # ad-hoc runs never overwrite evaluate.output
+    report = json.loads((out_dir / "report.json").read_text())
+    assert report["data"]["raw_source"] == str(message_csv)
+    assert report["data"]["symbol"] == "AAPL" and report["data"]["last_row"] == 6000 - 1
+    assert "from training" in report["model_info"]["alpha_note"]  # the model's alpha, not AAPL's own
+    assert not list((paths.home() / "tmp").iterdir())  # the temporary feature set is gone
+    client = MlflowClient(paths.mlflow_tracking_uri())
+    runs = client.search_runs([client.get_experiment_by_name(CFG.register.experiment).experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(report["model"]["macro_f1"])
+    assert run.data.metrics["margin_low"] == pytest.approx(report["margin"]["low"])
+    assert run.data.tags["evaluation.symbol"] == "AAPL" and run.data.tags["step"] == "evaluate"
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/report.json", "evaluation/report.md", "evaluation/pnl.png"} <= logged
