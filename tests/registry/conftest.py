@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,22 @@ def raw_windows(features_dir: Path, count: int = 64) -> np.ndarray:
     book = load_feature_set(features_dir).book()
     ends = np.arange(len(book) - count, len(book))
     return np.stack([book[e - WINDOW + 1:e + 1] for e in ends])
+
+
+@pytest.fixture(scope="session")
+def _empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its schema created once (the migrations take seconds per store)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mlflow_store(hftpipe_home: Path, _empty_mlflow_db: Path) -> Path:
+    """Each test still gets its own real, empty store under its HFTPIPE_HOME: a copy of the template."""
+    target = hftpipe_home / "mlflow" / "mlflow.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_empty_mlflow_db, target)
+    return target

@@ -58,8 +58,9 @@ def test_tracking_uri_env_overrides_home(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with mlflow_run(Config(), "elsewhere") as tracker:
         assert tracker.tracking_uri == uri
-    assert (tmp_path / "elsewhere.db").exists()
-    assert not (hftpipe_home / "mlflow" / "mlflow.db").exists()
+    assert MlflowClient(uri).get_experiment_by_name("hftpipe") is not None
+    home_store = MlflowClient(f"sqlite:///{hftpipe_home / 'mlflow' / 'mlflow.db'}")
+    assert home_store.get_experiment_by_name("hftpipe") is None  # nothing went to the default store
 
 
 def test_continue_existing_run_keeps_params() -> None:

@@ -376,13 +376,14 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
     for key, value in run_tracker_metrics.items():
         mc.log_metric(target, key, value)
 
+    tags = _version_tags(bundle_info, report, decision, champion, data_id, features_dir, cfg)
     with fluent_store():
         info = log_bundle_model(model_dir, target, features_dir)
         _ensure_registered_model(mc, name)
-        version = str(mlflow.register_model(info.model_uri, name).version)
+        # Tags go in with the version (one transaction), so no reader ever sees a version without its verdict.
+        version = str(mlflow.register_model(info.model_uri, name, tags={k: _tag(v) for k, v in tags.items()
+                                                                        if v is not None}).version)
 
-    _set_version_tags(mc, name, version, _version_tags(bundle_info, report, decision, champion, data_id,
-                                                       features_dir, cfg))
     previous = str(champion_version.version) if champion_version is not None else None
     if decision.passed:
         if previous is not None and previous != version:
