@@ -169,7 +169,7 @@ class ServeProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model_server(tmp_path_factory: pytest.TempPathFactory, replay_events: Path) -> Iterator[tuple[ServeProcess, Path]]:
     """A real model server for a tiny bundle, plus the feature folder that says its horizon and alpha."""
     root = tmp_path_factory.mktemp("served")

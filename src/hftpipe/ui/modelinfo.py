@@ -103,7 +103,8 @@ def from_local_features(cfg: Config, base: ModelInfo) -> ModelInfo:
     alpha = alphas.get(str(cfg.train.horizon)) if isinstance(alphas, dict) else None
     raw = {"horizon": cfg.train.horizon, "alpha": alpha, "label": meta.get("label"),
            "sampling": meta.get("sampling")}
-    return from_fields(raw, f"local features ({path}, horizon {cfg.train.horizon})", base)
+    log.info("scoring the served model with alpha %s at horizon %d from %s", alpha, cfg.train.horizon, path)
+    return from_fields(raw, "the local feature set (features.output)", base)
 
 
 def resolve(cfg: Config, response_fields: dict[str, Any], name: str | None, version: str | None) -> ModelInfo:

@@ -16,7 +16,8 @@
 
   function showDown(detail, retryS) {
     banner.hidden = false;
-    document.getElementById("serving-detail").textContent = detail || "";
+    detail = detail || "";
+    document.getElementById("serving-detail").textContent = /[.!?)]$/.test(detail) ? detail + " " : detail + ". ";
     var left = retryS;
     var span = document.getElementById("serving-retry");
     clearInterval(countdown);

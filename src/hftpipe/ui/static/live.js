@@ -39,7 +39,21 @@
   };
   var config = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
+  var hasData = false;
+  var EMPTY = { "xaxis.visible": false, "yaxis.visible": false, annotations: [{
+    text: "No data yet: choose a trading day and press Start replay", showarrow: false,
+    xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#8b949e", size: 14 } }] };
+
+  function showAxes() {
+    if (hasData) { return; }
+    hasData = true;
+    ["mid-chart", "pnl-chart"].forEach(function (id) {
+      Plotly.relayout(id, { "xaxis.visible": true, "yaxis.visible": true, annotations: [] });
+    });
+  }
+
   function resetCharts() {
+    hasData = false;
     Plotly.newPlot("mid-chart", [
       { x: [], y: [], name: "mid", mode: "lines", line: { color: "#58a6ff", width: 1.5 } },
       { x: [], y: [], name: "up signal", mode: "markers", marker: { symbol: "triangle-up", size: 7, color: "#3fb950" } },
@@ -48,6 +62,8 @@
     Plotly.newPlot("pnl-chart", [
       { x: [], y: [], name: "net PnL", mode: "lines", line: { color: "#d29922", width: 1.5 } }
     ], Object.assign({}, layoutBase, { showlegend: false, yaxis: { gridcolor: "#30363d", tickformat: ".3f", zeroline: true, zerolinecolor: "#8b949e" } }), config);
+    Plotly.relayout("mid-chart", EMPTY);
+    Plotly.relayout("pnl-chart", EMPTY);
     document.querySelector("#outcomes tbody").innerHTML = "";
   }
 
@@ -114,6 +130,7 @@
       if (t.ready) { timeByIndex[t.i] = t.t; }
       outcomes = outcomes.concat(t.outcomes);
     });
+    showAxes();
     Plotly.extendTraces("mid-chart", { x: [xs, upX, dnX], y: [mids, upY, dnY] }, [0, 1, 2], MAX_POINTS);
     var last = ticks[ticks.length - 1];
     if (msg.stats && msg.stats.net_pnl !== lastPnl) {
@@ -134,7 +151,8 @@
     date = msg.date; total = msg.events; speed = msg.speed;
     var m = msg.model;
     horizon = m.horizon;
-    $("model-name").textContent = (m.name || "model") + (m.version ? " · v" + m.version : "");
+    var version = m.version ? (/^[0-9]+$/.test(m.version) ? "v" + m.version : m.version) : "";
+    $("model-name").textContent = (m.name || "model") + (version ? " · " + version : "");
     $("model-detail").textContent = m.horizon !== null
       ? "horizon " + m.horizon + " events · alpha " + (m.alpha * 1e4).toFixed(3) + " bps · " + m.label + " label · " + m.sampling + " events (from " + m.source + ")"
       : "";
