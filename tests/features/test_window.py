@@ -47,7 +47,7 @@ def test_empty_levels_repeat_the_level_above() -> None:
 
 def test_windows_end_at_their_row() -> None:
     idx = window_indices(np.array([9, 30]), 10)
-    assert idx.tolist()[0] == list(range(0, 10)) and idx[:, -1].tolist() == [9, 30]
+    assert idx.tolist()[0] == list(range(10)) and idx[:, -1].tolist() == [9, 30]
 
 
 def test_window_stats_come_from_training_rows_only(book10: np.ndarray) -> None:
