@@ -174,13 +174,12 @@ def to_canonical(messages: np.ndarray, book: np.ndarray, levels: int) -> pd.Data
     )
     out = book.astype(np.float64, copy=True)
     prices = out[:, 0::2]
-    sizes = out[:, 1::2]
     empty = (prices >= ASK_SENTINEL) | (prices <= BID_SENTINEL)
     prices[empty] = np.nan
-    sizes[empty] = 0.0
+    # LOBSTER's empty levels already carry size 0; a sentinel price with shares is corrupt, and the size
+    # is kept as read so that validation ("price NaN only on an empty level") reports it.
     prices /= PRICE_SCALE
     out[:, 0::2] = prices
-    out[:, 1::2] = sizes
     cols = book_columns(levels)
     frame = pd.concat([frame, pd.DataFrame(out, columns=cols)], axis=1)
     return frame.astype(EVENT_DTYPES)

@@ -37,11 +37,7 @@ class BundleModel(PythonModel):
         self.bundle = load_bundle(context.artifacts[BUNDLE_ARTIFACT])
 
     def predict(self, context: PythonModelContext, model_input: np.ndarray, params: dict[str, Any] | None = None):
-        """Probabilities (B, 3) for raw windows (B, T, 4L); a DataFrame is read as B rows of T*4L values."""
-        if hasattr(model_input, "to_numpy"):
-            # A DataFrame (e.g. from a CSV request) holds flattened windows, one per row.
-            values = model_input.to_numpy(dtype=np.float64)
-            model_input = values.reshape(len(values), self.bundle.window, 4 * self.bundle.levels)
+        """Probabilities (B, 3) [down, stationary, up] for raw book windows (B, T, 4L)."""
         return self.bundle.predict_proba(np.asarray(model_input, dtype=np.float64))
 
 
