@@ -50,8 +50,9 @@ def replay_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def credentials() -> Credentials:
+    """One known user (hashing is deliberately slow, so once per session)."""
     return Credentials(users={USER: generate_password_hash(PASSWORD)}, secret_key="k" * 40, production=False)
 
 

@@ -17,7 +17,7 @@
   function showDown(detail, retryS) {
     banner.hidden = false;
     detail = detail || "";
-    document.getElementById("serving-detail").textContent = /[.!?)]$/.test(detail) ? detail + " " : detail + ". ";
+    document.getElementById("serving-detail").textContent = /[.!?]$/.test(detail) ? detail + " " : detail + ". ";
     var left = retryS;
     var span = document.getElementById("serving-retry");
     clearInterval(countdown);
