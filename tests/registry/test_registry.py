@@ -106,7 +106,7 @@ def test_default_gate_keeps_an_untrained_model_out(scored, features_dir: Path) -
 
 @pytest.mark.slow
 def test_pyfunc_model_and_resolution(scored, features_dir: Path, tmp_path: Path) -> None:
-    bundle_dir, report, _ = scored[1]
+    _bundle_dir, report, _ = scored[1]
     cfg = registry_config(*LENIENT)
     with mlflow_run(cfg, "train-like") as tracker:
         run_id = tracker.run_id
@@ -131,6 +131,16 @@ def test_pyfunc_model_and_resolution(scored, features_dir: Path, tmp_path: Path)
     by_version, _, _ = resolve_model(f"models:/{NAME}/1")
     assert by_version == by_alias  # one cached download per version
     assert resolve_model(own) == (own, None, None)
+    # Without a feature set (and with the report's own folder gone) the champion cannot be re-scored on
+    # the same data: the gate refuses rather than compare numbers from different data.
+    moved = json.loads(Path(report).read_text())
+    moved["data"]["features_dir"] = str(tmp_path / "gone")
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    blind = register(cfg, own, tmp_path / "moved.json")
+    assert (blind.version, blind.alias) == ("2", "challenger")
+    assert "pass the feature set (--features DIR)" in blind.reasons[1]
+    assert resolve_model(f"models:/{NAME}@challenger")[2] == "2"
+
     with pytest.raises(RegistryError, match="has no alias 'nope'"):
         resolve_model(f"models:/{NAME}@nope")
     with pytest.raises(RegistryError, match="has no version '7'"):

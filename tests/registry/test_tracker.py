@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -45,15 +46,15 @@ def test_run_logs_config_lineage_and_metrics(tmp_path: Path, hftpipe_home: Path)
 
 
 def test_failed_body_marks_run_failed_and_reraises() -> None:
-    with pytest.raises(RuntimeError, match="boom"):
-        with mlflow_run(Config(), "failing") as tracker:
-            run_id = tracker.run_id
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), mlflow_run(Config(), "failing") as tracker:
+        run_id = tracker.run_id
+        raise RuntimeError("boom")
     assert MlflowClient(paths.mlflow_tracking_uri()).get_run(run_id).info.status == "FAILED"
 
 
 def test_tracking_uri_env_overrides_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         hftpipe_home: Path) -> None:
+                                         hftpipe_home: Path, _empty_mlflow_db: Path) -> None:
+    shutil.copyfile(_empty_mlflow_db, tmp_path / "elsewhere.db")
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with mlflow_run(Config(), "elsewhere") as tracker:

@@ -243,7 +243,11 @@ def champion_score(cfg: Config, mc: MlflowClient, champion: ModelVersion, featur
         return ChampionScore(version, horizon, None, None,
                              "it was evaluated on other (or unknown) data; pass the feature set (--features DIR) "
                              "so it can be re-scored")
-    champion_dir, _, _ = resolve_model(f"models:/{champion.name}/{version}")
+    try:
+        champion_dir, _, _ = resolve_model(f"models:/{champion.name}/{version}")
+    except (ModelError, MlflowException, OSError) as exc:
+        # A champion whose files are gone cannot be compared; the gate fails and says so.
+        return ChampionScore(version, horizon, None, None, f"its model could not be downloaded: {exc}")
     try:
         macro_f1, net_pnl, how = score_on_test_split(cfg, champion_dir, features_dir,
                                                      f"champion-v{version}", scope)
