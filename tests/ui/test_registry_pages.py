@@ -28,7 +28,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     exp = client.create_experiment(EXPERIMENT, artifact_location=(root / "artifacts").as_uri())
     client.create_registered_model(MODEL)
     for i, (f1, decision) in enumerate([(0.41, "pass"), (0.44, "pass"), (0.39, "fail")], start=1):
-        run = client.create_run(exp, run_name=f"train-{i}", tags={"git.commit": f"{i}abc1234def5678",
+        run = client.create_run(exp, run_name=f"train-{i}", tags={"step": "train", "git.commit": f"{i}abc1234def5678",
                                                                    "data.source_sha256": f"{i}" * 64})
         client.log_param(run.info.run_id, "train.model", "lstm")
         client.log_param(run.info.run_id, "train.horizon", "10")
@@ -45,6 +45,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
                 "metrics.net_pnl": "-1.250000", "model.name": "lstm", "model.horizon": "10"}
         for key, value in tags.items():
             client.set_model_version_tag(MODEL, mv.version, key, value)
+    evaluation = client.create_run(exp, run_name="evaluate-lstm", tags={"step": "evaluate"})
+    client.log_metric(evaluation.info.run_id, "test_macro_f1", 0.43)
+    client.set_terminated(evaluation.info.run_id)
     client.set_registered_model_alias(MODEL, "champion", "2")
     client.set_registered_model_alias(MODEL, "previous", "1")
     client.set_registered_model_alias(MODEL, "challenger", "3")
@@ -81,6 +84,16 @@ def test_runs_page_table_and_chart_data(logged_in, replay_events: Path) -> None:
     assert data["metrics"][0] == "val_macro_f1"
     assert [r["values"]["val_macro_f1"] for r in data["runs"]] == [0.41, 0.44, 0.39]  # oldest first
     assert "0.4400" in page and "3abc1234de" in page
+    assert "evaluate-lstm" not in page  # training runs by default
+
+
+def test_runs_page_filters_by_step(logged_in, replay_events: Path) -> None:
+    client = logged_in(ui_config(replay_events, closed_port_url()))
+    evaluation = client.get("/runs?step=evaluate").text
+    assert "evaluate-lstm" in evaluation and "train-1" not in evaluation
+    everything = client.get("/runs?step=all").text
+    assert "evaluate-lstm" in everything and "train-1" in everything
+    assert "train-1" in client.get("/runs?step=bogus").text  # unknown step: the default view
 
 
 def test_empty_registry_says_what_to_run(logged_in, replay_events: Path) -> None:
@@ -88,7 +101,7 @@ def test_empty_registry_says_what_to_run(logged_in, replay_events: Path) -> None
     cfg = cfg.replace(register=cfg.register.__class__(model_name="never-registered", experiment="nothing-yet"))
     client = logged_in(cfg)
     assert "No version of <b>never-registered</b>" in client.get("/models").text
-    assert "No run in experiment <b>nothing-yet</b>" in client.get("/runs").text
+    assert "No training run in experiment <b>nothing-yet</b>" in client.get("/runs").text
 
 
 def test_unreachable_store_is_a_notice_not_a_traceback(logged_in, replay_events: Path,

@@ -1,7 +1,7 @@
 """Read-only views of the MLflow registry and tracking store for the models and runs pages.
 
-The store is reached through :mod:`hftpipe.registry` (the MLflow edge); this module only shapes what it
-returns into plain data for the templates. An unreachable store raises :class:`RegistryError`.
+The store is reached through :mod:`hftpipe.registry` (the MLflow edge: ``list_versions`` and its client);
+this module only shapes what it returns into plain data for the templates. An unreachable store raises :class:`RegistryError`.
 """
 
 from __future__ import annotations
@@ -78,12 +78,6 @@ class VersionView:
     run_url: str = ""
 
 
-def _reasons(text: str | None) -> list[str]:
-    if not text:
-        return []
-    return [line.strip(" -") for line in text.splitlines() if line.strip(" -")]
-
-
 def _num(tags: dict[str, str], key: str) -> float | None:
     try:
         value = float(tags[key])
@@ -117,57 +111,52 @@ def versus_rows(tags: dict[str, str]) -> list[tuple[str, str, str]]:
 
 
 def model_versions(cfg: Config, limit: int = 10) -> list[VersionView]:
-    """Versions holding an alias (champion, challenger, previous) first, then the latest others."""
+    """Champion, challenger and previous first, then the latest other versions (from ``list_versions``)."""
+    from hftpipe.registry import list_versions
+
     name = cfg.register.model_name
     base = cfg.ui.mlflow_ui_url.rstrip("/")
-    client = _client()
     try:
-        versions = client.search_model_versions(f"name='{name}'", max_results=200)
-    except Exception as exc:  # mlflow raises its own exception types for a missing model or store
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+        versions = list_versions(name)
+    except RegistryError as exc:
+        if str(exc).startswith("no registered model"):
             return []
+        raise
+    except Exception as exc:  # an unreachable or broken store raises mlflow's own exception types
         raise RegistryError(f"cannot read registered model {name!r}: {exc}") from exc
-    try:
-        aliases = client.get_registered_model(name).aliases if versions else {}
-    except Exception:  # noqa: BLE001 - aliases are optional decoration here
-        aliases = {}
-    by_version: dict[str, list[str]] = {}
-    for alias, version in (aliases or {}).items():
-        by_version.setdefault(str(version), []).append(alias)
-    views = []
-    def rank(mv: Any) -> tuple[int, int]:
-        # champion, challenger, previous, then the other versions newest first
-        held = [ALIASES.index(a) for a in by_version.get(str(mv.version), []) if a in ALIASES]
-        return (min(held) if held else len(ALIASES), -int(mv.version))
 
-    ordered = sorted(versions, key=rank)
-    for mv in ordered[:limit]:
-        tags = dict(mv.tags or {})
+    def rank(info: Any) -> tuple[int, int]:
+        # champion, challenger, previous, then the other versions newest first
+        held = [ALIASES.index(a) for a in info.aliases if a in ALIASES]
+        return (min(held) if held else len(ALIASES), -int(info.version))
+
+    client = _client()
+    views = []
+    for info in sorted(versions, key=rank)[:limit]:
         metrics: dict[str, float] = {}
         lineage: dict[str, str] = {}
         run_url = ""
-        if mv.run_id:
+        if info.run_id:
             try:
-                run = client.get_run(mv.run_id)
+                run = client.get_run(info.run_id)
                 metrics = dict(run.data.metrics)
                 run_tags = dict(run.data.tags)
                 lineage = {label: run_tags[key] for key, label in LINEAGE_TAGS.items() if key in run_tags}
-                run_url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{mv.run_id}"
+                run_url = f"{base}/#/experiments/{run.info.experiment_id}/runs/{info.run_id}"
             except Exception as exc:  # noqa: BLE001 - a deleted run still leaves the version visible
-                log.warning("run %s of %s v%s is not readable: %s", mv.run_id, name, mv.version, exc)
+                log.warning("run %s of %s v%s is not readable: %s", info.run_id, name, info.version, exc)
+        tags = dict(info.tags)
         for key, label in LINEAGE_TAGS.items():
             if key in tags and label not in lineage:
                 lineage[label] = tags[key]
         model, baselines = split_metrics(metrics)
-        alias_list = sorted(by_version.get(str(mv.version), []),
-                            key=lambda a: ALIASES.index(a) if a in ALIASES else len(ALIASES))
-        facts = [(label, tags[key]) for key, label in MODEL_TAGS.items() if tags.get(key)]
         views.append(VersionView(
-            aliases=alias_list, name=name, version=str(mv.version), created=_when(mv.creation_timestamp),
-            run_id=mv.run_id, decision=tags.get("gate.decision", ""), reasons=_reasons(tags.get("gate.reasons")),
-            versus=versus_rows(tags), model=facts, metrics=model, baselines=baselines,
-            lineage=sorted(lineage.items()),
-            mlflow_url=f"{base}/#/models/{name}/versions/{mv.version}", run_url=run_url))
+            aliases=sorted(info.aliases, key=lambda a: ALIASES.index(a) if a in ALIASES else len(ALIASES)),
+            name=name, version=str(info.version), created=f"{info.created} UTC" if info.created else "",
+            run_id=info.run_id, decision=info.decision or "", reasons=list(info.reasons),
+            versus=versus_rows(tags), model=[(label, tags[key]) for key, label in MODEL_TAGS.items() if tags.get(key)],
+            metrics=model, baselines=baselines, lineage=sorted(lineage.items()),
+            mlflow_url=f"{base}/#/models/{name}/versions/{info.version}", run_url=run_url))
     return views
 
 
@@ -178,6 +167,7 @@ class RunView:
     run_id: str
     name: str
     status: str
+    step: str
     started: str
     started_ms: int
     params: dict[str, str]
@@ -186,8 +176,12 @@ class RunView:
     url: str
 
 
-def recent_runs(cfg: Config, limit: int = 50) -> list[RunView]:
-    """The latest runs of experiment ``register.experiment``, newest first."""
+def recent_runs(cfg: Config, limit: int = 50, step: str | None = "train") -> list[RunView]:
+    """The latest runs of experiment ``register.experiment``, newest first.
+
+    Args:
+        step: only runs tagged ``step=<step>`` (train, evaluate, register); None: every run.
+    """
     client = _client()
     try:
         experiment = client.get_experiment_by_name(cfg.register.experiment)
@@ -195,15 +189,16 @@ def recent_runs(cfg: Config, limit: int = 50) -> list[RunView]:
         raise RegistryError(f"cannot reach the MLflow store: {exc}") from exc
     if experiment is None:
         return []
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"],
-                              max_results=limit)
+    query = f"tags.step = '{step}'" if step else ""
+    runs = client.search_runs([experiment.experiment_id], filter_string=query,
+                              order_by=["attributes.start_time DESC"], max_results=limit)
     base = cfg.ui.mlflow_ui_url.rstrip("/")
     out = []
     for run in runs:
         tags = run.data.tags
         out.append(RunView(
             run_id=run.info.run_id, name=tags.get("mlflow.runName", run.info.run_id[:8]),
-            status=run.info.status, started=_when(run.info.start_time), started_ms=int(run.info.start_time or 0),
+            status=run.info.status, step=tags.get("step", ""), started=_when(run.info.start_time), started_ms=int(run.info.start_time or 0),
             params=dict(run.data.params),
             metrics={k: v for k, v in run.data.metrics.items() if math.isfinite(v)},
             commit=(tags.get("git.commit") or tags.get("mlflow.source.git.commit") or "")[:10],

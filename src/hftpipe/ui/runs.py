@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, request
 
 from hftpipe.errors import HftpipeError
 from hftpipe.ui import catalog
@@ -10,6 +10,7 @@ from hftpipe.ui import catalog
 bp = Blueprint("runs", __name__)
 
 PARAMS_SHOWN = ("train.model", "train.horizon", "train.window", "train.epochs", "data.source")
+STEPS = {"train": "Training", "evaluate": "Evaluation", "register": "Registration", "all": "All runs"}
 
 
 @bp.get("/runs")
@@ -18,10 +19,12 @@ def page() -> str:
     from hftpipe.ui.app import CONFIG_KEY
 
     cfg = current_app.config[CONFIG_KEY]
+    step = request.args.get("step", "train")
+    step = step if step in STEPS else "train"
     error = None
     runs: list[catalog.RunView] = []
     try:
-        runs = catalog.recent_runs(cfg)
+        runs = catalog.recent_runs(cfg, step=None if step == "all" else step)
     except HftpipeError as exc:
         error = str(exc)
     metrics = catalog.key_metric_names(runs)
@@ -29,4 +32,5 @@ def page() -> str:
              "runs": [{"name": r.name, "started": r.started, "id": r.run_id[:8],
                        "values": {m: r.metrics.get(m) for m in metrics}} for r in reversed(runs)]}
     return render_template("runs.html", runs=runs, metrics=metrics, params=PARAMS_SHOWN, chart=chart,
-                           error=error, experiment=cfg.register.experiment, active="runs")
+                           error=error, experiment=cfg.register.experiment, steps=STEPS, step=step,
+                           active="runs")
