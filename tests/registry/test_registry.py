@@ -177,6 +177,16 @@ def test_cli_register_list_rollback(scored, features_dir: Path, tmp_path: Path) 
     assert again.exit_code == 2 and "error: hftpipe-lob has no 'previous' version" in again.output
 
 
+def test_report_of_another_model_is_refused(scored, features_dir: Path, tmp_path: Path) -> None:
+    bundle, report, _ = scored[0]
+    other = json.loads(Path(report).read_text())
+    other["model_info"]["horizon"] = 50
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(RegistryError, match="computed for a model with horizon=50, but this bundle has horizon=10"):
+        register(registry_config(), bundle, tmp_path / "other.json", features_dir=features_dir)
+    assert _alias("champion") is None and _alias("challenger") is None  # nothing was registered
+
+
 def test_missing_report_and_unknown_model_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="run `hftpipe evaluate` first"):
         from hftpipe.registry.registry import read_report

@@ -168,6 +168,20 @@ def eval_data_id(features_dir: str | Path | None, report: dict[str, Any]) -> str
     return None
 
 
+def _check_report_matches(report: dict[str, Any], bundle_info: dict[str, Any], report_path: str | Path) -> None:
+    """Refuse a report written for another model (a wrong --report would gate the wrong numbers)."""
+    info = report.get("model_info")
+    if not isinstance(info, dict):
+        return  # an older or hand-written report: nothing to cross-check
+    for key in ("horizon", "window", "levels"):
+        if info.get(key) is not None and int(info[key]) != int(bundle_info[key]):
+            raise RegistryError(f"{report_path} was computed for a model with {key}={info[key]}, but this bundle has "
+                                f"{key}={bundle_info[key]}; evaluate this model first (`hftpipe evaluate`)")
+    if info.get("model") is not None and info["model"] != bundle_info.get("model"):
+        raise RegistryError(f"{report_path} was computed for a {info['model']!r} model, but this bundle is "
+                            f"{bundle_info.get('model')!r}; evaluate this model first (`hftpipe evaluate`)")
+
+
 def _report_features_dir(report: dict[str, Any]) -> Path | None:
     """The feature folder the report was computed on, if the report names one that still exists."""
     named = (report.get("data") or {}).get("features_dir") if isinstance(report.get("data"), dict) else None
@@ -355,6 +369,7 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
     model_dir = Path(model_dir)
     bundle_info = read_bundle_json(model_dir)
     report = read_report(report_path)
+    _check_report_matches(report, bundle_info, report_path)
     if features_dir is None:
         features_dir = _report_features_dir(report)
     data_id = eval_data_id(features_dir, report)
@@ -380,7 +395,10 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
     for key, value in run_tracker_metrics.items():
         mc.log_metric(target, key, value)
 
+    previous = str(champion_version.version) if champion_version is not None else None
     tags = _version_tags(bundle_info, report, decision, champion, data_id, features_dir, cfg)
+    if decision.passed and previous is not None:
+        tags["promotion.replaced"] = previous  # what a later rollback of this version restores
     with fluent_store():
         info = log_bundle_model(model_dir, target, features_dir)
         _ensure_registered_model(mc, name)
@@ -388,11 +406,9 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
         version = str(mlflow.register_model(info.model_uri, name, tags={k: _tag(v) for k, v in tags.items()
                                                                         if v is not None}).version)
 
-    previous = str(champion_version.version) if champion_version is not None else None
     if decision.passed:
-        if previous is not None and previous != version:
+        if previous is not None:
             mc.set_registered_model_alias(name, PREVIOUS, previous)
-            mc.set_model_version_tag(name, version, "promotion.replaced", previous)
         mc.set_registered_model_alias(name, CHAMPION, version)
         alias = CHAMPION
     else:
