@@ -47,13 +47,13 @@ def goog_features(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_bundle(directory: Path, features_dir: Path, *, levels: int = 1, horizon: int = K,
-                alpha: float | None = None, trained_on: dict | None = None, cfg: Config = CFG) -> Path:
+                alpha: float | None = None, trained_on: dict | None = None) -> Path:
     fs = load_feature_set(features_dir)
     torch.manual_seed(0)
     module = build_model("logreg", levels, WINDOW)
     ends = np.flatnonzero(fs.split == 0)
     stats = fit_window_stats(fs.book()[:, : 4 * levels], ends[ends >= WINDOW], WINDOW)
-    return save_bundle(directory, module, config=cfg.to_dict(), model_name="logreg", levels=levels,
+    return save_bundle(directory, module, config=CFG.to_dict(), model_name="logreg", levels=levels,
                        window=WINDOW, horizon=horizon, alpha=fs.alpha(K) if alpha is None else alpha, stats=stats,
                        hidden=64, dropout=0.0, feature_meta=trained_on if trained_on is not None else fs.meta)
 
@@ -126,7 +126,7 @@ def test_another_file_is_scored_whole_and_labels_use_the_models_alpha(tmp_path: 
 @pytest.mark.parametrize(("change", "message"), [
     ({"levels": 5}, "the model reads 5 book level"),
     ({"horizon": 7}, "horizon k=7 but the feature set only has"),
-    ({"cfg": Config().replace(features=FeaturesConfig(label="deeplob"))}, "features.label='deeplob'"),
+    ({"trained_label": "deeplob"}, "features.label='deeplob'"),
 ])
 def test_a_model_that_cannot_read_the_data_is_refused(tmp_path: Path, goog_features: Path, change: dict,
                                                       message: str) -> None:
@@ -137,6 +137,9 @@ def test_a_model_that_cannot_read_the_data_is_refused(tmp_path: Path, goog_featu
         bundle_dir = save_bundle(tmp_path / "b", build_model("logreg", 5, WINDOW), config=CFG.to_dict(),
                                  model_name="logreg", levels=5, window=WINDOW, horizon=K, alpha=fs.alpha(K),
                                  stats=stats, hidden=64, dropout=0.0, feature_meta=fs.meta)
+    elif "trained_label" in change:  # trained on a feature set with another label kind
+        trained_on = {**load_feature_set(goog_features).meta, "label": change["trained_label"]}
+        bundle_dir = make_bundle(tmp_path / "b", goog_features, trained_on=trained_on)
     else:
         bundle_dir = make_bundle(tmp_path / "b", goog_features, **change)
     with pytest.raises(ModelError, match=message):
@@ -157,7 +160,8 @@ def test_cli_prints_the_model_beside_the_baselines(tmp_path: Path, goog_features
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics == json.loads((out / "metrics.json").read_text())
     assert metrics["macro_f1"] == json.loads((out / "report.json").read_text())["model"]["macro_f1"]
-    missing = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "nope"), "--no-track"])
+    missing = CliRunner().invoke(main, ["--params", str(params), "evaluate", "--model", str(tmp_path / "nope"),
+                                        "--no-track"])
     assert missing.exit_code == 2 and "is not a model bundle folder" in missing.output
 
 

@@ -148,12 +148,18 @@ def _model_book(feature_set: Any, levels: int) -> np.ndarray:
     return np.ascontiguousarray(feature_set.book()[:, : 4 * levels])
 
 
+def _trained_feature_setting(feature_meta: dict[str, Any], config: dict[str, Any], key: str) -> Any:
+    """How the training data was built: the training feature set's own metadata, else the saved config."""
+    if feature_meta.get(key) is not None:
+        return feature_meta[key]
+    return (config.get("features") or {}).get(key)
+
+
 def _check_compatible(bundle: Any, feature_set: Any) -> tuple[np.ndarray, str]:
     """Labels at the model's horizon under the model's alpha, and a note on where they came from."""
     k = bundle.horizon
-    trained = bundle.config_dict.get("features", {})
     for key, have in (("label", feature_set.meta.get("label")), ("sampling", feature_set.meta.get("sampling"))):
-        want = trained.get(key)
+        want = _trained_feature_setting(bundle.feature_meta, bundle.config_dict, key)
         if want is not None and have != want:
             raise ModelError(f"the model was trained with features.{key}={want!r} but the data has {have!r}; "
                              f"pass the raw LOBSTER file with --data so features are rebuilt with the model's "
@@ -352,6 +358,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     if data.get("label_known_at_t"):
         lines.append("- **Warning:** the deeplob label is PARTLY KNOWN AT TIME t (the past k-mean is in it); "
                      "high scores on it are not predictive power.")
+    lines += ["- Baselines, on the same rows: **majority** = the most frequent class of this file's training "
+              "split; **persistence** = the label of row t-k (its window has closed at t); **momentum** = the "
+              "past k-event mid move mid[t]/mid[t-k]-1 with the same alpha band."]
     lines += ["", "## Classification (macro-F1 with its 95% block-bootstrap interval, in %)", "",
               "| | macro-F1 | 95% interval | accuracy | MCC | F1 down | F1 stationary | F1 up |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -417,8 +426,13 @@ def features_for_model(cfg: Config, bundle_dir: str | Path, source: str | Path, 
             raise ModelError(f"the model reads {info['levels']} book level(s) but {source} has "
                              f"{table.meta.levels}; evaluate it on a LOBSTER file with at least {info['levels']} levels")
     alpha = info.get("alpha")
-    fcfg = dataclasses.replace(trained.features, horizons=(int(info["horizon"]),),
-                               alpha=None if alpha is None else float(alpha), output=str(workdir / "features"))
+    feature_meta = info.get("feature_meta") or {}
+    fcfg = dataclasses.replace(
+        trained.features, horizons=(int(info["horizon"]),), alpha=None if alpha is None else float(alpha),
+        label=_trained_feature_setting(feature_meta, info.get("config") or {}, "label") or trained.features.label,
+        sampling=_trained_feature_setting(feature_meta, info.get("config") or {}, "sampling")
+        or trained.features.sampling,
+        output=str(workdir / "features"))
     build_features(fcfg, events, workdir / "features")
     return workdir / "features"
 
