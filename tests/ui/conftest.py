@@ -156,7 +156,7 @@ class ServeProcess:
         self.__exit__()
         raise RuntimeError(f"hftpipe serve not ready after {self.timeout_s} s:\n{self.log()}")
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -192,7 +192,7 @@ class UIServer:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)

@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hftpipe.data import book_matrix, read_events
 from hftpipe.evaluation.backtest import backtest
 from hftpipe.features.labels import classify, label_return
 from hftpipe.features.sampling import sample_indices
-from hftpipe.data import book_matrix, read_events
 from hftpipe.ui.client import ServingUnavailable
 from hftpipe.ui.replay import (
     OutcomeTracker,

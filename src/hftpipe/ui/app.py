@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
 
 from flask import Flask, Response, current_app, render_template, request, send_file
 from flask_wtf.csrf import CSRFError, CSRFProtect

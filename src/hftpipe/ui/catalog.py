@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from hftpipe.config import Config
@@ -40,7 +40,7 @@ def _client() -> Any:
 def _when(ms: int | None) -> str:
     if not ms:
         return ""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _metric_order(name: str) -> tuple[int, str]:
@@ -185,7 +185,7 @@ def recent_runs(cfg: Config, limit: int = 50, step: str | None = "train") -> lis
     client = _client()
     try:
         experiment = client.get_experiment_by_name(cfg.register.experiment)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise RegistryError(f"cannot reach the MLflow store: {exc}") from exc
     if experiment is None:
         return []

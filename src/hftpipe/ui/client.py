@@ -154,10 +154,10 @@ def parse_stream_response(body: Any) -> StreamPrediction:
     predictions = body.get("predictions") or []
     known = {"ready", "filled", "window", "predictions", "model_name", "model_version", "symbol"}
     extra = {k: v for k, v in body.items() if k not in known}
-    common = dict(ready=bool(body["ready"]), filled=body.get("filled"), window=body.get("window"),
-                  model_name=body.get("model_name"),
-                  model_version=None if body.get("model_version") is None else str(body["model_version"]),
-                  extra=extra)
+    version = body.get("model_version")
+    common: dict[str, Any] = {"ready": bool(body["ready"]), "filled": body.get("filled"),
+                              "window": body.get("window"), "model_name": body.get("model_name"),
+                              "model_version": None if version is None else str(version), "extra": extra}
     if not body["ready"] or not predictions:
         return StreamPrediction(cls=None, label=None, probabilities=None, **common)
     first = predictions[0]

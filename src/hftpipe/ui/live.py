@@ -9,13 +9,30 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 from hftpipe.config import Config
 from hftpipe.errors import HftpipeError
 from hftpipe.ui import modelinfo
 from hftpipe.ui.client import ServingClient, ServingRejected, ServingUnavailable, StreamPrediction
-from hftpipe.ui.replay import OutcomeTracker, Prediction, ReplayFile, list_replay_files, load_replay_day, replay_updates
+from hftpipe.ui.replay import (
+    OutcomeTracker,
+    Prediction,
+    ReplayFile,
+    list_replay_files,
+    load_replay_day,
+    replay_updates,
+)
 
 log = logging.getLogger(__name__)
 
