@@ -42,6 +42,7 @@ from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
+import psutil  # noqa: E402  (a kserve dependency)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO / "data" / "raw" / "LOBSTER_SampleFile_GOOG_2012-06-21_10.zip"
@@ -92,11 +93,26 @@ class Result:
     name: str
     p50_ms: float
     p99_ms: float
+    cpu_ms: float  # CPU time of the serving process tree per sequential request: robust to a busy machine
     throughput: dict[int, float] = field(default_factory=dict)
 
 
-def sequential(port: int, target: Target, n: int, warmup: int) -> np.ndarray:
-    """Latencies (ms) of ``n`` sequential requests on one connection after ``warmup`` unmeasured ones."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (mlflow serve forks uvicorn)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def sequential(port: int, target: Target, n: int, warmup: int, pid: int) -> tuple[np.ndarray, float]:
+    """Latencies (ms) of ``n`` sequential requests on one connection after ``warmup`` unmeasured ones,
+    and the server's CPU ms per request over them."""
     client = Client(port)
     try:
         if target.prime:
@@ -104,12 +120,13 @@ def sequential(port: int, target: Target, n: int, warmup: int) -> np.ndarray:
         for i in range(warmup):
             client.post(target.path, target.body(0, i))
         out = np.empty(n)
+        cpu0 = cpu_seconds(pid)
         for i in range(n):
             body = target.body(0, warmup + i)
             start = time.perf_counter()
             client.post(target.path, body)
             out[i] = (time.perf_counter() - start) * 1e3
-        return out
+        return out, (cpu_seconds(pid) - cpu0) / n * 1e3
     finally:
         client.close()
 
@@ -148,12 +165,12 @@ def concurrent(port: int, target: Target, clients: int, total: int) -> float:
     return per_client * clients / elapsed
 
 
-def measure(port: int, target: Target, n: int, total: int) -> Result:
-    lat = sequential(port, target, n, warmup=max(10, n // 10))
-    result = Result(target.name, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)))
+def measure(port: int, target: Target, n: int, total: int, pid: int) -> Result:
+    lat, cpu_ms = sequential(port, target, n, warmup=max(10, n // 10), pid=pid)
+    result = Result(target.name, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), cpu_ms)
     for c in CLIENTS:
         result.throughput[c] = concurrent(port, target, c, total)
-    print(f"  {target.name}: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+    print(f"  {target.name}: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, cpu {cpu_ms:.2f} ms/req, "
           + ", ".join(f"{c}c {r:.0f}/s" for c, r in result.throughput.items()), flush=True)
     return result
 
@@ -163,12 +180,15 @@ def floor(bundle, windows: np.ndarray, n: int, total: int) -> Result:
     for i in range(20):
         bundle.predict_proba(windows[i % len(windows)][None])
     lat = np.empty(n)
+    cpu0 = time.process_time()
     for i in range(n):
         w = windows[i % len(windows)][None]
         start = time.perf_counter()
         bundle.predict_proba(w)
         lat[i] = (time.perf_counter() - start) * 1e3
-    result = Result("in-process forward (floor)", float(np.percentile(lat, 50)), float(np.percentile(lat, 99)))
+    cpu_ms = (time.process_time() - cpu0) / n * 1e3
+    result = Result("in-process forward (floor)", float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
+                    cpu_ms)
     for c in CLIENTS:
         per = max(1, total // c)
         barrier = threading.Barrier(c + 1)
@@ -264,10 +284,10 @@ def register_bench_model(book: np.ndarray, work: Path) -> str:
 
 
 def table(results: list[Result]) -> str:
-    head = "| target | p50 ms | p99 ms | " + " | ".join(f"req/s @{c}" for c in CLIENTS) + " |"
-    rows = [head, "|" + "---|" * (3 + len(CLIENTS))]
+    head = "| target | p50 ms | p99 ms | CPU ms/req | " + " | ".join(f"req/s @{c}" for c in CLIENTS) + " |"
+    rows = [head, "|" + "---|" * (4 + len(CLIENTS))]
     for r in results:
-        rows.append(f"| {r.name} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+        rows.append(f"| {r.name} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.cpu_ms:.2f} | "
                     + " | ".join(f"{r.throughput[c]:.0f}" for c in CLIENTS) + " |")
     return "\n".join(rows)
 
@@ -339,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         v1 = f"/v1/models/{name}:predict"
         v2 = f"/v2/models/{name}/infer"
         print("hftpipe serve:", flush=True)
-        with Server(cmd, port, "/v2/health/ready", env, work / "serve.log"):
+        with Server(cmd, port, "/v2/health/ready", env, work / "serve.log") as server:
             check = Client(port)
             got = orjson.loads(check.post(v1, v1_window[0]))["predictions"][0]["probabilities"]
             check.close()
@@ -351,22 +371,24 @@ def main(argv: list[str] | None = None) -> int:
                 Target("predictor streaming V1", v1, v1_stream, primer(v1, v1_stream)),
                 Target("predictor streaming V2", v2, v2_stream, primer(v2, v2_stream)),
             ):
-                results.append(measure(port, target, args.requests, args.throughput_requests))
+                results.append(measure(port, target, args.requests, args.throughput_requests, server.proc.pid))
 
         mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
         port = free_port()
-        env = {**env, "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri()}
+        # mlflow runs `uvicorn` from PATH: put this interpreter's bin folder (the venv) first.
+        env = {**env, "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(),
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
         cmd = [mlflow_bin, "models", "serve", "-m", f"models:/{name}@champion" if "@" in uri else uri,
                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
         print("mlflow models serve:", flush=True)
-        with Server(cmd, port, "/ping", env, work / "mlflow.log"):
+        with Server(cmd, port, "/ping", env, work / "mlflow.log") as server:
             check = Client(port)
             got = orjson.loads(check.post("/invocations", mlflow_window[0]))["predictions"][0]
             check.close()
             np.testing.assert_allclose(got, bundle.predict_proba(windows[0])[0], rtol=1e-9)
             results.append(measure(port, Target("mlflow models serve", "/invocations",
                                                 lambda c, i: mlflow_window[(c * 31 + i) % len(windows)]),
-                                   args.requests, args.throughput_requests))
+                                   args.requests, args.throughput_requests, server.proc.pid))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -378,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {}
     for name_ in ("predictor window V1", "predictor window V2", "predictor streaming V1"):
         ratios[f"{name_} / mlflow @4"] = by[name_].throughput[4] / mlf.throughput[4]
+        # CPU per request: what throughput would be on idle dedicated cores, whatever else runs here.
+        ratios[f"mlflow CPU ms/req / {name_}"] = mlf.cpu_ms / by[name_].cpu_ms
     for k, v in ratios.items():
         print(f"{k}: {v:.1f}x")
     stream = by["predictor streaming V1"]

@@ -103,8 +103,9 @@ class ServerProcess:
                 self.proc.wait(timeout=10)
         self._log.close()
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+    def log(self, tail: int | None = 4000) -> str:
+        text = self.log_path.read_text(errors="replace")
+        return text[-tail:] if tail else text
 
     def post(self, path: str, body: Any = None, data: bytes | None = None, **kw: Any) -> requests.Response:
         if data is None:

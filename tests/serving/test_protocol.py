@@ -173,3 +173,29 @@ def test_smoke_input_prefers_the_last_served_window(goog_book, tmp_path):
     recent = goog_book[None, 50:50 + WINDOW]
     np.testing.assert_array_equal(smoke_input(bundle, recent), goog_book[None, 60:70])
     assert smoke_input(bundle, goog_book[None, :5]).shape == (1, 10, 40)  # too short: synthetic
+
+
+def test_micro_batcher_answers_each_request_with_its_own_rows(tmp_path, goog_book):
+    import asyncio
+
+    from hftpipe.models.bundle import load_bundle
+    from hftpipe.serving.batching import MicroBatcher
+
+    old = load_bundle(make_bundle(tmp_path / "a", goog_book, seed=0))
+    new = load_bundle(make_bundle(tmp_path / "b", goog_book, seed=1))
+    batches = []
+    for bundle in (old, new):  # count forward passes per model
+        forward = bundle.predict_proba
+        bundle.predict_proba = lambda raw, f=forward: batches.append(len(raw)) or f(raw)
+    requests = [(old if i % 3 else new, np.stack([goog_book[e - WINDOW + 1:e + 1] for e in range(30 + i, 33 + i)]))
+                for i in range(7)]
+
+    async def together():
+        batcher = MicroBatcher()
+        return await asyncio.gather(*(batcher.predict_proba(b, w) for b, w in requests))
+
+    answers = asyncio.run(together())
+    assert sorted(batches) == [9, 12]  # one forward pass per model for 7 concurrent requests
+    for (bundle, windows), proba in zip(requests, answers, strict=True):
+        expected = (old if bundle is old else new)
+        np.testing.assert_allclose(proba, load_bundle(expected.path).predict_proba(windows), rtol=1e-6)

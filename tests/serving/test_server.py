@@ -158,7 +158,7 @@ def test_binds_loopback_only_with_grpc_off(served):
             if state == "0A" and int(port, 16) == server.port:
                 listening.add(address)
     assert listening == {"0100007F"}  # 127.0.0.1 only, never 0.0.0.0 (00000000)
-    assert "gRPC off" in server.log()
+    assert "gRPC off" in server.log(tail=None)
     assert server.session.get(f"{server.url}/v2/health/ready").json() == {"ready": True}
 
 

@@ -13,9 +13,13 @@ _argv, sys.argv = sys.argv, sys.argv[:1]
 try:
     import kserve  # noqa: E402
     from kserve import model_server  # noqa: E402
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING  # noqa: E402
     from kserve.errors import InvalidInput  # noqa: E402
+    from kserve.protocol.grpc.server import GRPCServer  # noqa: E402
+    from kserve.protocol.rest.server import RESTServer  # noqa: E402
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse  # noqa: E402
 finally:
     sys.argv = _argv
 
-__all__ = ["InferOutput", "InferRequest", "InferResponse", "InvalidInput", "kserve", "model_server"]
+__all__ = ["FASTAPI_APP_IMPORT_STRING", "GRPCServer", "InferOutput", "InferRequest", "InferResponse", "InvalidInput",
+           "RESTServer", "kserve", "model_server"]

@@ -15,6 +15,7 @@ import orjson
 
 from hftpipe.config import ServeConfig
 from hftpipe.serving import metrics
+from hftpipe.serving.batching import MicroBatcher
 from hftpipe.serving._kserve import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
 from hftpipe.serving.protocol import (
     BadRequest,
@@ -42,6 +43,7 @@ class LobPredictor(kserve.Model):
         self.windows = RollingWindows(cfg.max_symbols)
         self.holder: ModelHolder | None = None
         self.reloader: Reloader | None = None
+        self.batcher = MicroBatcher()
 
     def load(self) -> bool:
         """Fetch, load and smoke-test the model; raises (and stays not ready) if any step fails."""
@@ -70,7 +72,7 @@ class LobPredictor(kserve.Model):
     def _refused(self, version: str, reason: str) -> None:
         metrics.RELOADS.labels(self.name, "failure").inc()
 
-    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
         """Answer one V1 (dict) or V2 (InferRequest) request; caller errors become 400 InvalidInput."""
         served = self.holder.current  # one model for the whole request, even if a swap happens meanwhile
         bundle = served.bundle
@@ -95,9 +97,11 @@ class LobPredictor(kserve.Model):
 
         stream: dict[str, Any] | None = None
         if isinstance(request, StreamRequest):
-            proba, stream = self._stream(request, served)
+            window, stream = self._stream(request, served)
+            proba = (np.empty((0, len(bundle.class_names))) if window is None
+                     else await self.batcher.predict_proba(bundle, window))
         else:
-            proba = bundle.predict_proba(request.windows)
+            proba = await self.batcher.predict_proba(bundle, request.windows)
             self.holder.recent = request.windows[-1:]
         counter = metrics.PREDICTIONS
         names = bundle.class_names
@@ -111,7 +115,8 @@ class LobPredictor(kserve.Model):
         body["model_version"] = served.version
         return body
 
-    def _stream(self, request: StreamRequest, served: ServedModel) -> tuple[np.ndarray, dict[str, Any]]:
+    def _stream(self, request: StreamRequest, served: ServedModel) -> tuple[np.ndarray | None, dict[str, Any]]:
+        """Update the symbol's rolling window; return it as (1, T, 4L) once full (else None) and the state."""
         bundle = served.bundle
         if request.reset:
             self.windows.reset(request.symbol)
@@ -119,14 +124,12 @@ class LobPredictor(kserve.Model):
         if request.book is not None:
             window, filled = self.windows.push(request.symbol, request.book, bundle.window)
         metrics.STREAM_SYMBOLS.labels(self.name).set(len(self.windows))
-        if window is None:
-            proba = np.empty((0, len(bundle.class_names)))
-        else:
-            proba = bundle.predict_proba(window[None])
-            self.holder.recent = window[None]
+        if window is not None:
+            window = window[None]
+            self.holder.recent = window
         info = {"symbol": request.symbol, "ready": window is not None, "filled": filled,
                 "window": bundle.window}
-        return proba, info
+        return window, info
 
 
 def _tensor_input(inp: Any) -> TensorInput:

@@ -112,18 +112,20 @@ def check_books(books: np.ndarray, layout: Layout, what: str) -> None:
     if books.shape[-1] != layout.columns:
         raise BadRequest(f"{what}: each book state must have {layout.columns} values "
                          f"({layout.levels} level(s) x 4), got {books.shape[-1]}")
+    # Fast path: one comparison per half (NaN fails both); the messages are worked out only on failure.
     sizes = books[..., 1::2]
-    if np.isnan(sizes).any():
-        raise BadRequest(f"{what}: sizes (columns 2, 4, ...) must be numbers; only prices may be null")
-    if (sizes < 0).any():
+    if not (sizes >= 0).all():
+        if np.isnan(sizes).any():
+            raise BadRequest(f"{what}: sizes (columns 2, 4, ...) must be numbers; only prices may be null")
         raise BadRequest(f"{what}: sizes must be >= 0")
-    best = books[..., [0, 2]]
-    if np.isnan(best).any():
-        raise BadRequest(f"{what}: the best ask and best bid prices (columns 1 and 3) must be present; "
-                         "the mid price is taken from them")
     prices = books[..., 0::2]
-    if (prices[~np.isnan(prices)] <= 0).any():
-        raise BadRequest(f"{what}: prices must be > 0 (dollars); send null for an empty level")
+    if not (prices > 0).all():
+        missing = np.isnan(prices)
+        if missing[..., :2].any():
+            raise BadRequest(f"{what}: the best ask and best bid prices (columns 1 and 3) must be present; "
+                             "the mid price is taken from them")
+        if (prices[~missing] <= 0).any():
+            raise BadRequest(f"{what}: prices must be > 0 (dollars); send null for an empty level")
 
 
 def _check_windows(windows: np.ndarray, layout: Layout, what: str) -> np.ndarray:

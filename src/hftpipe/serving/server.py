@@ -6,6 +6,7 @@ binds the configured host instead, and gRPC stays off unless ``serve.grpc`` is t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import warnings
@@ -15,7 +16,7 @@ import orjson
 
 from hftpipe.config import Config
 from hftpipe.errors import ConfigError
-from hftpipe.serving._kserve import InvalidInput, model_server
+from hftpipe.serving._kserve import FASTAPI_APP_IMPORT_STRING, GRPCServer, InvalidInput, RESTServer, model_server
 from hftpipe.serving.predictor import LobPredictor
 from hftpipe.serving.runtime import model_source
 
@@ -96,23 +97,50 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class HostModelServer(model_server.ModelServer):
-    """KServe's ModelServer with the REST host as a setting (KServe hard-codes 0.0.0.0)."""
+class _RESTServer(RESTServer):
+    """KServe's REST server on a configurable host, with our body limit in front.
 
-    def __init__(self, host: str, **kwargs: Any) -> None:
+    KServe's TimingMiddleware is left out: it only feeds a debug log line (the latency histograms live in
+    ``Model.__call__``) and resolves the route name a second time on every request.
+    """
+
+    def __init__(self, *args: Any, host: str, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.host = host
+        self.config.access_log = False  # a line per request costs more than a small model's forward pass
+        self.max_body_bytes = max_body_bytes
+
+    def _add_middlewares(self, app: Any) -> None:
+        app.add_middleware(BodyLimit, max_bytes=self.max_body_bytes)
+
+
+class HostModelServer(model_server.ModelServer):
+    """KServe's ModelServer with the REST host as a setting (KServe 0.21 hard-codes 0.0.0.0), one worker."""
+
+    def __init__(self, host: str, max_body_bytes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.host = host
+        self.max_body_bytes = max_body_bytes
 
-    def setup_event_loop(self) -> None:
-        # ModelServer.start() builds the REST server, then calls this just before the event loop runs:
-        # the one moment the uvicorn config can still be changed (kserve pinned to 0.21).
-        if self._rest_server is not None:
-            self._rest_server.config.host = self.host
-        elif self.workers > 1:
-            raise ConfigError("serve.workers > 1 is not supported: scale with replicas instead")
+    def start(self, models: list[Any]) -> None:
+        """ModelServer.start for one worker, with our REST server; blocks until SIGINT/SIGTERM."""
+        self._register_and_check_atleast_one_model_is_ready(models)
+        self._rest_server = _RESTServer(
+            FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
+            host=self.host, max_body_bytes=self.max_body_bytes, access_log_format=self.access_log_format,
+            workers=1, grace_period=self.grace_period, event_loop=self.event_loop,
+            timeout_keep_alive=self.timeout_keep_alive,
+        )
+        self.servers.append(self._rest_server.start())
+        if self.enable_grpc:
+            self._grpc_server = GRPCServer(self.grpc_port, self.dataplane, self.model_repository_extension,
+                                           kwargs=vars(model_server.args), grace_period=self.grace_period)
+            self.servers.append(self._grpc_server.start(self.max_threads))
         log.info("REST on http://%s:%d%s", self.host, self.http_port,
                  f", gRPC on [::]:{self.grpc_port}" if self.enable_grpc else " (gRPC off)")
-        super().setup_event_loop()
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())
 
 
 def build_predictor(cfg: Config) -> LobPredictor:
@@ -140,17 +168,15 @@ def serve(cfg: Config) -> None:
         http_port=serve_cfg.port,
         grpc_port=serve_cfg.grpc_port,
         enable_grpc=serve_cfg.grpc,
+        max_body_bytes=serve_cfg.max_body_bytes,
         workers=1,
         enable_latency_logging=False,  # KServe logs several lines per request otherwise
         enable_docs_url=False,
     )
-    # Per-request access lines cost more than a small model's forward pass; errors still log.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     logging.getLogger("kserve").addFilter(_QuietInvalidInput())
     # KServe 0.21 answers with FastAPI's ORJSONResponse, which warns on every request in FastAPI >= 0.120.
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-    model_server.app.add_middleware(BodyLimit, max_bytes=serve_cfg.max_body_bytes)
     try:
         server.start([predictor])
     finally:
