@@ -76,6 +76,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_train_samples: int | None = None  # subsample training windows (None: all)
     grad_clip: float = 1.0  # max gradient norm (0: no clipping); keeps the LSTM stable early on
+    threads: int | None = None  # torch CPU threads per process; None: cores / processes on this machine
     output: str = "data/model"  # model bundle folder (DVC output)
 
 

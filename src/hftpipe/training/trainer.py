@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "last.pt"
 CHECKPOINT_FORMAT = 1
+STATS_WINDOWS = 5000
 
 
 @dataclass
@@ -266,7 +267,8 @@ def fit(
         raise DataFormatError(f"{len(val_ends)} validation samples cannot be shared by {info.world_size} ranks")
 
     seed_everything(tcfg.seed)
-    stats = fit_window_stats(book, train_ends, window, seed=tcfg.seed)
+    # A few thousand windows pin the column means/stds down; more only costs time on deep books.
+    stats = fit_window_stats(book, train_ends, window, max_windows=STATS_WINDOWS, seed=tcfg.seed)
     train_set = BookWindows(book, train_ends, labels, window, stats)
     val_set = BookWindows(book, val_ends, labels, window, stats)
     per_epoch = min(tcfg.max_train_samples or len(train_ends), len(train_ends))
@@ -425,6 +427,9 @@ def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker
     alpha_map = meta.get("alpha") or {}
     alpha = alpha_map.get(str(tcfg.horizon)) if isinstance(alpha_map, dict) else alpha_map
 
+    # Oversubscribed cores make torch's spinning worker threads fight each other (10x slower measured here).
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")) or 1)
+    torch.set_num_threads(tcfg.threads or max(1, (os.cpu_count() or 1) // max(per_node, 1)))
     was_initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
     info = setup_distributed(tcfg.device)
     try:

@@ -1,0 +1,98 @@
+"""``hftpipe train``: one call into :func:`hftpipe.training.train`, optionally under torchrun."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+RUN_ID_FILE = "mlflow_run_id"  # next to the checkpoint, so --resume continues the same MLflow run
+
+
+def register(group: click.Group) -> None:
+    group.add_command(train)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(nproc: int, params: str, overrides: tuple[str, ...], cli_args: list[str],
+                     port: int) -> list[str]:
+    """The torchrun command line that re-runs this ``hftpipe train`` with ``nproc`` ranks on loopback."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+               "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "hftpipe.cli",
+               "--params", params]
+    for item in overrides:
+        command += ["-S", item]
+    return command + ["train", *cli_args]
+
+
+@contextlib.contextmanager
+def _tracker(cfg: Any, enabled: bool, features_dir: str, checkpoint_dir: Path, resume: bool) -> Iterator[Any]:
+    """Rank 0 with tracking on: an MLflow run (continued on --resume); otherwise no tracker."""
+    if not enabled or int(os.environ.get("RANK", "0")) != 0:
+        yield None
+        return
+    from hftpipe.registry.tracker import mlflow_run  # the MLflow edge, imported only here
+
+    id_file = checkpoint_dir / RUN_ID_FILE
+    run_id = id_file.read_text().strip() if resume and id_file.exists() else None
+    name = f"train-{cfg.train.model}-k{cfg.train.horizon}"
+    with mlflow_run(cfg, name, {"step": "train"}, features_dir=features_dir, run_id=run_id) as tracker:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(tracker.run_id + "\n")
+        yield tracker
+
+
+@click.command()
+@click.argument("features_dir", required=False)
+@click.option("-o", "--output", help="Model bundle folder (default: train.output).")
+@click.option("--nproc", type=int, help="Processes; >1 launches torchrun on this machine (default: train.nproc).")
+@click.option("--resume", is_flag=True, help="Continue from the last epoch checkpoint of this output folder.")
+@click.option("--tracking/--no-tracking", default=True, show_default=True, help="Log the run to MLflow.")
+@click.pass_obj
+def train(obj: Any, features_dir: str | None, output: str | None, nproc: int | None, resume: bool,
+          tracking: bool) -> None:
+    """Train train.model on a feature set and write the model bundle (model.pt + bundle.json)."""
+    from hftpipe.errors import ConfigError
+
+    cfg = obj.config
+    features_dir = features_dir or cfg.features.output
+    output = output or cfg.train.output
+    nproc = cfg.train.nproc if nproc is None else nproc
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1; got {nproc}")
+    if nproc > 1 and "RANK" not in os.environ:
+        # No --nproc for the ranks (RANK is set there); torchrun's parser would also take it for its own.
+        args = [features_dir, "-o", output] + (["--resume"] if resume else []) + \
+            ([] if tracking else ["--no-tracking"])
+        command = torchrun_command(nproc, obj.params, obj.overrides, args, _free_port())
+        env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
+        # Each rank gets an equal share of the cores instead of torchrun's default of one thread.
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+        click.echo(f"launching {nproc} processes: {' '.join(command)}", err=True)
+        raise SystemExit(subprocess.call(command, env=env))
+
+    from hftpipe.training import train as run_train
+    from hftpipe.training.trainer import default_checkpoint_dir
+
+    checkpoint_dir = default_checkpoint_dir(output)
+    with _tracker(cfg, tracking, features_dir, checkpoint_dir, resume) as tracker:
+        result = run_train(cfg, features_dir, output, tracker=tracker, resume=resume,
+                           checkpoint_dir=checkpoint_dir)
+    if result.rank == 0:
+        m = result.metrics
+        click.echo(f"{result.model}: best val macro-F1 {m['best_val_macro_f1']:.4f} (accuracy "
+                   f"{m['best_val_accuracy']:.4f}) at epoch {int(m['best_epoch'])} of {int(m['epochs_run'])}, "
+                   f"{m['train_samples_per_s']:.0f} samples/s on {result.world_size} process(es) -> "
+                   f"{result.bundle_dir}")
