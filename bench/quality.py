@@ -81,8 +81,8 @@ def render(results: list[dict[str, Any]], baselines: dict[tuple[str, int], dict[
     if has_oos:
         head += " AAPL macro-F1 | best baseline | margin [95%] | net bps/trade |"
         rule += "---:|---|---:|---:|"
-    lines = [f"Model quality (macro-F1 in %, margins in points over the best naive baseline on the same rows; "
-             f"{settings})", "", head, rule]
+    lines = [(f"Model quality (macro-F1 in %, margins in points over the best naive baseline on the same rows; "
+             f"{settings})"), "", head, rule]
     for r in results:
         row = [str(r["k"]), r["model"], *_cell(r["goog"]), f"{r['goog']['backtest']['model']['pnl_per_trade_bps']:+.2f}"]
         if has_oos:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from hftpipe.evaluation.metrics import classification_metrics, macro_f1_from_confusion, confusion_matrix
+from hftpipe.evaluation.metrics import classification_metrics, confusion_matrix, macro_f1_from_confusion
 
 LABELS = [0, 1, 2]
 

@@ -71,8 +71,8 @@ class EvaluationReport:
         """The model's macro-F1 beside every baseline, the margin and the backtest, one line each."""
         r = self.report
         data = r["data"]
-        lines = [f"{r['model_info']['model']} (k={r['model_info']['horizon']}) on {data['symbol']} {data['date']}, "
-                 f"scope {data['scope']}: {data['scored_rows']} rows"]
+        lines = [(f"{r['model_info']['model']} (k={r['model_info']['horizon']}) on {data['symbol']} {data['date']}, "
+                 f"scope {data['scope']}: {data['scored_rows']} rows")]
         rows = [("model", r["model"])] + [(f"baseline {n}", m) for n, m in r["baselines"].items()]
         for name, m in rows:
             iv = m["macro_f1_interval"]
@@ -347,20 +347,20 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation: {info['model']} at k={info['horizon']} on {data['symbol']} {data['date']}",
         "",
-        f"- Model: `{info['ref']}` ({info['model']}, window T={info['window']}, {info['levels']} level(s)); "
-        f"trained on {info['trained_on'].get('symbol')} {info['trained_on'].get('date')}.",
-        f"- Data: {data['symbol']} {data['date']}, sha256 `{str(data['source_sha256'])[:16]}...`, "
-        f"{data['sampling']} sampling, {data['label']} label.",
-        f"- Scope: **{data['scope']}** ({'test split only: the model was trained on this file' if data['scope'] == 'test' else 'the whole file: the model never saw it'}); "
-        f"{data['scored_rows']} scored rows, {data['backtest_events']} backtest events.",
+        (f"- Model: `{info['ref']}` ({info['model']}, window T={info['window']}, {info['levels']} level(s)); "
+        f"trained on {info['trained_on'].get('symbol')} {info['trained_on'].get('date')}."),
+        (f"- Data: {data['symbol']} {data['date']}, sha256 `{str(data['source_sha256'])[:16]}...`, "
+        f"{data['sampling']} sampling, {data['label']} label."),
+        (f"- Scope: **{data['scope']}** ({'test split only: the model was trained on this file' if data['scope'] == 'test' else 'the whole file: the model never saw it'}); "
+        f"{data['scored_rows']} scored rows, {data['backtest_events']} backtest events."),
         f"- Labels: {info['alpha_note']}.",
     ]
     if data.get("label_known_at_t"):
         lines.append("- **Warning:** the deeplob label is PARTLY KNOWN AT TIME t (the past k-mean is in it); "
                      "high scores on it are not predictive power.")
-    lines += ["- Baselines, on the same rows: **majority** = the most frequent class of this file's training "
+    lines += [("- Baselines, on the same rows: **majority** = the most frequent class of this file's training "
               "split; **persistence** = the label of row t-k (its window has closed at t); **momentum** = the "
-              "past k-event mid move mid[t]/mid[t-k]-1 with the same alpha band."]
+              "past k-event mid move mid[t]/mid[t-k]-1 with the same alpha band.")]
     lines += ["", "## Classification (macro-F1 with its 95% block-bootstrap interval, in %)", "",
               "| | macro-F1 | 95% interval | accuracy | MCC | F1 down | F1 stationary | F1 up |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -374,15 +374,15 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{_pct(pc['stationary']['f1'])} | {_pct(pc['up']['f1'])} |")
     verdict = ("the interval's lower bound is above zero" if mg["low"] > 0 else
                "the interval includes zero or lies below it: no demonstrated edge over the naive baseline")
-    lines += ["", f"**Margin over the best baseline ({best}):** {_pct(mg['point'])} points, 95% interval "
-                  f"{_pct(mg['low'])} to {_pct(mg['high'])} ({verdict}).", "",
-              f"Intervals: moving-block bootstrap, {boot['resamples']} resamples, blocks of {boot['block']} rows, "
-              "model and baselines scored on the same resampled rows (paired).", "",
+    lines += ["", (f"**Margin over the best baseline ({best}):** {_pct(mg['point'])} points, 95% interval "
+                  f"{_pct(mg['low'])} to {_pct(mg['high'])} ({verdict})."), "",
+              (f"Intervals: moving-block bootstrap, {boot['resamples']} resamples, blocks of {boot['block']} rows, "
+              "model and baselines scored on the same resampled rows (paired)."), "",
               "![confusion matrices](confusion.png)", "",
-              f"## Backtest (one share, crossing the spread, fees {bs['fees_bps']} bps per side, latency "
-              f"{bs['latency_events']} event(s), held {bs['hold_events']} events or until the signal flips)", "",
-              "| | net PnL $/share | net bps | gross bps | spread cost $ | fees $ | trades | net bps/trade | "
-              "hit rate | turnover | Sharpe/bucket |",
+              (f"## Backtest (one share, crossing the spread, fees {bs['fees_bps']} bps per side, latency "
+              f"{bs['latency_events']} event(s), held {bs['hold_events']} events or until the signal flips)"), "",
+              ("| | net PnL $/share | net bps | gross bps | spread cost $ | fees $ | trades | net bps/trade | "
+              "hit rate | turnover | Sharpe/bucket |"),
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, bt in report["backtest"].items():
         label = "**model**" if name == "model" else name
@@ -390,8 +390,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{bt['spread_cost']:.2f} | {bt['fee_cost']:.2f} | {bt['n_trades']} | "
                      f"{bt['pnl_per_trade_bps']:+.2f} | {bt['hit_rate']:.3f} | {bt['turnover']:.4f} | "
                      f"{bt['sharpe']:+.3f} |")
-    lines += ["", f"Sharpe: mean over standard deviation of net PnL per time bucket ({bs['sharpe_buckets']} "
-                  "buckets), not annualised.", "", "![PnL curves](pnl.png)", ""]
+    lines += ["", (f"Sharpe: mean over standard deviation of net PnL per time bucket ({bs['sharpe_buckets']} "
+                  "buckets), not annualised."), "", "![PnL curves](pnl.png)", ""]
     return "\n".join(lines)
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot is imported)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from hftpipe.evaluation.metrics import CLASS_NAMES  # noqa: E402
+from hftpipe.evaluation.metrics import CLASS_NAMES
 
 MAX_CURVE_POINTS = 4000  # a curve of 150k events is drawn from this many points: the file stays small
 
