@@ -418,7 +418,7 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
     mc.set_tag(target, "gate.decision", decision.decision)
     log.info("%s version %s: gate %s -> %s", name, version, decision.decision, alias)
     for reason in decision.reasons:
-        log.info("  %s", reason)
+        log.debug("  %s", reason)  # the CLI prints them; pipelines read them from the result
     metrics = {"macro_f1": candidate.macro_f1, "margin_point": candidate.margin_point}
     if candidate.margin_low is not None:
         metrics["margin_low"] = candidate.margin_low
