@@ -9,7 +9,8 @@ import pytest
 
 from hftpipe.config import Config
 from hftpipe.ui import create_app
-from tests.ui.conftest import PASSWORD, USER, closed_port_url, ui_config
+from hftpipe.ui import modelinfo
+from tests.ui.conftest import HORIZON, PASSWORD, USER, closed_port_url, tiny_bundle, ui_config
 
 pytestmark = pytest.mark.slow  # creating the MLflow sqlite schema alone takes 10-20 s here
 
@@ -113,3 +114,25 @@ def test_unreachable_store_is_a_notice_not_a_traceback(logged_in, replay_events:
     for path, text in (("/models", "The model registry cannot be read"), ("/runs", "The tracking store cannot be read")):
         response = client.get(path)
         assert response.status_code == 200 and text in response.text and "Traceback" not in response.text
+
+
+def test_live_scoring_parameters_from_a_registered_version(store: str, replay_events: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry-served model that does not say its horizon/alpha: the UI reads its bundle.json."""
+    import mlflow
+
+    from hftpipe.registry.pyfunc import log_bundle_model
+    from hftpipe.registry.tracker import client, fluent_store
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    bundle = tiny_bundle(tmp_path / "bundle", replay_events, tmp_path / "features")
+    meta = json.loads((tmp_path / "features" / "features_meta.json").read_text())
+    mc = client()
+    run = mc.create_run(mc.get_experiment_by_name(EXPERIMENT).experiment_id, run_name="register-lstm")
+    with fluent_store():
+        logged = log_bundle_model(bundle, run.info.run_id)
+        version = mlflow.register_model(logged.model_uri, "scored-model").version
+    info = modelinfo.resolve(Config(), {}, "scored-model", str(version))
+    assert info.source == f"registry (scored-model v{version})"
+    assert info.horizon == HORIZON and info.alpha == pytest.approx(meta["alpha"][str(HORIZON)])
+    assert (info.label, info.sampling) == ("forward", "all")

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from hftpipe import paths
 from hftpipe.config import Config
 from hftpipe.errors import HftpipeError
 
@@ -68,8 +69,9 @@ def from_fields(raw: dict[str, Any], source: str, base: ModelInfo) -> ModelInfo:
 
 
 @lru_cache(maxsize=32)
-def _registry_bundle(name: str, version: str) -> dict[str, Any]:
-    # Imported here: the registry pulls in mlflow, which the login page and health probe never need.
+def _registry_bundle(store: str, name: str, version: str) -> dict[str, Any]:
+    # A version's bundle never changes, so one download per (store, name, version) is enough. Imported
+    # here: the registry pulls in mlflow, which the login page and health probe never need.
     from hftpipe.models.bundle import read_bundle_json
     from hftpipe.registry import resolve_model
 
@@ -82,7 +84,7 @@ def from_registry(base: ModelInfo) -> ModelInfo:
     if not base.name or not base.version or not str(base.version).isdigit():
         return base
     try:
-        raw = _registry_bundle(base.name, str(base.version))
+        raw = _registry_bundle(paths.mlflow_tracking_uri(), base.name, str(base.version))
     except (HftpipeError, ImportError, OSError) as exc:
         log.warning("cannot read %s version %s from the registry: %s", base.name, base.version, exc)
         return base
