@@ -5,6 +5,7 @@ Each corruption is made from a real slice of the GOOG level-10 file, written as 
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -276,3 +277,42 @@ def test_missing_partner_file(tmp_path) -> None:
 
     assert result.exit_code == 1
     assert "partner file" in result.stdout and "is missing" in result.stdout
+
+
+def test_folder_holding_a_pair_passes(tmp_path) -> None:
+    messages, book = raw_slice(ROWS)
+    write_pair(tmp_path / "day", messages, book, symbol="NVDA", date="2024-03-01")
+
+    result = run_cli("validate", str(tmp_path / "day"))
+
+    assert result.exit_code == 0, result.stdout
+    assert "(NVDA, 2024-03-01, 10 level(s), 2000 rows)" in result.stdout
+
+
+def test_corrupted_pair_inside_a_zip(tmp_path) -> None:
+    messages, book = raw_slice(ROWS)
+    book.iloc[700, ask_p(1)] = book.iloc[700, bid_p(1)] - 500
+    path = write_pair(tmp_path / "csv", messages, book)
+    archive = tmp_path / "LOBSTER_GOOG_2012-06-21_10.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for member in path.parent.iterdir():
+            zf.write(member, member.name)
+
+    result = run_cli("validate", str(archive))
+
+    assert result.exit_code == 1
+    assert "(ask_price_1, bid_price_1): 1 unexpected" in result.stdout and "row 700:" in result.stdout
+
+
+def test_zip_without_an_orderbook(tmp_path) -> None:
+    messages, book = raw_slice(ROWS)
+    path = write_pair(tmp_path / "csv", messages, book)
+    archive = tmp_path / "only_messages.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(path, path.name)
+
+    result = run_cli("validate", str(archive))
+
+    assert result.exit_code == 1
+    assert "[structure] expect_readable_lobster_file" in result.stdout
+    assert "found 1 and 0" in result.stdout
