@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from hftpipe.features.window import fit_window_stats, model_input
-from hftpipe.training.data import BookWindows, WindowBatchSampler, iter_eval_batches, make_loader, sample_ends
+from hftpipe.features.window import window_indices
+from hftpipe.training.data import (
+    BookWindows,
+    PreparedBook,
+    WindowBatchSampler,
+    iter_eval_batches,
+    make_loader,
+    sample_ends,
+)
 from tests.training.conftest import Slice
 
 
@@ -31,6 +39,20 @@ def test_batches_equal_explicitly_built_windows(goog_slice: Slice) -> None:
     np.testing.assert_array_equal(y.numpy(), s.labels[ends[positions]])
     assert x.dtype == torch.float32 and y.dtype == torch.int64
     assert ds.book is s.book  # the dataset shares the book array, no window copy is held
+
+
+def test_prepared_book_equals_model_input_with_empty_levels(goog_slice: Slice) -> None:
+    book = goog_slice.book.copy()
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(book), 300, replace=False)
+    for level in (1, 2, 3):  # empty deeper levels (NaN price, size 0), sometimes several in a row
+        hit = rows[rng.random(300) < 0.4]
+        book[hit, 4 * (level + 1) - 4 + rng.integers(0, 2) * 2] = np.nan
+    book[rows[:5], 0] = np.nan  # even a missing best ask (model_input then puts 0 bps)
+    ends = np.arange(30, len(book))
+    stats = fit_window_stats(goog_slice.book, ends, 8)
+    idx = window_indices(ends, 8)
+    np.testing.assert_array_equal(PreparedBook(book, stats).windows(idx), model_input(book[idx], stats))
 
 
 def test_loader_yields_whole_batches(goog_slice: Slice) -> None:

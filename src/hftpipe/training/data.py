@@ -2,8 +2,8 @@
 
 A sample is the window of the last T book states ending at row ``t`` of the (n, 4L) book array, with the
 label of row ``t``. We keep only the ``ends`` (row indices); a batch is one fancy-indexing gather
-``book[ends[:, None] + arange(-T+1, 1)]`` followed by :func:`model_input`, so memory stays O(n * 4L) and
-the per-sample Python overhead of a default DataLoader disappears: the batch sampler yields whole index
+``book[ends[:, None] + arange(-T+1, 1)]`` of pre-normalised rows (:class:`PreparedBook`, equal to
+:func:`~hftpipe.features.window.model_input`), so memory stays O(n * 4L) and the per-sample Python overhead of a default DataLoader disappears: the batch sampler yields whole index
 batches and the dataset returns whole batches (``DataLoader(batch_size=None)``).
 
 Under DDP every rank draws the same per-epoch permutation (seed + epoch) and takes every world_size-th
@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hftpipe.errors import ConfigError
-from hftpipe.features.window import WindowStats, model_input
+from hftpipe.features.window import BPS, WindowStats
 
 TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
@@ -40,8 +40,46 @@ def sample_ends(labels: np.ndarray, split: np.ndarray, which: int, window: int) 
     return np.flatnonzero(ok).astype(np.int64)
 
 
+class PreparedBook:
+    """The per-row parts of :func:`model_input`, computed once, so a batch costs one gather and one division.
+
+    ``model_input`` of a window is: prices as bps from the window's LAST mid (empty levels repeat the level
+    above), sizes as log1p, both z-scored with the training statistics. Only the price step depends on the
+    window end, so sizes are z-scored once per row, and prices are level-filled once per row (filling in
+    price space equals filling in bps space: the map is monotone for a given mid). :meth:`windows` returns
+    the same float32 values as ``model_input(book[rows], stats)``; ``tests/training`` checks it, and serving
+    keeps calling ``model_input`` itself.
+    """
+
+    def __init__(self, book: np.ndarray, stats: WindowStats) -> None:
+        book = np.asarray(book, dtype=np.float64)
+        levels = book.shape[1] // 4
+        prices = book[:, 0::2].copy()  # (n, 2L): ask_1, bid_1, ask_2, bid_2, ...
+        for k in range(1, levels):  # an empty level repeats the (filled) level above, per side
+            for side in (0, 1):
+                col, above = 2 * k + side, 2 * (k - 1) + side
+                prices[:, col] = np.where(np.isnan(prices[:, col]), prices[:, above], prices[:, col])
+        self.prices = prices
+        self.mid = (book[:, 0] + book[:, 2]) / 2.0
+        mean, std = np.asarray(stats.mean, np.float32), np.asarray(stats.std, np.float32)
+        self.price_mean, self.price_std = mean[0::2], std[0::2]
+        sizes = np.log1p(np.maximum(book[:, 1::2], 0.0)).astype(np.float32)
+        self.sizes = ((sizes - mean[1::2]) / std[1::2]).astype(np.float32)
+
+    def windows(self, rows: np.ndarray) -> np.ndarray:
+        """Model input (B, T, 4L) float32 for window row indices ``rows`` (B, T); the last column is the end."""
+        mid = self.mid[rows[:, -1]][:, None, None]
+        bps = (self.prices[rows] - mid) / mid * BPS
+        # NaN left only where the best level (or the end mid) is missing: relative_book puts 0 there.
+        bps = np.where(np.isnan(bps), 0.0, bps).astype(np.float32)
+        out = np.empty(rows.shape + (2 * self.prices.shape[1],), dtype=np.float32)
+        out[..., 0::2] = (bps - self.price_mean) / self.price_std
+        out[..., 1::2] = self.sizes[rows]
+        return out
+
+
 class BookWindows(Dataset):
-    """Windows ending at ``ends`` over a shared book array; indexed by an ARRAY of sample positions.
+    """Windows ending at ``ends`` over a shared book; indexed by an ARRAY of sample positions.
 
     ``dataset[idx]`` with an int array returns one whole batch ``(x (B, T, 4L) float32, y (B,) int64)``.
     """
@@ -55,6 +93,7 @@ class BookWindows(Dataset):
         self.labels = np.asarray(labels)
         self.window = window
         self.stats = stats
+        self.prepared = PreparedBook(book, stats)
         self._offsets = np.arange(-window + 1, 1, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -66,10 +105,10 @@ class BookWindows(Dataset):
         return self.book[ends[:, None] + self._offsets]
 
     def __getitem__(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = np.asarray(positions, dtype=np.int64)
-        x = model_input(self.raw(positions), self.stats)
-        y = self.labels[self.ends[positions]].astype(np.int64)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+        ends = self.ends[np.asarray(positions, dtype=np.int64)]
+        x = self.prepared.windows(ends[:, None] + self._offsets)
+        y = self.labels[ends].astype(np.int64)
+        return torch.from_numpy(x), torch.from_numpy(y)
 
     def targets(self) -> np.ndarray:
         return self.labels[self.ends].astype(np.int64)
