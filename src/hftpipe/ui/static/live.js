@@ -112,7 +112,7 @@
       $("hit-detail").textContent = stats.hits + " of " + stats.scored + " realised outcomes (k = " + horizon + " events)";
     }
     var pnl = $("pnl");
-    pnl.textContent = (stats.net_pnl >= 0 ? "+" : "") + "$" + stats.net_pnl.toFixed(3);
+    pnl.textContent = (stats.net_pnl >= 0 ? "+" : "\u2212") + "$" + Math.abs(stats.net_pnl).toFixed(3);
     pnl.className = "big " + (stats.net_pnl > 0 ? "pos" : stats.net_pnl < 0 ? "neg" : "");
     $("pnl-detail").textContent = stats.trades + " round trips · " + stats.net_pnl_bps.toFixed(1) +
       " bps summed · position " + (stats.position > 0 ? "long" : stats.position < 0 ? "short" : "flat");
