@@ -122,3 +122,17 @@ def test_a_parquet_without_hftpipe_metadata_is_a_failed_check(tmp_path) -> None:
     assert result.exit_code == 1
     assert "[structure] expect_readable_lobster_file" in result.stdout
     assert "was not written by `hftpipe ingest`" in result.stdout
+
+
+def test_markdown_lists_template_rows_that_name_different_levels(tmp_path) -> None:
+    messages, book = raw_slice(ROWS)
+    book.iloc[200, 4 * 3 + 1] = -1  # ask size at level 4
+    book.iloc[201, 4 * 6 + 1] = -2  # ask size at level 7
+    result = validate_path(write_pair(tmp_path, messages, book), ValidateConfig())
+
+    _, md_path = result.write_reports(tmp_path / "reports")
+
+    markdown = md_path.read_text()
+    assert "## [book] expect_column_values_to_be_between" in markdown
+    assert "- row=200, k=4, time=" in markdown and "ask_size_4=-1" in markdown
+    assert "- row=201, k=7, time=" in markdown and "ask_size_7=-2" in markdown

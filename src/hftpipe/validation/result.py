@@ -131,8 +131,12 @@ class ValidationResult:
                 out.append(f"- observed: {_short(failure.observed, 400)}")
             if failure.detail:
                 out.append(f"- detail: {failure.detail}")
-            if failure.sample:
-                keys = list(failure.sample[0])
+            keys = list(failure.sample[0]) if failure.sample else []
+            if failure.sample and any(list(r) != keys for r in failure.sample):
+                # Template failures name different columns per row (ask_price_3, ask_price_7): one line each.
+                out.append("")
+                out += ["- " + ", ".join(f"{k}={_short(v)}" for k, v in r.items()) for r in failure.sample]
+            elif failure.sample:
                 out += ["", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
                 out += ["| " + " | ".join(_short(r.get(k)) for k in keys) + " |" for r in failure.sample]
             out.append("")

@@ -1,8 +1,9 @@
 """Expectation suites stored as JSON in ``expectations/``, with templates expanded for the table at hand.
 
 Column names depend on the data (``ask_price_{k}`` for k = 1..L, ``label_k{h}`` per horizon, one column
-per feature), so a suite entry whose ``meta.hftpipe.for_each`` names a template is repeated once per
-value, with ``{placeholders}`` filled in its column names and row condition:
+per feature), so a suite entry whose ``meta.hftpipe.for_each`` names a template is checked for every
+value, with ``{placeholders}`` filled in its column names and row condition (the runner evaluates it
+once on the per-value columns stacked together, see ``runner``):
 
 - ``level``: ``{k}`` = 1..L
 - ``adjacent_level``: ``{k}`` = 1..L-1 and ``{next}`` = k+1
