@@ -4,6 +4,12 @@ registry under the test's HFTPIPE_HOME, with real bundles scored by hftpipe.eval
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -195,3 +201,47 @@ def test_missing_report_and_unknown_model_are_clear_errors(tmp_path: Path) -> No
         list_versions("absent")
     with pytest.raises(RegistryError, match="neither a bundle folder nor a registry URI"):
         resolve_model(str(tmp_path / "missing"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_for_the_champion(scored, features_dir: Path, tmp_path: Path) -> None:
+    bundle, report, _ = scored[2]
+    register(registry_config(*LENIENT), bundle, report, features_dir=features_dir)
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(), "PATH": f"{Path(sys.executable).parent}:"
+           f"{os.environ.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+                               f"models:/{NAME}@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "serve.log").open("wb"))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log_tail = (tmp_path / "serve.log").read_text()[-2000:]
+                    raise AssertionError(f"mlflow models serve did not come up: {log_tail}")
+                time.sleep(0.5)
+        windows = raw_windows(features_dir, count=4)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps({"inputs": windows.tolist()}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        np.testing.assert_allclose(np.asarray(answer["predictions"]), load_bundle(bundle).predict_proba(windows),
+                                   rtol=1e-6)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
