@@ -75,7 +75,8 @@ def structure_failure(path: str | Path, exc: Exception, seconds: float) -> Valid
     return ValidationResult(source=str(path), subject="events", checks=1, failures=[failure], seconds=seconds)
 
 
-def validate_path(path: str | Path, cfg: ValidateConfig, data_cfg: DataConfig | None = None) -> ValidationResult:
+def validate_path(path: str | Path, cfg: ValidateConfig,
+                  data_cfg: DataConfig | None = None) -> ValidationResult:
     """Validate a LOBSTER zip, CSV pair or folder, or a canonical Parquet written by ``write_events``.
 
     Structural problems the loader reports (wrong column count, truncated pair, unparseable numbers,

@@ -26,7 +26,7 @@ def _horizons(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[int, ...]:
 
 
 def _feature_names(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[str, ...]:
-    """Hand-made feature columns: from the metadata, else every column that is not time/book/mid/label/split."""
+    """Hand-made feature columns: from the metadata, else every column not time/book/mid/label/split."""
     for key in ("feature_names", "features"):
         names = meta.get(key)
         if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class ValidationResult:
     failures: list[Failure]
     meta: dict[str, Any] = field(default_factory=dict)  # symbol, date, levels, rows, ...
     seconds: float = 0.0
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
     def success(self) -> bool:
@@ -79,7 +79,8 @@ class ValidationResult:
     def summary_lines(self) -> list[str]:
         """Human-readable lines: a verdict, then each failure with its sample rows."""
         if self.success:
-            return [f"PASSED: all {self.checks} checks hold on {self.describe_subject()} in {self.seconds:.2f} s"]
+            subject = self.describe_subject()
+            return [f"PASSED: all {self.checks} checks hold on {subject} in {self.seconds:.2f} s"]
         lines = [f"FAILED: {len(self.failures)} of {self.checks} checks on {self.describe_subject()}"]
         for failure in self.failures:
             lines.append(f"  {failure.headline()}")
@@ -150,8 +151,9 @@ class ValidationResult:
         """
         folder = Path(directory) if directory is not None else paths.reports_dir() / "validation"
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        label = "-".join(str(self.meta[k]) for k in ("symbol", "date") if self.meta.get(k)) or Path(self.source).stem
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        label = "-".join(str(self.meta[k]) for k in ("symbol", "date") if self.meta.get(k))
+        label = label or Path(self.source).stem
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.subject}-{label}-{stamp}")
         json_path = folder / f"{name}.json"
         md_path = folder / f"{name}.md"

@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from hftpipe.validation.result import Failure, ValidationResult
-from hftpipe.validation.suites import PLACEHOLDER_TOKENS, SuiteEntry, Templates, expand_suite, fill, load_suite_json
+from hftpipe.validation.suites import (
+    PLACEHOLDER_TOKENS,
+    SuiteEntry,
+    Templates,
+    expand_suite,
+    fill,
+    load_suite_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +90,8 @@ def _evaluate(frame: pd.DataFrame, configs: list[dict[str, Any]], parameters: di
     results = run(list(range(len(configs))), {"result_format": "BOOLEAN_ONLY"})
     failed = [i for i, res in results.items() if not res.success]
     if failed:
-        results.update(run(failed, {"result_format": "SUMMARY", "partial_unexpected_count": max(sample_rows, 1)}))
+        summary = {"result_format": "SUMMARY", "partial_unexpected_count": max(sample_rows, 1)}
+        results.update(run(failed, summary))
     return [results[i] for i in range(len(configs))]
 
 
@@ -113,7 +121,8 @@ def _indices(result: Any) -> list[int]:
     return [int(i.get("index", -1)) if isinstance(i, dict) else int(i) for i in index]
 
 
-def _row(frame: pd.DataFrame, row: int, columns: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def _row(frame: pd.DataFrame, row: int, columns: list[str],
+         extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One offending row of the original table: its number, time and the columns the check read."""
     record: dict[str, Any] = {"row": row, **(extra or {})}
     for col in dict.fromkeys(["time", *columns]):
@@ -136,8 +145,8 @@ def _run_plain(frame: pd.DataFrame, entries: list[SuiteEntry], parameters: dict[
     return failures
 
 
-def _run_template(frame: pd.DataFrame, kind: str, entries: list[SuiteEntry], parameters: dict[str, Any] | None,
-                  sample_rows: int) -> list[Failure]:
+def _run_template(frame: pd.DataFrame, kind: str, entries: list[SuiteEntry],
+                  parameters: dict[str, Any] | None, sample_rows: int) -> list[Failure]:
     """Evaluate every entry of one template kind once, on the per-value slices stacked under token names.
 
     With 10 levels, ``ask_price_{k}`` becomes one column ``ask_price_K`` of 10 x n rows: GE's fixed cost
@@ -171,7 +180,8 @@ def _run_template(frame: pd.DataFrame, kind: str, entries: list[SuiteEntry], par
             for i in _indices(res)[:sample_rows]:
                 s = present[i // n]
                 rows.append(_row(frame, i % n, [fill(c, s) for c in _referenced(entry, available)], dict(s)))
-            failures.append(_failure(entry, res, rows, detail=f"checked at each of {len(present)} {_KIND_WORDS[kind]}"))
+            detail = f"checked at each of {len(present)} {_KIND_WORDS[kind]}"
+            failures.append(_failure(entry, res, rows, detail=detail))
     return failures
 
 
@@ -194,7 +204,8 @@ def run_expectations(
             table.append(entry)
         elif missing := [c for c in entry.columns() if c not in available]:
             failures.append(Failure(suite=entry.suite, expectation=entry.type, columns=entry.columns(),
-                                    description=entry.description, detail=f"missing column(s): {', '.join(missing)}",
+                                    description=entry.description,
+                                    detail=f"missing column(s): {', '.join(missing)}",
                                     kwargs=dict(entry.kwargs)))
         else:
             plain.append(entry)

@@ -51,7 +51,8 @@ class Templates:
             return [{"h": str(h)} for h in self.horizons]
         if kind == "feature":
             return [{"feature": f} for f in self.features]
-        raise ConfigError(f"unknown suite template for_each={kind!r}; use level, adjacent_level, horizon or feature")
+        raise ConfigError(f"unknown suite template for_each={kind!r}; "
+                          "use level, adjacent_level, horizon or feature")
 
 
 # Placeholder -> column-name token used when a template is evaluated once on stacked data (see runner).
@@ -168,7 +169,7 @@ def load_suite_json(name_or_path: str | Path, directory: str | Path = "expectati
 
 
 def expand_suite(suite: dict[str, Any], templates: Templates) -> list[SuiteEntry]:
-    """Entries of a stored suite for one table, each template with its substitutions (levels, horizons, ...)."""
+    """Entries of a stored suite for one table, each template with its substitutions (levels, ...)."""
     name = str(suite.get("name", "suite"))
     out: list[SuiteEntry] = []
     for entry in suite["expectations"]:
