@@ -142,7 +142,7 @@ def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_di
         summary.model_name = reg.get("model_name")
         summary.version = str(reg.get("version"))
         summary.decision = reg.get("decision")
-        summary.aliases = list(reg.get("aliases", []))
+        summary.aliases = list(reg.get("aliases") or [reg.get("decision")])
         summary.reasons = list(reg.get("reasons", []))
     return summary
 

@@ -1,0 +1,90 @@
+"""`hftpipe pipeline run` end to end with kfp.local on a small slice of real GOOG data."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from hftpipe.cli import main
+from tests.conftest import lobster_zip
+
+pytestmark = pytest.mark.slow
+
+# Small but real: enough events for train/val/test windows at k=10, fast enough for CI.
+SLICE_ROWS = 12_000
+FAST = ["-S", "train.epochs=1", "-S", "train.window=20", "-S", "train.hidden=16", "-S", "train.model=logreg",
+        "-S", "train.max_train_samples=4000", "-S", "features.horizons=[10]", "-S", "train.horizon=10",
+        "-S", "features.windows=[10, 50]", "-S", "evaluate.bootstrap=50"]
+
+
+def write_slice(folder: Path, rows: int = SLICE_ROWS, corrupt: bool = False) -> Path:
+    """Write the first ``rows`` events of the shipped GOOG 1-level file as a LOBSTER CSV pair."""
+    archive = zipfile.ZipFile(lobster_zip("GOOG", 1))
+    names = archive.namelist()
+    frames = {}
+    for kind in ("message", "orderbook"):
+        member = next(n for n in names if f"_{kind}_" in n)
+        frames[kind] = pd.read_csv(io.BytesIO(archive.read(member)), header=None, nrows=rows)
+    if corrupt:
+        # A crossed book in the middle of the day: best ask below best bid.
+        frames["orderbook"].iloc[rows // 2, 0] = frames["orderbook"].iloc[rows // 2, 2] - 100
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "GOOG_2012-06-21_34200000_57600000"
+    for kind, frame in frames.items():
+        frame.to_csv(folder / f"{stem}_{kind}_1.csv", header=False, index=False)
+    return folder / f"{stem}_message_1.csv"
+
+
+def _registered_versions(home: Path) -> list:
+    from mlflow import MlflowClient
+
+    db = home / "mlflow" / "mlflow.db"
+    if not db.exists():
+        return []
+    return MlflowClient(tracking_uri=f"sqlite:///{db}").search_model_versions("name='hftpipe-lob'")
+
+
+def test_pipeline_run_end_to_end(tmp_path: Path, hftpipe_home: Path) -> None:
+    source = write_slice(tmp_path / "slice")
+    summary_path = tmp_path / "summary.json"
+    result = CliRunner().invoke(main, [*FAST, "pipeline", "run", "--data", str(source),
+                                       "--summary-json", str(summary_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "succeeded"
+    steps = [s["step"] for s in summary["steps"]]
+    assert steps[:6] == ["validate", "ingest", "features", "train", "evaluate", "register"]
+    assert all(s["seconds"] > 0 for s in summary["steps"])
+    assert summary["decision"] in ("champion", "challenger")
+    assert ("deploy" in steps) == (summary["decision"] == "champion")
+    assert summary["decision"] in summary["aliases"]
+    assert 0.0 <= summary["metrics"]["macro_f1"] <= 1.0
+    assert {"majority", "persistence"} <= set(summary["baselines"])
+    assert summary["backtest"]
+    versions = _registered_versions(hftpipe_home)
+    assert len(versions) == 1 and str(versions[0].version) == summary["version"]
+    assert Path(summary["report"]).exists()
+    # Every step's artifacts live under HFTPIPE_HOME.
+    for key in ("events_path", "features_dir", "model_dir", "report_dir"):
+        assert Path(summary["artifacts"][key]).exists()
+        assert str(hftpipe_home) in summary["artifacts"][key]
+    assert "macro-F1" in result.output and "baseline" in result.output
+
+
+def test_corrupted_file_stops_at_validation_and_registers_nothing(tmp_path: Path, hftpipe_home: Path) -> None:
+    source = write_slice(tmp_path / "bad", rows=3000, corrupt=True)
+    summary_path = tmp_path / "summary.json"
+    result = CliRunner().invoke(main, [*FAST, "pipeline", "run", "--data", str(source),
+                                       "--summary-json", str(summary_path)])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "failed" and summary["failed_step"] == "validate"
+    assert "failed at step 'validate'" in result.output
+    assert [s["step"] for s in summary["steps"]] == ["validate"]
+    assert _registered_versions(hftpipe_home) == []
