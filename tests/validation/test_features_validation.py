@@ -120,3 +120,26 @@ def test_meta_keys_may_be_read_off_the_columns(features) -> None:
 
     assert result.success, "\n".join(result.summary_lines())
     assert result.meta["horizons"] == list(meta["horizons"]) and result.meta["features"] == len(meta["feature_names"])
+
+
+def test_cli_validates_a_feature_set_folder(tmp_path) -> None:
+    from tests.validation.conftest import run_cli
+
+    messages, book = raw_slice(ROWS)
+    events = tmp_path / "events.parquet"
+    assert run_cli("ingest", str(write_pair(tmp_path / "raw", messages, book)), "-o", str(events)).exit_code == 0
+    assert run_cli("features", str(events), "-o", str(tmp_path / "features")).exit_code == 0
+
+    good = run_cli("validate", str(tmp_path / "features"))
+
+    assert good.exit_code == 0, good.stdout
+    assert good.stdout.startswith("PASSED") and "features " in good.stdout
+    meta_path = tmp_path / "features" / "features_meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["build_id"] = "another-build"
+    meta_path.write_text(json.dumps(meta))
+
+    bad = run_cli("validate", str(tmp_path / "features"))
+
+    assert bad.exit_code == 1
+    assert "[structure] expect_readable_feature_set" in bad.stdout and "different builds" in bad.stdout

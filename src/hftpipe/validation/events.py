@@ -62,22 +62,25 @@ def validate_table(table: EventTable, cfg: ValidateConfig, source: str | None = 
     )
 
 
-def structure_failure(path: str | Path, exc: Exception, seconds: float) -> ValidationResult:
+def structure_failure(path: str | Path, exc: Exception, seconds: float,
+                      subject: str = "events") -> ValidationResult:
     """A file the loader cannot turn into a table: one failed structural check, not an exception."""
-    failure = Failure(
-        suite=STRUCTURE_SUITE,
-        expectation="expect_readable_lobster_file",
-        columns=(),
-        description="a message/orderbook pair with 6 message columns, 4 book columns per level, "
-        "equal row counts and numbers only",
-        detail=str(exc),
-    )
-    return ValidationResult(source=str(path), subject="events", checks=1, failures=[failure], seconds=seconds)
+    if subject == "features":
+        expectation = "expect_readable_feature_set"
+        description = "features.parquet and features_meta.json written by one `hftpipe features` run"
+    else:
+        expectation = "expect_readable_lobster_file"
+        description = ("a message/orderbook pair with 6 message columns, 4 book columns per level, "
+                       "equal row counts and numbers only")
+    failure = Failure(suite=STRUCTURE_SUITE, expectation=expectation, columns=(), description=description,
+                      detail=str(exc))
+    return ValidationResult(source=str(path), subject=subject, checks=1, failures=[failure], seconds=seconds)
 
 
 def validate_path(path: str | Path, cfg: ValidateConfig,
                   data_cfg: DataConfig | None = None) -> ValidationResult:
-    """Validate a LOBSTER zip, CSV pair or folder, or a canonical Parquet written by ``write_events``.
+    """Validate a LOBSTER zip, CSV pair or folder, a canonical Parquet written by ``write_events``, or a
+    feature-set folder (``features_meta.json`` inside) written by ``build_features``.
 
     Structural problems the loader reports (wrong column count, truncated pair, unparseable numbers,
     missing partner file) come back as a failed check in the result rather than as an exception.
@@ -90,6 +93,8 @@ def validate_path(path: str | Path, cfg: ValidateConfig,
     start = time.perf_counter()
     data_cfg = data_cfg or DataConfig()
     path = Path(path)
+    if path.is_dir() and (path / "features_meta.json").exists():
+        return _validate_feature_set(path, cfg, start)
     try:
         if path.suffix.lower() == ".parquet":
             table = read_events(path)
@@ -104,5 +109,19 @@ def validate_path(path: str | Path, cfg: ValidateConfig,
         return structure_failure(path, exc, time.perf_counter() - start)
     result = validate_table(table, cfg, source=str(path))
     result.checks += 1  # the structural check passed
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _validate_feature_set(path: Path, cfg: ValidateConfig, start: float) -> ValidationResult:
+    from hftpipe.features.build import load_feature_set
+    from hftpipe.validation.features import validate_features_frame
+
+    try:
+        features = load_feature_set(path)
+    except DataFormatError as exc:
+        return structure_failure(path, exc, time.perf_counter() - start, subject="features")
+    result = validate_features_frame(features.frame, features.meta, cfg, source=str(path))
+    result.checks += 1
     result.seconds = time.perf_counter() - start
     return result
