@@ -40,7 +40,7 @@ def test_deeplob_time_convolutions_are_causal() -> None:
     x = torch.randn(1, 6, 4)
     y = x.clone()
     y[0, -1] += 100.0
-    feats = lambda t: model.block3(model.block2(model.block1(t.unsqueeze(1))))  # noqa: E731
+    feats = lambda t: model.block3(model.block2(model.block1(t.unsqueeze(1))))
     with torch.no_grad():
         a, b = feats(x), feats(y)
     assert torch.equal(a[:, :, :-1], b[:, :, :-1])

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hftpipe.features.window import fit_window_stats, model_input
-from hftpipe.features.window import window_indices
+from hftpipe.features.window import fit_window_stats, model_input, window_indices
 from hftpipe.training.data import (
     BookWindows,
     PreparedBook,

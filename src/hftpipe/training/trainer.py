@@ -298,6 +298,7 @@ def fit(
     history: list[EpochRecord] = []
     finished = False
     if resume and ckpt_path is not None and ckpt_path.exists():
+        # Our own file; it holds numpy/python RNG states, which weights_only=True refuses to unpickle.
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("fingerprint") != fingerprint:
             raise ConfigError(f"checkpoint {ckpt_path} was written with another configuration, data or "
