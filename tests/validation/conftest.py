@@ -15,13 +15,7 @@ PARAMS = str(REPO / "params.yaml")
 
 def run_cli(*args: str) -> Result:
     """``hftpipe --params <repo params.yaml> ARGS`` in-process; exceptions other than SystemExit propagate."""
-    result = CliRunner().invoke(main, ["--params", PARAMS, *args], catch_exceptions=False)
-    return result
-
-
-@pytest.fixture
-def cli():
-    return run_cli
+    return CliRunner().invoke(main, ["--params", PARAMS, *args], catch_exceptions=False)
 
 
 @pytest.fixture
