@@ -24,25 +24,26 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
+import argparse
+import http.client
+import json
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
 
-import numpy as np  # noqa: E402
-import orjson  # noqa: E402
-import psutil  # noqa: E402  (a kserve dependency)
+import numpy as np
+import orjson
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO / "data" / "raw" / "LOBSTER_SampleFile_GOOG_2012-06-21_10.zip"
@@ -146,7 +147,7 @@ def concurrent(port: int, target: Target, clients: int, total: int) -> float:
             barrier.wait()
             for body in bodies:
                 client.post(target.path, body)
-        except BaseException as exc:  # reported after the join; a broken barrier frees the others
+        except BaseException as exc:  # noqa: BLE001 - reported after the join; aborting frees the others
             errors.append(exc)
             barrier.abort()
         finally:
@@ -193,12 +194,12 @@ def floor(bundle, windows: np.ndarray, n: int, total: int) -> Result:
         per = max(1, total // c)
         barrier = threading.Barrier(c + 1)
 
-        def work(k: int) -> None:
+        def work(k: int, per: int, barrier: threading.Barrier) -> None:
             barrier.wait()
             for i in range(per):
                 bundle.predict_proba(windows[(k + i) % len(windows)][None])
 
-        threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(c)]
+        threads = [threading.Thread(target=work, args=(k, per, barrier), daemon=True) for k in range(c)]
         for t in threads:
             t.start()
         barrier.wait()
@@ -218,7 +219,7 @@ class Server:
     def __init__(self, cmd: list[str], port: int, probe: str, env: dict[str, str], log: Path) -> None:
         self.cmd, self.port, self.probe, self.env, self.log = cmd, port, probe, env, log
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self._log = open(self.log, "wb")
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

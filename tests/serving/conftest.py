@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pytest
@@ -72,7 +72,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.session = requests.Session()
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         # The server must see the test's HFTPIPE_HOME (its MLflow registry); no tracking URI override.
         env = {**os.environ, "HFTPIPE_HOME": str(self.home), "OMP_NUM_THREADS": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
@@ -92,7 +92,7 @@ class ServerProcess:
         self.__exit__(None, None, None)
         raise RuntimeError(f"server not ready after {self.timeout_s} s:\n{self.log()}")
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.session.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -119,9 +119,8 @@ class ServerProcess:
         """The value of one Prometheus sample (0.0 when absent)."""
         text = self.session.get(f"{self.url}/metrics", timeout=10).text
         for line in text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                    return float(line.rsplit(" ", 1)[1])
+            if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
         return 0.0
 
 

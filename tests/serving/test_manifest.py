@@ -53,7 +53,7 @@ def test_entry_module_reports_a_missing_model_in_one_line_and_exits_2(tmp_path):
 
     entry = MANIFEST.parent / "predictor.py"
     result = subprocess.run([sys.executable, str(entry), f"serve.model_uri={tmp_path / 'nowhere'}"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path,  # no params.yaml: defaults
+                            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,  # no params.yaml: defaults
                             env={k: v for k, v in os.environ.items() if k != "HFTPIPE_PARAMS"})
     assert result.returncode == 2
     assert "is neither a registry URI" in result.stderr and "Traceback" not in result.stderr

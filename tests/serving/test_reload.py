@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Self
 
 import numpy as np
 import orjson
@@ -49,7 +50,7 @@ class Hammer:
                 self.errors.append(repr(exc))
             i += 1
 
-    def __enter__(self) -> Hammer:
+    def __enter__(self) -> Self:
         for t in self.threads:
             t.start()
         return self

@@ -107,8 +107,8 @@ BAD = [
     ("v2 size mismatch", V2, orjson.dumps({"inputs": [{"name": "windows", "shape": [1, 20, 40],
                                                        "datatype": "FP64", "data": [1.0] * 10}]}), 400,
      "needs 800 values, got 10"),
-    ("v2 NaN literal", V2, b'{"inputs": [{"name": "book", "shape": [2], "datatype": "FP64", '
-                           b'"data": [NaN, 1.0]}], "parameters": {"symbol": "GOOG"}}', 400, "non-finite"),
+    ("v2 NaN literal", V2, (b'{"inputs": [{"name": "book", "shape": [2], "datatype": "FP64", '
+                            b'"data": [NaN, 1.0]}], "parameters": {"symbol": "GOOG"}}'), 400, "non-finite"),
     ("v2 missing symbol", V2, orjson.dumps({"inputs": [{"name": "book", "shape": [40], "datatype": "FP64",
                                                         "data": [100.0] * 40}]}), 400, "parameter 'symbol'"),
     ("v2 unknown input", V2, orjson.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64",

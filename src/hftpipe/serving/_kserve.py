@@ -11,13 +11,13 @@ import sys
 
 _argv, sys.argv = sys.argv, sys.argv[:1]
 try:
-    import kserve  # noqa: E402
-    from kserve import model_server  # noqa: E402
-    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING  # noqa: E402
-    from kserve.errors import InvalidInput  # noqa: E402
-    from kserve.protocol.grpc.server import GRPCServer  # noqa: E402
-    from kserve.protocol.rest.server import RESTServer  # noqa: E402
-    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse  # noqa: E402
+    import kserve
+    from kserve import model_server
+    from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
+    from kserve.errors import InvalidInput
+    from kserve.protocol.grpc.server import GRPCServer
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+    from kserve.protocol.rest.server import RESTServer
 finally:
     sys.argv = _argv
 

@@ -43,7 +43,7 @@ class MicroBatcher:
             try:
                 stacked = items[0][1] if len(items) == 1 else np.concatenate([w for _, w, _ in items])
                 proba = bundle.predict_proba(stacked)
-            except Exception as exc:  # our failure, not the caller's: every request in the batch gets it
+            except Exception as exc:  # noqa: BLE001 - our failure, not the caller's: every request in the batch gets it
                 for _, _, future in items:
                     if not future.done():
                         future.set_exception(exc)

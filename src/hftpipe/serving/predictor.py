@@ -15,8 +15,8 @@ import orjson
 
 from hftpipe.config import ServeConfig
 from hftpipe.serving import metrics
-from hftpipe.serving.batching import MicroBatcher
 from hftpipe.serving._kserve import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
+from hftpipe.serving.batching import MicroBatcher
 from hftpipe.serving.protocol import (
     BadRequest,
     Layout,
@@ -138,7 +138,7 @@ def _tensor_input(inp: Any) -> TensorInput:
     if getattr(inp, "_raw_data", None) is not None:
         try:
             data = inp.as_numpy()
-        except Exception as exc:  # kserve raises ValueError/InvalidInput for a size/shape mismatch
+        except Exception as exc:  # noqa: BLE001 - kserve raises ValueError/InvalidInput for a size/shape mismatch
             raise BadRequest(f"input '{inp.name}': binary data does not match shape {inp.shape}: {exc}") from None
     return TensorInput(name=inp.name, shape=list(inp.shape or []), datatype=inp.datatype, data=data)
 

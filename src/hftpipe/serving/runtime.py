@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -212,7 +213,7 @@ class Reloader:
                  self.holder.current.version)
         try:
             served = load_served(self.source, self.holder.recent)
-        except Exception as exc:  # a broken candidate never reaches traffic, whatever it raised
+        except Exception as exc:  # noqa: BLE001 - a broken candidate never reaches traffic, whatever it raised
             reason = f"{type(exc).__name__}: {exc}"
             self.refused[version] = reason
             log.error("refused version %s of %s; still serving %s. %s", version, self.source.uri,

@@ -16,7 +16,13 @@ import orjson
 
 from hftpipe.config import Config
 from hftpipe.errors import ConfigError
-from hftpipe.serving._kserve import FASTAPI_APP_IMPORT_STRING, GRPCServer, InvalidInput, RESTServer, model_server
+from hftpipe.serving._kserve import (
+    FASTAPI_APP_IMPORT_STRING,
+    GRPCServer,
+    InvalidInput,
+    RESTServer,
+    model_server,
+)
 from hftpipe.serving.predictor import LobPredictor
 from hftpipe.serving.runtime import model_source
 
