@@ -75,9 +75,12 @@ def _empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _fresh_mlflow_store(hftpipe_home: Path, _empty_mlflow_db: Path) -> Path:
-    """Each test still gets its own real, empty store under its HFTPIPE_HOME: a copy of the template."""
+    """Each MLflow test still gets its own real, empty store under its HFTPIPE_HOME: a copy of the template.
+
+    MLflow test modules use it with ``pytestmark = pytest.mark.usefixtures("_fresh_mlflow_store")``.
+    """
     target = hftpipe_home / "mlflow" / "mlflow.db"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_empty_mlflow_db, target)

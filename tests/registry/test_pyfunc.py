@@ -14,6 +14,8 @@ from hftpipe.features.window import WindowStats, relative_book
 from hftpipe.models import build_model, load_bundle, save_bundle
 from hftpipe.registry.pyfunc import BUNDLE_ARTIFACT, BundleModel, input_example, signature_for
 
+pytestmark = pytest.mark.usefixtures("_fresh_mlflow_store")
+
 
 @pytest.mark.parametrize("levels", [1, 5])
 def test_saved_pyfunc_matches_bundle(tmp_path: Path, levels: int) -> None:

@@ -27,6 +27,8 @@ from hftpipe.registry import list_versions, mlflow_run, register, resolve_model,
 from hftpipe.registry.tracker import fluent_store
 from tests.registry.conftest import make_bundle, raw_windows, registry_config
 
+pytestmark = pytest.mark.usefixtures("_fresh_mlflow_store")
+
 NAME = "hftpipe-lob"
 # Untrained models do not beat the naive baselines; these tests isolate the champion comparison by
 # letting any finite point margin through (a configurable gate setting, not a hack).

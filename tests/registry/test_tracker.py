@@ -13,6 +13,8 @@ from hftpipe import paths
 from hftpipe.config import Config, load_config
 from hftpipe.registry.tracker import dvc_hash, file_sha256, flatten_config, lineage_tags, mlflow_run
 
+pytestmark = pytest.mark.usefixtures("_fresh_mlflow_store")
+
 
 def test_run_logs_config_lineage_and_metrics(tmp_path: Path, hftpipe_home: Path) -> None:
     cfg = load_config(None, ["train.model=mlp", "register.experiment=unit-exp"])
