@@ -47,11 +47,11 @@ def test_margin_is_paired_on_the_same_rows() -> None:
 
 
 def test_longer_blocks_widen_the_interval_of_dependent_data() -> None:
-    y, p = _noisy(20000, 0.5, 3)
+    y, p = _noisy(6000, 0.5, 3)
     rng = np.random.default_rng(9)
-    p = np.repeat(np.where(rng.random(2000) < 0.5, y[::10], rng.integers(0, 3, 2000)), 10)  # errors in runs
-    narrow, _ = macro_f1_intervals(y, {"m": p}, n_resamples=400, block=1)
-    wide, _ = macro_f1_intervals(y, {"m": p}, n_resamples=400, block=100)
+    p = np.repeat(np.where(rng.random(600) < 0.5, y[::10], rng.integers(0, 3, 600)), 10)  # errors in runs
+    narrow, _ = macro_f1_intervals(y, {"m": p}, n_resamples=300, block=1)
+    wide, _ = macro_f1_intervals(y, {"m": p}, n_resamples=300, block=100)
     assert wide["m"].high - wide["m"].low > 1.5 * (narrow["m"].high - narrow["m"].low)
 
 
