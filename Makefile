@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+	@# DVC's default remote is HFTPIPE_HOME/dvc-remote (machine-local setting, not committed).
+	@mkdir -p "$(HFTPIPE_HOME)/dvc-remote" && $(BIN)/dvc remote modify --local local url "$(HFTPIPE_HOME)/dvc-remote"
 
 run: setup
 	$(BIN)/hftpipe run

@@ -32,7 +32,7 @@ def ingest(obj, source: str | None, output: str | None) -> None:
 @click.option("--report-dir", type=click.Path(), help="Where the JSON and Markdown reports go.")
 @click.pass_obj
 def validate(obj, path: str | None, report_dir: str | None) -> None:
-    """Validate a LOBSTER zip, CSV pair or canonical Parquet file; exit 1 if any expectation fails."""
+    """Validate a LOBSTER zip, CSV pair, canonical Parquet or feature-set folder; exit 1 if any check fails."""
     from hftpipe.validation import validate_path
 
     cfg = obj.config

@@ -249,6 +249,9 @@ def ingest(cfg: DataConfig, source: str | Path | None = None, output: str | Path
         session=(vcfg.session_start, vcfg.session_end),
     )
     result = validate_table(table, vcfg)
+    if not result.success:
+        json_report, _ = result.write_reports()  # the user needs the details; the data is not written
+        log.error("validation failed; report %s", json_report)
     result.raise_if_failed()
     out = Path(output or cfg.output)
     write_events(table, out)
