@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -46,6 +47,7 @@ def test_container_runs_hftpipe_serve_with_settings_our_config_accepts():
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.slow
 def test_entry_module_reports_a_missing_model_in_one_line_and_exits_2(tmp_path):
     import os
     import subprocess
