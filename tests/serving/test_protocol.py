@@ -199,3 +199,13 @@ def test_micro_batcher_answers_each_request_with_its_own_rows(tmp_path, goog_boo
     for (bundle, windows), proba in zip(requests, answers, strict=True):
         expected = (old if bundle is old else new)
         np.testing.assert_allclose(proba, load_bundle(expected.path).predict_proba(windows), rtol=1e-6)
+
+
+def test_reloader_keeps_serving_when_the_source_is_unreachable(tmp_path, goog_book):
+    folder = make_bundle(tmp_path / "bundle", goog_book)
+    source = LocalSource(folder, "tiny")
+    holder = ModelHolder(load_served(source))
+    served = holder.current
+    (folder / "bundle.json").unlink()  # e.g. the registry is down or the alias was deleted
+    assert Reloader(holder, source, 0).check_once() == "unreachable"
+    assert holder.current is served

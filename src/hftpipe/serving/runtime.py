@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hftpipe.errors import HftpipeError, ModelError
+from hftpipe.errors import ModelError
 from hftpipe.models.bundle import ModelBundle, load_bundle, read_bundle_json
 
 log = logging.getLogger(__name__)
@@ -204,8 +204,9 @@ class Reloader:
         """One poll: returns "unchanged", "swapped", "refused" or "unreachable"."""
         try:
             version = self.source.current_version()
-        except HftpipeError as exc:
-            log.warning("cannot read the current version of %s: %s", self.source.uri, exc)
+        except Exception as exc:  # noqa: BLE001 - registry down or alias gone: keep serving, say so once per poll
+            log.warning("cannot read the current version of %s (still serving %s): %s: %s", self.source.uri,
+                        self.holder.current.version, type(exc).__name__, exc)
             return "unreachable"
         if version == self.holder.current.version or version in self.refused:
             return "unchanged"
