@@ -247,3 +247,27 @@ def test_mlflow_models_serve_answers_for_the_champion(scored, features_dir: Path
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.mark.slow
+def test_champion_moved_during_scoring_is_not_overwritten(scored, features_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import hftpipe.registry.registry as registry_module
+
+    worst, best = min(scored, key=lambda s: scored[s][2]), max(scored, key=lambda s: scored[s][2])
+    cfg = registry_config(*LENIENT)
+    register(cfg, scored[worst][0], scored[worst][1], features_dir=features_dir)
+    real_score = registry_module.champion_score
+
+    def score_then_someone_else_acts(*args, **kwargs):
+        result = real_score(*args, **kwargs)
+        _client().delete_registered_model_alias(NAME, "champion")  # e.g. a concurrent rollback tool
+        return result
+
+    monkeypatch.setattr(registry_module, "champion_score", score_then_someone_else_acts)
+    late = register(cfg, scored[best][0], scored[best][1], features_dir=features_dir)
+    assert late.reasons[1].startswith("pass: macro-F1")  # it did beat the champion it was compared with
+    assert not late.passed and late.alias == "challenger"
+    assert late.reasons[-1].startswith("fail: the champion changed to v- while this version was compared with v1")
+    assert _client().get_model_version(NAME, late.version).tags["gate.decision"] == "fail"
+    assert _alias("champion") is None

@@ -36,7 +36,7 @@ from mlflow.tracking import MlflowClient
 from hftpipe import paths
 from hftpipe.config import Config
 from hftpipe.errors import DataFormatError, ModelError, RegistryError
-from hftpipe.registry.gate import ChampionScore, GateDecision, candidate_from_report, decide
+from hftpipe.registry.gate import ChampionScore, Check, GateDecision, candidate_from_report, decide
 from hftpipe.registry.pyfunc import BUNDLE_ARTIFACT, log_bundle_model
 from hftpipe.registry.tracker import client, file_sha256, fluent_store, git_commit, lineage_tags, mlflow_run
 
@@ -406,6 +406,15 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
         version = str(mlflow.register_model(info.model_uri, name, tags={k: _tag(v) for k, v in tags.items()
                                                                         if v is not None}).version)
 
+    now = _alias_version(mc, name, CHAMPION)
+    if decision.passed and (str(now.version) if now is not None else None) != previous:
+        # Another registration promoted a model while this one was being scored: the comparison is stale.
+        stale = Check("champion_unchanged", False,
+                      f"the champion changed to v{now.version if now else '-'} while this version was compared "
+                      f"with v{previous or '-'}; register again to compare with the new champion")
+        decision = GateDecision((*decision.checks, stale))
+        mc.set_model_version_tag(name, version, "gate.decision", decision.decision)
+        mc.set_model_version_tag(name, version, "gate.reasons", _tag("\n".join(decision.reasons)))
     if decision.passed:
         if previous is not None:
             mc.set_registered_model_alias(name, PREVIOUS, previous)
