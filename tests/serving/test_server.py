@@ -56,6 +56,9 @@ def test_v1_and_v2_window_mode_equal_the_in_process_model(served, goog_book):
     assert outputs["class"] == expected.argmax(axis=1).tolist()
     assert outputs["label"] == [bundle.class_names[c] for c in expected.argmax(axis=1)]
     assert body2["model_name"] == NAME and body2["model_version"] == body["model_version"]
+    only = server.post(V2, {**_v2_windows(windows), "outputs": [{"name": "probabilities"}]}).json()
+    assert [o["name"] for o in only["outputs"]] == ["probabilities"]
+    np.testing.assert_allclose(_v2_probabilities(only), expected, rtol=1e-12)
 
 
 def test_streaming_mode_equals_window_mode_on_the_same_rows(served, goog_book):
@@ -114,6 +117,9 @@ BAD = [
     ("v2 unknown input", V2, orjson.dumps({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64",
                                                        "data": [1.0]}]}), 400, "unknown input 'x'"),
     ("v2 missing inputs", V2, b'{"id": "1"}', 422, "inputs"),
+    ("v2 unknown output", V2, orjson.dumps({"inputs": [{"name": "windows", "shape": [1, 20, 40], "datatype": "FP64",
+                                                        "data": [100.0] * 800}], "outputs": [{"name": "nope"}]}),
+     400, "nope"),
     ("unknown model", "/v1/models/nope:predict", b'{"instances": []}', 404, "nope"),
 ]
 

@@ -161,5 +161,6 @@ def _v2_response(request: Any, served: ServedModel, proba: np.ndarray,
         InferOutput("label", [len(proba)], "BYTES", labels),
         InferOutput("probabilities", list(proba.shape), "FP64", proba.astype(np.float64, copy=False)),
     ]
+    # Requested outputs (OIP "outputs") narrow the answer; an unknown name is a 400 from kserve.
     return InferResponse(response_id=request.id or "", model_name=served.name, model_version=served.version,
-                         infer_outputs=outputs, parameters=stream)
+                         infer_outputs=outputs, parameters=stream, requested_outputs=request.request_outputs)
