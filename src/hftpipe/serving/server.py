@@ -7,6 +7,7 @@ binds the configured host instead, and gRPC stays off unless ``serve.grpc`` is t
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import warnings
@@ -169,6 +170,10 @@ def serve(cfg: Config) -> None:
 
     torch.set_num_threads(serve_cfg.torch_threads)
     predictor = build_predictor(cfg)  # the port only opens once the model answers: readiness == loaded
+    # Everything imported and loaded so far lives for the whole process: keep the collector off it, so
+    # full collections (latency spikes) only walk what requests allocate.
+    gc.collect()
+    gc.freeze()
     server = HostModelServer(
         host=serve_cfg.host,
         http_port=serve_cfg.port,
