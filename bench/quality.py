@@ -7,8 +7,10 @@ at each horizon k, then scored by :func:`hftpipe.evaluation.evaluate` on
 - the AAPL sample day (another ticker: the whole day, with labels thresholded by GOOG's training alpha).
 
 Every macro-F1 is printed beside the best naive baseline on the same rows, with the 95% block-bootstrap
-interval of the margin. The default budget (capped training windows and epochs) keeps the run in well
-under 20 minutes on 2 CPU cores; raise ``--max-train-samples`` / ``--epochs`` on a bigger machine.
+interval of the margin. The default budget (2 epochs of at most 3000 training windows, the first 20000
+AAPL events) took 17 minutes for all 12 models on a 2-core machine shared with other jobs (load average
+about 7), most of it DeepLOB; on a free machine expect a third of that. Raise ``--max-train-samples`` /
+``--epochs`` and pass ``--oos-max-rows 0`` (the whole AAPL day) on a bigger machine.
 
 The AAPL sample has one book level, so the default trains on GOOG's 1-level file; ``--levels 10`` trains
 10-level models and skips the out-of-sample column (no 10-level AAPL file ships).
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> str:
     has_oos = args.levels == 1 and not args.no_oos
     aapl_by_k: dict[int, Path] = {}
     if has_oos:
-        aapl_events = _events(cfg, _raw("AAPL", 1), work / "aapl1.parquet", args.oos_max_rows)
+        aapl_events = _events(cfg, _raw("AAPL", 1), work / "aapl1.parquet", args.oos_max_rows or None)
         for k in args.horizons:
             # GOOG's training alpha: the classes mean on AAPL what the models learned them to mean on GOOG.
             fcfg = dataclasses.replace(features_cfg, horizons=(k,), alpha=goog_fs.alpha(k))
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> str:
     elapsed = time.perf_counter() - started
     settings = (f"trained on GOOG 2012-06-21 ({args.levels} level{'s' if args.levels > 1 else ''}), window "
                 f"T={args.window}, {args.epochs} epoch(s) of at most {args.max_train_samples} windows, seed "
-                f"{args.seed}; AAPL: {'whole day' if args.oos_max_rows is None else f'first {args.oos_max_rows} events'}"
+                f"{args.seed}; AAPL: {f'first {args.oos_max_rows} events' if args.oos_max_rows else 'whole day'}"
                 f" of 2012-06-21 with GOOG's alpha; {elapsed / 60:.1f} min on {torch.get_num_threads()} thread(s)")
     return render(results, baselines, settings, has_oos)
 
@@ -161,10 +163,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--horizons", nargs="+", type=int, default=list(HORIZONS))
     p.add_argument("--levels", type=int, default=1, choices=(1, 5, 10), help="GOOG file to train on")
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--max-train-samples", type=int, default=6000, help="training windows per epoch")
+    p.add_argument("--max-train-samples", type=int, default=3000, help="training windows per epoch")
     p.add_argument("--window", type=int, default=50, help="T, book states per input window")
-    p.add_argument("--oos-max-rows", type=int, default=None,
-                   help="score only the first N events of the AAPL day (default: the whole day)")
+    p.add_argument("--oos-max-rows", type=int, default=20_000,
+                   help="score only the first N events of the AAPL day; 0: the whole day")
     p.add_argument("--no-oos", action="store_true", help="skip the AAPL out-of-sample column")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
