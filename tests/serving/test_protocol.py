@@ -209,3 +209,11 @@ def test_reloader_keeps_serving_when_the_source_is_unreachable(tmp_path, goog_bo
     (folder / "bundle.json").unlink()  # e.g. the registry is down or the alias was deleted
     assert Reloader(holder, source, 0).check_once() == "unreachable"
     assert holder.current is served
+
+
+def test_local_source_finds_the_bundle_inside_an_mlflow_model_folder(tmp_path, goog_book):
+    folder = make_bundle(tmp_path / "model" / "artifacts" / "bundle", goog_book)
+    (tmp_path / "model" / "MLmodel").write_text("flavors:\n  python_function:\n    artifacts:\n"
+                                                "      bundle:\n        path: artifacts/bundle\n")
+    served = load_served(LocalSource(tmp_path / "model", "tiny"))
+    assert served.bundle.path == folder and served.version.startswith("local-")

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from hftpipe.errors import ModelError
-from hftpipe.models.bundle import ModelBundle, load_bundle, read_bundle_json
+from hftpipe.models.bundle import BUNDLE_FILE, ModelBundle, load_bundle, read_bundle_json
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +58,27 @@ class ModelSource(Protocol):
 
 
 class LocalSource:
-    """A bundle folder; its version is the weights' sha256, so retraining into it is a new version."""
+    """A bundle folder (or a downloaded MLflow model holding one); its version is the weights' sha256,
+    so retraining into the folder is a new version."""
 
     def __init__(self, path: str | Path, name: str) -> None:
         self.uri = str(path)
         self.path = Path(path)
         self.name = name
 
+    def bundle_dir(self) -> Path:
+        if (self.path / BUNDLE_FILE).is_file():
+            return self.path
+        from hftpipe.registry import resolve_model  # finds the bundle inside an MLflow model folder
+
+        return Path(resolve_model(self.path)[0])
+
     def current_version(self) -> str:
-        sha = read_bundle_json(self.path).get("model_sha256") or "unknown"
+        sha = read_bundle_json(self.bundle_dir()).get("model_sha256") or "unknown"
         return f"local-{str(sha)[:12]}"
 
     def fetch(self) -> tuple[Path, str, str]:
-        return self.path, self.name, self.current_version()
+        return self.bundle_dir(), self.name, self.current_version()
 
 
 class RegistrySource:
