@@ -53,7 +53,7 @@ class FriendlyGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, params: str, overrides: tuple[str, ...], verbose: int) -> None:
     """hftpipe: limit-order-book data to a served, honestly evaluated trading signal."""
-    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     ctx.obj = Context(params, overrides)

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -27,6 +28,21 @@ def pipeline() -> None:
     """Kubeflow Pipelines: run locally (kfp.local) or on a cluster, schedule, compile."""
 
 
+def step_printer() -> Callable[[dict], None]:
+    """One console line per step start/end, on the stdout of now (kfp.local's output goes to kfp.log)."""
+    stream = click.get_text_stream("stdout")
+
+    def print_step(record: dict) -> None:
+        if record["status"] == "started":
+            click.echo(f"  {record['step']:<9} started ...", file=stream)
+        elif record["status"] == "succeeded":
+            click.echo(f"  {record['step']:<9} done in {record['seconds']:.1f} s", file=stream)
+        else:
+            click.secho(f"  {record['step']:<9} FAILED after {record['seconds']:.1f} s", fg="red", file=stream)
+
+    return print_step
+
+
 def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str | None) -> int:
     from hftpipe.pipeline.runner import run_local, submit
 
@@ -38,7 +54,8 @@ def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str 
         if summary_json:
             Path(summary_json).write_text(json.dumps(info, indent=2))
         return 0
-    summary = run_local(cfg, source, nproc=nproc)
+    click.echo(f"running the training pipeline locally (kfp.local) on {source}")
+    summary = run_local(cfg, source, nproc=nproc, on_step=step_printer())
     for line in summary.lines():
         click.echo(line)
     if summary_json:

@@ -46,7 +46,10 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     cfg = obj.config
     replay = cfg.ui.replay_source
     if not skip_pipeline:
-        summary = run_local(cfg, data or cfg.data.source)
+        from hftpipe.cli.pipeline import step_printer
+
+        click.echo(f"running the training pipeline locally (kfp.local) on {data or cfg.data.source}")
+        summary = run_local(cfg, data or cfg.data.source, on_step=step_printer())
         for line in summary.lines():
             click.echo(line)
         if summary.status != "succeeded":

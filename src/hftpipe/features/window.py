@@ -29,20 +29,21 @@ def relative_book(raw: np.ndarray) -> np.ndarray:
     if raw.ndim < 2 or raw.shape[-1] % 4:
         raise ValueError(f"a book window has shape (..., T, 4L); got {raw.shape}")
     out = np.empty(raw.shape, dtype=np.float32)
-    ask1 = raw[..., -1:, 0]
-    bid1 = raw[..., -1:, 2]
-    mid = (ask1 + bid1) / 2.0  # (..., 1)
+    mid = (raw[..., -1:, 0:1] + raw[..., -1:, 2:3]) / 2.0  # (..., 1, 1): the current mid
     levels = raw.shape[-1] // 4
-    for side in (0, 2):  # ask, bid
-        previous = np.zeros(raw.shape[:-1], dtype=np.float64)
-        for k in range(levels):
-            col = 4 * k + side
-            bps = (raw[..., col] - mid) / mid * BPS
-            # An empty level (NaN) repeats the level above so the ladder stays monotone; size is 0 anyway.
-            bps = np.where(np.isnan(bps), previous, bps)
-            out[..., col] = bps
-            out[..., col + 1] = np.log1p(np.maximum(raw[..., col + 1], 0.0))
-            previous = bps
+    # Column index of the last occupied level at or above each level; -1 before the first one.
+    position = np.arange(levels)
+    for side in (0, 2):  # ask, bid prices; sizes sit one column to the right
+        bps = (raw[..., side::4] - mid) / mid * BPS  # (..., T, L)
+        empty = np.isnan(bps)
+        if empty.any():
+            # An empty level repeats the level above so the ladder stays monotone (its size is 0 anyway);
+            # an empty best level reads as 0 bps.
+            source = np.maximum.accumulate(np.where(empty, -1, position), axis=-1)
+            filled = np.take_along_axis(bps, np.maximum(source, 0), axis=-1)
+            bps = np.where(source < 0, 0.0, filled)
+        out[..., side::4] = bps
+        out[..., side + 1::4] = np.log1p(np.maximum(raw[..., side + 1::4], 0.0))
     return out
 
 

@@ -34,6 +34,7 @@ def step(name: str) -> Iterator[dict[str, Any]]:
     """Time a step; the yielded dict collects its outputs; failures are recorded then re-raised."""
     outputs: dict[str, Any] = {}
     start = time.perf_counter()
+    _append({"step": name, "status": "started"})
     log.info("step %s started", name)
     try:
         yield outputs

@@ -6,12 +6,16 @@ so each step imports the installed hftpipe); with a host it is submitted to Kube
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +117,7 @@ class RunSummary:
 
 
 def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_dir: Path) -> RunSummary:
+    ledger = [r for r in ledger if r["status"] != "started"]
     steps = [{k: r[k] for k in ("step", "status", "seconds")} for r in ledger]
     failed = next((r for r in ledger if r["status"] == "failed"), None)
     summary = RunSummary(status="failed" if failed else "succeeded", source=source, seconds=seconds,
@@ -147,8 +152,37 @@ def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_di
     return summary
 
 
-def run_local(cfg: Config, source: str | Path, nproc: int = 1) -> RunSummary:
-    """Run the training pipeline on this machine with kfp.local; never raises for a failed step."""
+class _LedgerWatcher(threading.Thread):
+    """Reports each ledger record as it appears, so a user sees steps start and finish live."""
+
+    def __init__(self, path: Path, callback: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(daemon=True)
+        self.path, self.callback, self.seen = path, callback, 0
+        self.done = threading.Event()
+
+    def poll(self) -> None:
+        records = read_ledger(self.path)
+        for record in records[self.seen:]:
+            self.callback(record)
+        self.seen = len(records)
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.poll()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+        self.poll()
+
+
+def run_local(cfg: Config, source: str | Path, nproc: int = 1,
+              on_step: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+    """Run the training pipeline on this machine with kfp.local; never raises for a failed step.
+
+    kfp.local's own chatter (every task's inputs, outputs and executor logs) goes to ``kfp.log`` in the
+    run folder; ``on_step`` receives each step's start and end as they happen.
+    """
     from kfp import local
 
     src = Path(source).resolve()
@@ -164,18 +198,27 @@ def run_local(cfg: Config, source: str | Path, nproc: int = 1) -> RunSummary:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.pipeline_root()),
                raise_on_error=True)
     start = time.perf_counter()
+    watcher = _LedgerWatcher(ledger, on_step) if on_step else None
+    if watcher:
+        watcher.start()
+    kfp_log = run_dir / "kfp.log"
     try:
-        pipeline(source=str(src), config_json=json.dumps(cfg.to_dict()), nproc=nproc)
+        with open(kfp_log, "w") as fh, contextlib.redirect_stdout(fh), warnings.catch_warnings():
+            # Locally the project image is not used (the installed package is): kfp's warning says so.
+            warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
+            pipeline(source=str(src), config_json=json.dumps(cfg.to_dict()), nproc=nproc)
     except Exception as exc:  # noqa: BLE001 - the ledger names the failed step; we report it below
-        log.debug("pipeline raised %s", exc)
-        records = read_ledger(ledger)
+        log.debug("pipeline raised %s (details in %s)", exc, kfp_log)
+        records = [r for r in read_ledger(ledger) if r["status"] != "started"]
         if not any(r["status"] == "failed" for r in records):
             summary = _summarise(records, str(src), time.perf_counter() - start, run_dir)
-            summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc}"
+            summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc} (see {kfp_log})"
             done = {r["step"] for r in records}
             summary.failed_step = next((s for s in STEP_ORDER if s not in done), "unknown")
             return summary
     finally:
+        if watcher:
+            watcher.stop()
         os.environ.pop(LEDGER_ENV, None)
     return _summarise(read_ledger(ledger), str(src), time.perf_counter() - start, run_dir)
 
