@@ -8,8 +8,8 @@ at each horizon k, then scored by :func:`hftpipe.evaluation.evaluate` on
 
 Every macro-F1 is printed beside the best naive baseline on the same rows, with the 95% block-bootstrap
 interval of the margin. The default budget (2 epochs of at most 3000 training windows, the first 20000
-AAPL events) took 17 minutes for all 12 models on a 2-core machine shared with other jobs (load average
-about 7), most of it DeepLOB; on a free machine expect a third of that. Raise ``--max-train-samples`` /
+AAPL events) took 7 to 17 minutes for all 12 models on a 2-core machine shared with other jobs (load average
+4 to 7), most of it DeepLOB. Raise ``--max-train-samples`` /
 ``--epochs`` and pass ``--oos-max-rows 0`` (the whole AAPL day) on a bigger machine.
 
 The AAPL sample has one book level, so the default trains on GOOG's 1-level file; ``--levels 10`` trains
@@ -75,20 +75,25 @@ def _cell(report: dict[str, Any]) -> tuple[str, str, str]:
             f"{100 * m['point']:+.1f} [{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]")
 
 
+def _trades(report: dict[str, Any]) -> str:
+    bt = report["backtest"]["model"]
+    return f"{bt['pnl_per_trade_bps']:+.2f} ({bt['n_trades']})"
+
+
 def render(results: list[dict[str, Any]], baselines: dict[tuple[str, int], dict[str, Any]], settings: str,
            has_oos: bool) -> str:
     """The markdown tables: models with margins, then the baselines themselves."""
-    head = "| k | model | GOOG test macro-F1 | best baseline | margin [95%] | net bps/trade |"
+    head = "| k | model | GOOG test macro-F1 | best baseline | margin [95%] | net bps/trade (trades) |"
     rule = "|---:|---|---:|---|---:|---:|"
     if has_oos:
-        head += " AAPL macro-F1 | best baseline | margin [95%] | net bps/trade |"
+        head += " AAPL macro-F1 | best baseline | margin [95%] | net bps/trade (trades) |"
         rule += "---:|---|---:|---:|"
     lines = [(f"Model quality (macro-F1 in %, margins in points over the best naive baseline on the same rows; "
              f"{settings})"), "", head, rule]
     for r in results:
-        row = [str(r["k"]), r["model"], *_cell(r["goog"]), f"{r['goog']['backtest']['model']['pnl_per_trade_bps']:+.2f}"]
+        row = [str(r["k"]), r["model"], *_cell(r["goog"]), _trades(r["goog"])]
         if has_oos:
-            row += [*_cell(r["aapl"]), f"{r['aapl']['backtest']['model']['pnl_per_trade_bps']:+.2f}"]
+            row += [*_cell(r["aapl"]), _trades(r["aapl"])]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Naive baselines (macro-F1 in %, same rows as the models):", "",
               "| data | k | rows | majority | persistence | momentum |", "|---|---:|---:|---:|---:|---:|"]
