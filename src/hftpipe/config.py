@@ -76,7 +76,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_train_samples: int | None = 50000  # windows drawn afresh each epoch (None: all); bounds epoch time
     grad_clip: float = 1.0  # max gradient norm (0: no clipping); keeps the LSTM stable early on
-    threads: int | None = None  # torch CPU threads per process; None: cores / processes on this machine
+    threads: int | None = None  # torch CPU threads per process; None: 1 (see training.trainer.cpu_threads)
     output: str = "data/model"  # model bundle folder (DVC output)
 
 

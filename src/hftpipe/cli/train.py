@@ -78,8 +78,6 @@ def train(obj: Any, features_dir: str | None, output: str | None, nproc: int | N
             ([] if tracking else ["--no-tracking"])
         command = torchrun_command(nproc, obj.params, obj.overrides, args, _free_port())
         env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
-        # Each rank gets an equal share of the cores instead of torchrun's default of one thread.
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
         click.echo(f"launching {nproc} processes: {' '.join(command)}", err=True)
         raise SystemExit(subprocess.call(command, env=env))
 
