@@ -160,6 +160,14 @@ def test_cli_prints_the_model_beside_the_baselines(tmp_path: Path, goog_features
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics == json.loads((out / "metrics.json").read_text())
     assert metrics["macro_f1"] == json.loads((out / "report.json").read_text())["model"]["macro_f1"]
+    # The pipeline's own model and data: the report goes to evaluate.output, the DVC metrics file beside it.
+    pipeline = CliRunner().invoke(main, ["--params", str(params), "-S", f"train.output={bundle_dir}",
+                                         "-S", f"features.output={goog_features}", "-S", "evaluate.bootstrap=50",
+                                         "-S", f"evaluate.output={tmp_path / 'data' / 'evaluation'}",
+                                         "evaluate", "--no-track"])
+    assert pipeline.exit_code == 0, pipeline.output
+    assert (tmp_path / "data" / "evaluation" / "report.json").exists()
+    assert json.loads((tmp_path / "data" / "metrics.json").read_text())["macro_f1"] == metrics["macro_f1"]
     missing = CliRunner().invoke(main, ["--params", str(params), "evaluate", "--model", str(tmp_path / "nope"),
                                         "--no-track"])
     assert missing.exit_code == 2 and "is not a model bundle folder" in missing.output

@@ -43,7 +43,8 @@ def headline_metrics(report: dict[str, Any]) -> dict[str, float]:
               help="Rows scored: the test split, the whole file, or auto (test split of the model's own "
                    "training file, whole file otherwise).")
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False),
-              help="Also write the headline numbers as a flat JSON file (for DVC metrics).")
+              help="Also write the headline numbers as a flat JSON file (default: metrics.json beside "
+                   "evaluate.output when the report goes there, the DVC stage's metrics file).")
 @click.option("--track/--no-track", default=True, show_default=True,
               help="Log the report to a new MLflow run (linked to the model's training run).")
 @click.pass_obj
@@ -95,6 +96,8 @@ def evaluate(obj: Any, model_ref: str | None, data: str | None, output: str | No
             result = run(tracker)
     else:
         result = run()
+    if metrics_path is None and Path(output).resolve() == Path(cfg.evaluate.output).resolve():
+        metrics_path = str(Path(cfg.evaluate.output).parent / "metrics.json")  # dvc.yaml: data/metrics.json
     headline = headline_metrics(result.report)
     (result.output_dir / "metrics.json").write_text(json.dumps(headline, indent=2) + "\n")
     if metrics_path:
