@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from hftpipe.config import FeaturesConfig
+from hftpipe.config import FeaturesConfig, TrainConfig
 from hftpipe.features import build_features, fit_window_stats, load_feature_set, model_input
 from hftpipe.models import build_model
 from hftpipe.training.data import TRAIN, BookWindows, WindowBatchSampler, make_loader, sample_ends
@@ -123,11 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--features", help="FeatureSet folder (default: built from the GOOG 10-level sample)")
     parser.add_argument("--models", default="logreg,mlp,lstm")
+    defaults = TrainConfig()
     parser.add_argument("--samples", type=int, default=20_000, help="training windows (one epoch)")
-    parser.add_argument("--window", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--horizon", type=int, default=10)
+    parser.add_argument("--window", type=int, default=defaults.window)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--hidden", type=int, default=defaults.hidden)
+    parser.add_argument("--horizon", type=int, default=defaults.horizon)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fair on a shared machine)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs per path")

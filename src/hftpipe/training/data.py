@@ -61,6 +61,8 @@ class PreparedBook:
                 prices[:, col] = np.where(np.isnan(prices[:, col]), prices[:, above], prices[:, col])
         self.prices = prices
         self.mid = (book[:, 0] + book[:, 2]) / 2.0
+        # Most books never lack a best quote: then the NaN pass per batch can be skipped.
+        self._has_nan = bool(np.isnan(prices).any() or np.isnan(self.mid).any())
         mean, std = np.asarray(stats.mean, np.float32), np.asarray(stats.std, np.float32)
         self.price_mean, self.price_std = mean[0::2], std[0::2]
         sizes = np.log1p(np.maximum(book[:, 1::2], 0.0)).astype(np.float32)
@@ -69,11 +71,17 @@ class PreparedBook:
     def windows(self, rows: np.ndarray) -> np.ndarray:
         """Model input (B, T, 4L) float32 for window row indices ``rows`` (B, T); the last column is the end."""
         mid = self.mid[rows[:, -1]][:, None, None]
-        bps = (self.prices[rows] - mid) / mid * BPS
-        # NaN left only where the best level (or the end mid) is missing: relative_book puts 0 there.
-        bps = np.where(np.isnan(bps), 0.0, bps).astype(np.float32)
+        bps = self.prices[rows]  # a fresh array: the arithmetic below runs in place, same order as relative_book
+        bps -= mid
+        bps /= mid
+        bps *= BPS
+        if self._has_nan:  # NaN only where the best level (or the end mid) is missing: relative_book puts 0
+            bps[np.isnan(bps)] = 0.0
+        z = bps.astype(np.float32)
+        z -= self.price_mean
+        z /= self.price_std
         out = np.empty(rows.shape + (2 * self.prices.shape[1],), dtype=np.float32)
-        out[..., 0::2] = (bps - self.price_mean) / self.price_std
+        out[..., 0::2] = z
         out[..., 1::2] = self.sizes[rows]
         return out
 
