@@ -7,10 +7,10 @@ at each horizon k, then scored by :func:`hftpipe.evaluation.evaluate` on
 - the AAPL sample day (another ticker: the whole day, with labels thresholded by GOOG's training alpha).
 
 Every macro-F1 is printed beside the best naive baseline on the same rows, with the 95% block-bootstrap
-interval of the margin. The default budget (2 epochs of at most 3000 training windows, the first 20000
-AAPL events) took 7 to 17 minutes for all 12 models on a 2-core machine shared with other jobs (load average
-4 to 7), most of it DeepLOB. Raise ``--max-train-samples`` /
-``--epochs`` and pass ``--oos-max-rows 0`` (the whole AAPL day) on a bigger machine.
+interval of the margin. The default budget keeps the run well under 20 minutes on 2 CPU cores: 4 epochs
+of at most 20000 training windows (DeepLOB, ten times slower per window on a CPU: 2 epochs of 4000), and
+the first 40000 AAPL events. Raise the caps and pass ``--oos-max-rows 0`` (the whole AAPL day) on a
+bigger machine.
 
 The AAPL sample has one book level, so the default trains on GOOG's 1-level file; ``--levels 10`` trains
 10-level models and skips the out-of-sample column (no 10-level AAPL file ships).
@@ -132,9 +132,11 @@ def run(args: argparse.Namespace) -> str:
     baselines: dict[tuple[str, int], dict[str, Any]] = {}
     for k in args.horizons:
         for model in args.models:
-            tcfg = dataclasses.replace(cfg.train, model=model, horizon=k, epochs=args.epochs, window=args.window,
-                                       max_train_samples=args.max_train_samples, patience=args.epochs, nproc=1,
-                                       device="cpu", seed=args.seed)
+            epochs, samples = ((args.deeplob_epochs, args.deeplob_max_train_samples) if model == "deeplob"
+                               else (args.epochs, args.max_train_samples))
+            tcfg = dataclasses.replace(cfg.train, model=model, horizon=k, epochs=epochs, window=args.window,
+                                       max_train_samples=samples, patience=epochs, nproc=1, device="cpu",
+                                       seed=args.seed)
             run_cfg = cfg.replace(train=tcfg)
             t0 = time.perf_counter()
             name = f"{model}_k{k}"
@@ -155,8 +157,10 @@ def run(args: argparse.Namespace) -> str:
                      f", AAPL {entry['aapl']['model']['macro_f1']:.3f} (margin {entry['aapl']['margin']['point']:+.3f})"
                      if has_oos else "")
     elapsed = time.perf_counter() - started
+    deeplob = (f" (deeplob: {args.deeplob_epochs} x {args.deeplob_max_train_samples})"
+               if "deeplob" in args.models else "")
     settings = (f"trained on GOOG 2012-06-21 ({args.levels} level{'s' if args.levels > 1 else ''}), window "
-                f"T={args.window}, {args.epochs} epoch(s) of at most {args.max_train_samples} windows, seed "
+                f"T={args.window}, {args.epochs} epoch(s) of at most {args.max_train_samples} windows{deeplob}, seed "
                 f"{args.seed}; AAPL: {f'first {args.oos_max_rows} events' if args.oos_max_rows else 'whole day'}"
                 f" of 2012-06-21 with GOOG's alpha; {elapsed / 60:.1f} min on {torch.get_num_threads()} thread(s)")
     return render(results, baselines, settings, has_oos)
@@ -167,10 +171,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--horizons", nargs="+", type=int, default=list(HORIZONS))
     p.add_argument("--levels", type=int, default=1, choices=(1, 5, 10), help="GOOG file to train on")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--max-train-samples", type=int, default=3000, help="training windows per epoch")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--max-train-samples", type=int, default=20_000, help="training windows per epoch")
+    p.add_argument("--deeplob-epochs", type=int, default=2)
+    p.add_argument("--deeplob-max-train-samples", type=int, default=4000, help="DeepLOB's windows per epoch")
     p.add_argument("--window", type=int, default=50, help="T, book states per input window")
-    p.add_argument("--oos-max-rows", type=int, default=20_000,
+    p.add_argument("--oos-max-rows", type=int, default=40_000,
                    help="score only the first N events of the AAPL day; 0: the whole day")
     p.add_argument("--no-oos", action="store_true", help="skip the AAPL out-of-sample column")
     p.add_argument("--seed", type=int, default=0)
