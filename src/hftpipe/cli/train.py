@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -27,11 +28,11 @@ def _free_port() -> int:
 
 
 def torchrun_command(nproc: int, params: str, overrides: tuple[str, ...], cli_args: list[str],
-                     port: int) -> list[str]:
+                     port: int, verbosity: list[str] | None = None) -> list[str]:
     """The torchrun command line that re-runs this ``hftpipe train`` with ``nproc`` ranks on loopback."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
                "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "hftpipe.cli",
-               "--params", params]
+               "--params", params, *(verbosity or [])]
     for item in overrides:
         command += ["-S", item]
     return command + ["train", *cli_args]
@@ -76,7 +77,9 @@ def train(obj: Any, features_dir: str | None, output: str | None, nproc: int | N
         # No --nproc for the ranks (RANK is set there); torchrun's parser would also take it for its own.
         args = [features_dir, "-o", output] + (["--resume"] if resume else []) + \
             ([] if tracking else ["--no-tracking"])
-        command = torchrun_command(nproc, obj.params, obj.overrides, args, _free_port())
+        level = logging.getLogger().getEffectiveLevel()  # the ranks log as verbosely as this process
+        verbosity = ["-vv"] if level <= logging.DEBUG else ["-v"] if level <= logging.INFO else []
+        command = torchrun_command(nproc, obj.params, obj.overrides, args, _free_port(), verbosity)
         env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
         click.echo(f"launching {nproc} processes: {' '.join(command)}", err=True)
         raise SystemExit(subprocess.call(command, env=env))

@@ -83,7 +83,8 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
-    log.info("joined process group: rank %d of %d, backend %s, device %s", rank, world, backend, dev)
+    if rank == 0:  # only rank 0 logs
+        log.info("process group of %d ranks up: backend %s, rank 0 on %s", world, backend, dev)
     return DistInfo(rank, world, local_rank, dev, backend)
 
 
