@@ -117,3 +117,12 @@ def test_no_validation_windows_is_a_clear_error(goog_slice: Slice) -> None:
     s = goog_slice
     with pytest.raises(DataFormatError, match="0 validation samples"):
         fit(s.book, s.labels, np.zeros_like(s.split), SMALL)
+
+
+def test_worker_processes_feed_the_same_batches(goog_slice: Slice, tmp_path: Path) -> None:
+    s = goog_slice
+    # No dropout: worker start-up draws from the torch RNG, which would shift dropout masks, not batches.
+    cfg = replace(SMALL, epochs=1, max_train_samples=256, dropout=0.0)
+    inline = fit(s.book, s.labels, s.split, cfg)
+    workers = fit(s.book, s.labels, s.split, replace(cfg, num_workers=1))
+    assert workers.history[0].train_loss == pytest.approx(inline.history[0].train_loss, rel=1e-6)
