@@ -241,7 +241,8 @@ def fit(
         book: (n, 4L) raw book (dollars / shares).
         labels: (n,) int labels 0/1/2, -1 where undefined.
         split: (n,) int8 split codes (0 train, 1 val, 2 test, -1 purged).
-        info: distributed info (default: single process on the configured device).
+        info: distributed info (default: :func:`setup_distributed`, which joins the process group when
+            WORLD_SIZE > 1; :func:`train` also leaves it again).
         tracker: receives per-epoch metrics (used on rank 0 only).
         checkpoint_dir: where ``last.pt`` goes each epoch (rank 0); None: no checkpoints.
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
