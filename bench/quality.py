@@ -7,10 +7,10 @@ at each horizon k, then scored by :func:`hftpipe.evaluation.evaluate` on
 - the AAPL sample day (another ticker: the whole day, with labels thresholded by GOOG's training alpha).
 
 Every macro-F1 is printed beside the best naive baseline on the same rows, with the 95% block-bootstrap
-interval of the margin. The default budget keeps the run well under 20 minutes on 2 CPU cores: 4 epochs
-of at most 20000 training windows (DeepLOB, ten times slower per window on a CPU: 2 epochs of 4000), and
-the first 40000 AAPL events. Raise the caps and pass ``--oos-max-rows 0`` (the whole AAPL day) on a
-bigger machine.
+interval of the margin. The default budget (4 epochs of at most 20000 training windows per model, the
+whole AAPL day) keeps the run well under 20 minutes on 2 CPU cores; ``--deeplob-epochs`` /
+``--deeplob-max-train-samples`` cap DeepLOB alone (the slowest per window on a CPU), ``--oos-max-rows``
+the AAPL events scored.
 
 The AAPL sample has one book level, so the default trains on GOOG's 1-level file; ``--levels 10`` trains
 10-level models and skips the out-of-sample column (no 10-level AAPL file ships).
@@ -105,7 +105,6 @@ def render(results: list[dict[str, Any]], baselines: dict[tuple[str, int], dict[
 
 
 def run(args: argparse.Namespace) -> str:
-    torch.set_num_threads(args.threads)
     base = load_config(args.params)
     work = Path(args.workdir) if args.workdir else paths.sub("bench-quality")
     work.mkdir(parents=True, exist_ok=True)
@@ -132,11 +131,13 @@ def run(args: argparse.Namespace) -> str:
     baselines: dict[tuple[str, int], dict[str, Any]] = {}
     for k in args.horizons:
         for model in args.models:
-            epochs, samples = ((args.deeplob_epochs, args.deeplob_max_train_samples) if model == "deeplob"
-                               else (args.epochs, args.max_train_samples))
+            epochs, samples = args.epochs, args.max_train_samples
+            if model == "deeplob":
+                epochs = args.deeplob_epochs or epochs
+                samples = args.deeplob_max_train_samples or samples
             tcfg = dataclasses.replace(cfg.train, model=model, horizon=k, epochs=epochs, window=args.window,
                                        max_train_samples=samples, patience=epochs, nproc=1, device="cpu",
-                                       seed=args.seed)
+                                       seed=args.seed, threads=args.threads or cfg.train.threads)
             run_cfg = cfg.replace(train=tcfg)
             t0 = time.perf_counter()
             name = f"{model}_k{k}"
@@ -157,8 +158,9 @@ def run(args: argparse.Namespace) -> str:
                      f", AAPL {entry['aapl']['model']['macro_f1']:.3f} (margin {entry['aapl']['margin']['point']:+.3f})"
                      if has_oos else "")
     elapsed = time.perf_counter() - started
-    deeplob = (f" (deeplob: {args.deeplob_epochs} x {args.deeplob_max_train_samples})"
-               if "deeplob" in args.models else "")
+    deeplob = (f" (deeplob: {args.deeplob_epochs or args.epochs} x "
+               f"{args.deeplob_max_train_samples or args.max_train_samples})"
+               if "deeplob" in args.models and (args.deeplob_epochs or args.deeplob_max_train_samples) else "")
     settings = (f"trained on GOOG 2012-06-21 ({args.levels} level{'s' if args.levels > 1 else ''}), window "
                 f"T={args.window}, {args.epochs} epoch(s) of at most {args.max_train_samples} windows{deeplob}, seed "
                 f"{args.seed}; AAPL: {f'first {args.oos_max_rows} events' if args.oos_max_rows else 'whole day'}"
@@ -173,14 +175,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--levels", type=int, default=1, choices=(1, 5, 10), help="GOOG file to train on")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--max-train-samples", type=int, default=20_000, help="training windows per epoch")
-    p.add_argument("--deeplob-epochs", type=int, default=2)
-    p.add_argument("--deeplob-max-train-samples", type=int, default=4000, help="DeepLOB's windows per epoch")
+    p.add_argument("--deeplob-epochs", type=int, default=None, help="DeepLOB's epochs (default: --epochs)")
+    p.add_argument("--deeplob-max-train-samples", type=int, default=None,
+                   help="DeepLOB's windows per epoch (default: --max-train-samples)")
     p.add_argument("--window", type=int, default=50, help="T, book states per input window")
-    p.add_argument("--oos-max-rows", type=int, default=40_000,
+    p.add_argument("--oos-max-rows", type=int, default=0,
                    help="score only the first N events of the AAPL day; 0: the whole day")
     p.add_argument("--no-oos", action="store_true", help="skip the AAPL out-of-sample column")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
     p.add_argument("--params", default=str(repo_root() / "params.yaml"))
     p.add_argument("--workdir", help="where data, bundles and reports go (default HFTPIPE_HOME/bench-quality)")
     p.add_argument("--output", help="markdown file for the table (default HFTPIPE_HOME/reports/quality.md)")
