@@ -25,9 +25,10 @@ def _evaluate_register_deploy(trained: dsl.PipelineTask, feats: dsl.PipelineTask
                       config_json=config_json)
     gated = register(model=trained.outputs["model"], evaluation=scored.outputs["evaluation"],
                      feature_set=feats.outputs["feature_set"], config_json=config_json)
-    with dsl.If(gated.outputs["decision"] == "champion", name="promoted"):
-        deploy(model_name=gated.outputs["model_name"], version=gated.outputs["version"],
-               config_json=config_json)
+    # The decision is register's single return value: kfp.local cannot resolve a NamedTuple output
+    # in a nested condition; the version travels in the registration artifact instead.
+    with dsl.If(gated.outputs["Output"] == "champion", name="promoted"):
+        deploy(registration=gated.outputs["registration"], config_json=config_json)
 
 
 @dsl.pipeline(name=PIPELINE_NAME, description="LOB data to a gated, registered and deployed model.")
@@ -57,6 +58,8 @@ def training_pipeline(
             .set_accelerator_limit(accelerator_count)
         )
         _evaluate_register_deploy(trained_gpu, feats, config_json)
-    with dsl.Else(name="on-cpu"):
+    # Two plain conditions rather than If/Else: kfp.local cannot resolve a nested condition's inputs
+    # inside an Else branch (the deploy gate would silently never fire locally).
+    with dsl.If(accelerator_count == 0, name="on-cpu"):
         trained_cpu = train(feature_set=feats.outputs["feature_set"], config_json=config_json, nproc=nproc)
         _evaluate_register_deploy(trained_cpu, feats, config_json)

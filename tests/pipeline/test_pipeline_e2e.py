@@ -53,7 +53,9 @@ def _registered_versions(home: Path) -> list:
 def test_pipeline_run_end_to_end(tmp_path: Path, hftpipe_home: Path) -> None:
     source = write_slice(tmp_path / "slice")
     summary_path = tmp_path / "summary.json"
-    result = CliRunner().invoke(main, [*FAST, "pipeline", "run", "--data", str(source),
+    # A gate any first model passes, so this run also exercises the promoted branch (deploy).
+    gate = ["-S", "register.min_margin=-1.0"]
+    result = CliRunner().invoke(main, [*FAST, *gate, "pipeline", "run", "--data", str(source),
                                        "--summary-json", str(summary_path)])
     assert result.exit_code == 0, result.output
     summary = json.loads(summary_path.read_text())
@@ -61,8 +63,10 @@ def test_pipeline_run_end_to_end(tmp_path: Path, hftpipe_home: Path) -> None:
     steps = [s["step"] for s in summary["steps"]]
     assert steps[:6] == ["validate", "ingest", "features", "train", "evaluate", "register"]
     assert all(s["seconds"] > 0 for s in summary["steps"])
-    assert summary["decision"] in ("champion", "challenger")
-    assert ("deploy" in steps) == (summary["decision"] == "champion")
+    assert summary["decision"] == "champion"
+    assert steps[-1] == "deploy"
+    deployed = [json.loads(line) for line in (hftpipe_home / "deployments.jsonl").read_text().splitlines()]
+    assert deployed[-1]["version"] == summary["version"] and deployed[-1]["status"] == "live-local"
     assert summary["decision"] in summary["aliases"]
     assert 0.0 <= summary["metrics"]["macro_f1"] <= 1.0
     assert {"majority", "persistence"} <= set(summary["baselines"])

@@ -30,7 +30,7 @@ def pipeline() -> None:
 
 def step_printer() -> Callable[[dict], None]:
     """One console line per step start/end, on the stdout of now (kfp.local's output goes to kfp.log)."""
-    stream = click.get_text_stream("stdout")
+    stream = sys.stdout  # captured now: kfp.local redirects sys.stdout while the pipeline runs
 
     def print_step(record: dict) -> None:
         if record["status"] == "started":

@@ -132,22 +132,32 @@ def _headline(report: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def register_step(model_dir: str, report_dir: str, features_dir: str, config_json: str) -> dict[str, Any]:
-    """Register the model version and apply the promotion gate (champion or challenger)."""
+def register_step(model_dir: str, report_dir: str, features_dir: str, config_json: str,
+                  registration_path: str | None = None, artifact: Any = None) -> dict[str, Any]:
+    """Register the model version and apply the promotion gate (champion or challenger).
+
+    The registration (model name, version, decision, reasons) is written as JSON to
+    ``registration_path``: the deploy step reads the version from there.
+    """
     from hftpipe.registry import register
 
     cfg = resolve_config(config_json)
     with step("register") as out:
         result = register(cfg, model_dir, str(Path(report_dir) / "report.json"), features_dir=features_dir)
         out.update(result.to_dict())
+        if registration_path:
+            Path(registration_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(registration_path).write_text(json.dumps(out, indent=2, default=str))
+        _annotate(artifact, {k: out[k] for k in ("model_name", "version", "decision")})
     return out
 
 
-def deploy_step(model_name: str, version: str, config_json: str) -> dict[str, Any]:
+def deploy_step(registration_path: str, config_json: str) -> dict[str, Any]:
     """Put the promoted version live: locally, check it loads and answers; on a cluster, roll KServe."""
     from hftpipe.pipeline.deploy import deploy
 
     cfg = resolve_config(config_json)
     with step("deploy") as out:
-        out.update(deploy(cfg, model_name, version))
+        registration = json.loads(Path(registration_path).read_text())
+        out.update(deploy(cfg, registration["model_name"], str(registration["version"])))
     return out
