@@ -129,6 +129,7 @@ class UIConfig:
     serving_url: str = "http://127.0.0.1:8080"
     replay_source: str = "data/processed/events.parquet"
     replay_speed: float = 20.0  # events per second pushed to the browser
+    replay_from: Literal["test", "start"] = "test"  # test: begin where the test split begins (out-of-sample)
     mlflow_ui_url: str = "http://127.0.0.1:5001"
     serving_timeout_s: float = 2.0  # a slower serving answer counts as down (banner + retry)
 

@@ -65,7 +65,10 @@ def ui_config(replay_events: Path, serving_url: str, **features: Any) -> Config:
     cfg = Config()
     return cfg.replace(
         ui=cfg.ui.__class__(**{**cfg.ui.__dict__, "serving_url": serving_url,
-                                "replay_source": str(replay_events), "serving_timeout_s": 0.5}),
+                                "replay_source": str(replay_events), "serving_timeout_s": 0.5,
+                                # The slices here are short: replay all of it (the default starts at the
+                                # test split; test_default_start covers that).
+                                "replay_from": "start"}),
         features=cfg.features.__class__(**{**cfg.features.__dict__, **features}),
     )
 

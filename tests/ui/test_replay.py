@@ -162,3 +162,15 @@ def test_replay_paces_at_the_requested_speed(replay_events: Path) -> None:
     assert clock.slept == pytest.approx(40 / 20.0)  # 41 events, 20 per second: 2 s of replay
     assert len([m for m in messages if m["type"] == "ticks"]) > 1  # flushed in several pushes, not at the end
     assert messages[-1]["stats"] is None  # unscored without a tracker
+
+
+def test_default_start_is_the_test_split_unless_asked_for_the_whole_day() -> None:
+    from hftpipe.config import Config, UIConfig
+    from hftpipe.ui.live import default_start
+
+    cfg = Config()
+    assert cfg.ui.replay_from == "test"
+    # 70% train + 15% validation: a fresh replay of 10,000 events begins at event 8,500.
+    assert default_start(cfg, 10_000) == 8_500
+    whole = cfg.replace(ui=UIConfig(replay_from="start"))
+    assert default_start(whole, 10_000) == 0

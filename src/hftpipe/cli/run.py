@@ -40,11 +40,11 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     """Run the pipeline on the shipped data, then leave the model server and the UI running on 127.0.0.1."""
     from werkzeug.security import generate_password_hash
 
-    from hftpipe.pipeline.runner import run_local
+    from hftpipe.pipeline.runner import latest_artifacts, run_local
     from hftpipe.pipeline.services import Service, start
 
     cfg = obj.config
-    replay = cfg.ui.replay_source
+    replay = latest_artifacts().get("events_path", cfg.ui.replay_source)
     if not skip_pipeline:
         from hftpipe.cli.pipeline import step_printer
 

@@ -176,6 +176,18 @@ class _LedgerWatcher(threading.Thread):
         self.poll()
 
 
+def latest_artifacts() -> dict[str, str]:
+    """Output paths (events_path, features_dir, model_dir, report_dir) of the newest local run that has them."""
+    runs = sorted(paths.sub("runs").glob("*/steps.jsonl"), reverse=True)
+    for ledger in runs:
+        records = [r for r in read_ledger(ledger) if r["status"] == "succeeded"]
+        found = {k: str(v) for r in records for k, v in r.get("outputs", {}).items()
+                 if k in ("events_path", "features_dir", "model_dir", "report_dir") and Path(str(v)).exists()}
+        if "events_path" in found:
+            return found
+    return {}
+
+
 def run_local(cfg: Config, source: str | Path, nproc: int = 1,
               on_step: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
     """Run the training pipeline on this machine with kfp.local; never raises for a failed step.

@@ -79,10 +79,20 @@ def _to_prediction(pred: StreamPrediction) -> Prediction:
     return Prediction(ready=pred.ready, cls=pred.cls, label=pred.label, probabilities=pred.probabilities)
 
 
+def default_start(cfg: Config, events: int) -> int:
+    """Where a fresh replay begins: at the test part of the day by default, so a trader watching the
+    model's own training file sees out-of-sample predictions, not ones it was fitted on."""
+    if cfg.ui.replay_from == "start":
+        return 0
+    return min(events - 1, int(events * (cfg.features.train_frac + cfg.features.val_frac)))
+
+
 def replay_stream(cfg: Config, client: ServingClient, replay: ReplayFile, speed: float,
-                  start: int = 0) -> Iterator[str]:
+                  start: int | None = None) -> Iterator[str]:
     """The SSE body of one replay: set-up (reset the server's window, find the model's horizon and alpha,
-    with retries while the server is down), then ticks until the end of the day."""
+    with retries while the server is down), then ticks until the end of the day.
+
+    ``start`` None: :func:`default_start` (a reconnecting browser passes where it stopped)."""
     yield f"retry: {SSE_RETRY_MS}\n\n"
     # A key of our own so two traders replaying the same symbol never share the server's rolling window.
     stream_key = f"{replay.symbol}:ui-{secrets.token_hex(4)}"[:32]
@@ -99,7 +109,7 @@ def replay_stream(cfg: Config, client: ServingClient, replay: ReplayFile, speed:
         except ServingUnavailable as exc:
             delay = SETUP_RETRY_S[min(attempt, len(SETUP_RETRY_S) - 1)]
             attempt += 1
-            yield sse({"type": "serving_down", "detail": str(exc), "retry_in": delay, "index": start})
+            yield sse({"type": "serving_down", "detail": str(exc), "retry_in": delay, "index": start or 0})
             time.sleep(delay)
         except ServingRejected as exc:
             yield sse({"type": "fatal", "detail": str(exc)})
@@ -110,6 +120,8 @@ def replay_stream(cfg: Config, client: ServingClient, replay: ReplayFile, speed:
     except HftpipeError as exc:
         yield sse({"type": "fatal", "detail": str(exc)})
         return
+    if start is None:
+        start = default_start(cfg, len(day.mid))
     tracker = None
     note = ""
     if info.scoreable:
@@ -155,8 +167,8 @@ def stream() -> Response:
     speed = request.args.get("speed", cfg.ui.replay_speed, type=float)
     if speed is None or not 0 <= speed <= MAX_SPEED:
         abort(400, description=f"speed must be between 0 (as fast as served) and {MAX_SPEED:g} events/s")
-    start = request.headers.get("Last-Event-ID", "0")
-    start_index = int(start) if start.isdigit() else 0
+    start = request.headers.get("Last-Event-ID", "")
+    start_index = int(start) if start.isdigit() else None
     client = ServingClient(cfg.ui.serving_url, timeout_s=cfg.ui.serving_timeout_s)
 
     def body() -> Iterator[str]:
