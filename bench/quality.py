@@ -8,7 +8,7 @@ at each horizon k, then scored by :func:`hftpipe.evaluation.evaluate` on
 
 Every macro-F1 is printed beside the best naive baseline on the same rows, with the 95% block-bootstrap
 interval of the margin. The default budget (4 epochs of at most 20000 training windows per model, the
-whole AAPL day) keeps the run well under 20 minutes on 2 CPU cores; ``--deeplob-epochs`` /
+whole AAPL day) took 4.4 minutes for all 12 models on a shared 2-core machine (train.threads=1); ``--deeplob-epochs`` /
 ``--deeplob-max-train-samples`` cap DeepLOB alone (the slowest per window on a CPU), ``--oos-max-rows``
 the AAPL events scored.
 
