@@ -66,7 +66,8 @@ class ServerProcess:
         self.home = home
         self.log_path = log_path or home / f"serve-{self.port}.log"
         sets = [a for o in ("serve.torch_threads=1", *overrides) for a in ("-S", o)]
-        self.cmd = [sys.executable, "-m", "hftpipe.cli", *sets, "serve", "--model-uri", model_uri,
+        # -v: the CLI logs warnings only by default; the tests read the server's info lines (binding, reloads).
+        self.cmd = [sys.executable, "-m", "hftpipe.cli", "-v", *sets, "serve", "--model-uri", model_uri,
                     "--host", "127.0.0.1", "--port", str(self.port)]
         self.timeout_s = timeout_s
         self.proc: subprocess.Popen | None = None

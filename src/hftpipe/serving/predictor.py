@@ -36,7 +36,8 @@ class LobPredictor(kserve.Model):
     """Serves the model behind ``source`` as endpoint ``name``; ``load()`` makes it ready."""
 
     def __init__(self, name: str, source: ModelSource, cfg: ServeConfig) -> None:
-        super().__init__(name)
+        # return_response_headers: predict() can set the content type of the JSON bytes it returns for V1.
+        super().__init__(name, return_response_headers=True)
         self.source = source
         self.cfg = cfg
         self.allowed = frozenset(cfg.symbols)
@@ -44,6 +45,7 @@ class LobPredictor(kserve.Model):
         self.holder: ModelHolder | None = None
         self.reloader: Reloader | None = None
         self.batcher = MicroBatcher()
+        self._class_counters: dict[tuple[str, str], Any] = {}  # (version, label) -> prometheus child
 
     def load(self) -> bool:
         """Fetch, load and smoke-test the model; raises (and stays not ready) if any step fails."""
@@ -72,8 +74,13 @@ class LobPredictor(kserve.Model):
     def _refused(self, version: str, reason: str) -> None:
         metrics.RELOADS.labels(self.name, "failure").inc()
 
-    async def predict(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
-        """Answer one V1 (dict) or V2 (InferRequest) request; caller errors become 400 InvalidInput."""
+    async def predict(self, payload: Any, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> bytes | InferResponse:
+        """Answer one V1 (dict) or V2 (InferRequest) request; caller errors become 400 InvalidInput.
+
+        A V1 answer is returned as JSON bytes (orjson, numpy-aware) with its content type set in
+        ``response_headers``: KServe sends bytes as they are, instead of re-serialising a dict.
+        """
         served = self.holder.current  # one model for the whole request, even if a swap happens meanwhile
         bundle = served.bundle
         layout = Layout(bundle.window, bundle.levels)
@@ -103,17 +110,26 @@ class LobPredictor(kserve.Model):
         else:
             proba = await self.batcher.predict_proba(bundle, request.windows)
             self.holder.recent = request.windows[-1:]
-        counter = metrics.PREDICTIONS
         names = bundle.class_names
         for c in proba.argmax(axis=1).tolist():
-            counter.labels(self.name, served.version, names[c]).inc()
+            self._class_counter(served.version, names[c]).inc()
         if v2:
             return _v2_response(payload, served, proba, stream)
         body: dict[str, Any] = dict(stream) if stream else {}
         body["predictions"] = predictions(proba, names)
         body["model_name"] = served.name
         body["model_version"] = served.version
-        return body
+        if response_headers is not None:
+            response_headers["content-type"] = "application/json"
+        return orjson.dumps(body)
+
+    def _class_counter(self, version: str, label: str) -> Any:
+        """The predictions counter for (version, label): ``labels()`` hashes and locks on every call."""
+        key = (version, label)
+        child = self._class_counters.get(key)
+        if child is None:
+            child = self._class_counters[key] = metrics.PREDICTIONS.labels(self.name, version, label)
+        return child
 
     def _stream(self, request: StreamRequest, served: ServedModel) -> tuple[np.ndarray | None, dict[str, Any]]:
         """Update the symbol's rolling window; return it as (1, T, 4L) once full (else None) and the state."""
