@@ -189,8 +189,10 @@ def test_every_copied_path_exists_and_is_in_the_context(instructions):
     for source in sources:
         path = REPO / source
         assert path.exists(), f"COPY {source}: no such path in the repository"
+        # Build by-products (bytecode, the editable install's egg-info) are not part of the source tree.
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()
-                                                 and "__pycache__" not in p.parts]
+                                                 and "__pycache__" not in p.parts
+                                                 and not any(part.endswith(".egg-info") for part in p.parts)]
         kept = [f for f in files if not is_ignored(f.relative_to(REPO).as_posix())]
         assert kept, f"COPY {source}: everything under it is excluded by .dockerignore"
         if source in ("src", "pyproject.toml", "params.yaml"):
