@@ -9,7 +9,8 @@ and 16 concurrent keep-alive clients, then prints the ratios against the targets
 
 Targets: (a) ``hftpipe serve`` in window mode (V1 and V2) and streaming mode (V1 and V2), (b)
 ``mlflow models serve -m models:/NAME@champion --env-manager local -h 127.0.0.1``, (c)
-``ModelBundle.predict_proba`` on one window in this process. Servers run one at a time on 127.0.0.1, one
+``ModelBundle.predict_proba`` on one window in this process, and (d) a do-nothing ``kserve.Model`` behind
+the same server set-up, sent the same window V1 bodies: KServe's own per-request cost, which bounds (a). Servers run one at a time on 127.0.0.1, one
 worker, one torch thread; every loop is bounded by a request count. Without ``--model-uri`` a fresh model
 (``train.model``/``train.window``/``train.hidden`` of params.yaml, random weights: latency does not depend
 on their values) is registered in a temporary HFTPIPE_HOME.
@@ -50,6 +51,7 @@ DEFAULT_SOURCE = REPO / "data" / "raw" / "LOBSTER_SampleFile_GOOG_2012-06-21_10.
 CLIENTS = (1, 4, 16)
 BENCH_MODEL = "bench-lob"
 THROUGHPUT_TARGET = 5.0
+NOOP = "kserve do-nothing model"
 JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -284,6 +286,29 @@ def register_bench_model(book: np.ndarray, work: Path) -> str:
     return f"models:/{BENCH_MODEL}@champion"
 
 
+def serve_noop(port: int, name: str) -> None:
+    """Serve a ``kserve.Model`` that answers every request with a constant, with hftpipe serve's server
+    set-up (loopback, body limit, uvloop, no access log): the cost of KServe itself per request."""
+    import torch
+
+    torch.set_num_threads(1)
+    from hftpipe.serving._kserve import kserve
+    from hftpipe.serving.server import HostModelServer, quiet_kserve
+
+    class Noop(kserve.Model):
+        def __init__(self) -> None:
+            super().__init__(name, return_response_headers=True)
+            self.ready = True
+
+        async def predict(self, payload, headers=None, response_headers=None) -> bytes:
+            response_headers["content-type"] = "application/json"
+            return b'{"predictions":[]}'
+
+    quiet_kserve()
+    HostModelServer(host="127.0.0.1", max_body_bytes=16 << 20, http_port=port, enable_grpc=False, workers=1,
+                    enable_latency_logging=False, enable_docs_url=False).start([Noop()])
+
+
 def table(results: list[Result]) -> str:
     head = "| target | p50 ms | p99 ms | CPU ms/req | " + " | ".join(f"req/s @{c}" for c in CLIENTS) + " |"
     rows = [head, "|" + "---|" * (4 + len(CLIENTS))]
@@ -300,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="sequential requests per target")
     parser.add_argument("--throughput-requests", type=int, default=480, help="requests per concurrency level")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--serve-noop", nargs=2, metavar=("PORT", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve_noop:
+        serve_noop(int(args.serve_noop[0]), args.serve_noop[1])
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="hftpipe-bench-serving-"))
     if not args.model_uri:
@@ -374,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 results.append(measure(port, target, args.requests, args.throughput_requests, server.proc.pid))
 
+        port = free_port()
+        print("kserve do-nothing model:", flush=True)
+        with Server([sys.executable, str(Path(__file__).resolve()), "--serve-noop", str(port), name], port,
+                    "/v2/health/ready", env, work / "noop.log") as server:
+            results.append(measure(port, Target(NOOP, v1, lambda c, i: v1_window[(c * 31 + i) % n]),
+                                   args.requests, args.throughput_requests, server.proc.pid))
+
         mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
         port = free_port()
         # mlflow runs `uvicorn` from PATH: put this interpreter's bin folder (the venv) first.
@@ -403,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         ratios[f"{name_} / mlflow @4"] = by[name_].throughput[4] / mlf.throughput[4]
         # CPU per request: what throughput would be on idle dedicated cores, whatever else runs here.
         ratios[f"mlflow CPU ms/req / {name_}"] = mlf.cpu_ms / by[name_].cpu_ms
+    # What KServe alone allows: a model that does nothing, against mlflow serving the real one.
+    ratios[f"{NOOP} / mlflow @4"] = by[NOOP].throughput[4] / mlf.throughput[4]
+    ratios[f"mlflow CPU ms/req / {NOOP}"] = mlf.cpu_ms / by[NOOP].cpu_ms
     for k, v in ratios.items():
         print(f"{k}: {v:.1f}x")
     stream = by["predictor streaming V1"]

@@ -159,6 +159,14 @@ class HostModelServer(model_server.ModelServer):
             runner.run(main())
 
 
+def quiet_kserve() -> None:
+    """No per-request log lines or warnings from KServe (each costs more than a small model's forward)."""
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    logging.getLogger("kserve").addFilter(_QuietInvalidInput())
+    # KServe 0.21 answers with FastAPI's ORJSONResponse, which warns on every request in FastAPI >= 0.120.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+
+
 def build_predictor(cfg: Config) -> LobPredictor:
     """The loaded, smoke-tested predictor for ``serve.model_uri`` (raises ModelError/RegistryError)."""
     name = endpoint_name(cfg)
@@ -193,10 +201,7 @@ def serve(cfg: Config) -> None:
         enable_latency_logging=False,  # KServe logs several lines per request otherwise
         enable_docs_url=False,
     )
-    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-    logging.getLogger("kserve").addFilter(_QuietInvalidInput())
-    # KServe 0.21 answers with FastAPI's ORJSONResponse, which warns on every request in FastAPI >= 0.120.
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    quiet_kserve()
     try:
         server.start([predictor])
     finally:
