@@ -109,8 +109,16 @@ class RunSummary:
                 out.append(f"  gate: {reason}")
         if self.metrics:
             out.append(f"model macro-F1 {self.metrics.get('macro_f1', float('nan')):.4f}")
+            margin = self.metrics.get("margin") or {}
+            if margin:
+                out.append(f"  margin over {margin.get('over')}: {margin['point']:+.4f} "
+                           f"(95% interval {margin['low']:+.4f} to {margin['high']:+.4f})")
             for name, m in self.baselines.items():
                 out.append(f"  baseline {name:<12} macro-F1 {m.get('macro_f1', float('nan')):.4f}")
+        for name, bt in self.backtest.items():
+            if isinstance(bt, dict) and "net_pnl_bps" in bt and bt.get("n_trades"):
+                out.append(f"backtest {name:<12} net {bt['net_pnl_bps']:+9.1f} bps in {bt['n_trades']:>5} trades "
+                           f"({bt['net_pnl_bps'] / bt['n_trades']:+.2f} bps/trade, after spread and fees)")
         if self.report:
             out.append(f"evaluation report: {self.report}")
         return out
