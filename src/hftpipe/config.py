@@ -144,6 +144,7 @@ class PipelineConfig:
     deploy_target: Literal["local", "kserve"] = "local"  # kserve: patch the InferenceService in-cluster
     namespace: str = "hftpipe"  # Kubernetes namespace of the InferenceService (deploy_target kserve)
     inference_service: str = "hftpipe-lob"  # InferenceService name
+    tracking_uri: str | None = None  # MLflow server the steps use on a cluster (None: MLFLOW_TRACKING_URI / local sqlite)
 
 
 @dataclass(frozen=True)

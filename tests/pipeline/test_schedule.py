@@ -51,3 +51,19 @@ def test_retrain_refuses_to_overlap(hftpipe_home) -> None:
     assert result.exit_code == 75
     assert "another retrain is running" in result.output
     assert "another retrain holds" in (hftpipe_home / "logs" / "retrain.log").read_text()
+
+
+def test_cluster_steps_share_the_tracking_server(monkeypatch) -> None:
+    import json
+    import os
+
+    from hftpipe.config import Config, PipelineConfig
+    from hftpipe.pipeline.steps import resolve_config
+
+    # setenv first so teardown removes what resolve_config sets (delenv alone would not undo it).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    cfg = Config().replace(pipeline=PipelineConfig(tracking_uri="http://hftpipe-mlflow.hftpipe:5000"))
+    resolved = resolve_config(json.dumps(cfg.to_dict()))
+    assert resolved == cfg
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://hftpipe-mlflow.hftpipe:5000"

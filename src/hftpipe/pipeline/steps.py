@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,15 @@ log = logging.getLogger(__name__)
 
 
 def resolve_config(config_json: str = "") -> Config:
-    """Config from a JSON string (as compiled into the pipeline), else params.yaml / defaults."""
-    if config_json.strip():
-        return config_from_dict(json.loads(config_json))
-    return load_config("params.yaml")
+    """Config from a JSON string (as compiled into the pipeline), else params.yaml / defaults.
+
+    On a cluster every step runs in its own pod: ``pipeline.tracking_uri`` points them all at one MLflow
+    server (an explicit ``MLFLOW_TRACKING_URI`` in the pod's environment still wins).
+    """
+    cfg = config_from_dict(json.loads(config_json)) if config_json.strip() else load_config("params.yaml")
+    if cfg.pipeline.tracking_uri:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", cfg.pipeline.tracking_uri)
+    return cfg
 
 
 def _annotate(artifact: Any, values: dict[str, Any]) -> None:
