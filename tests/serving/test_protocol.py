@@ -217,3 +217,34 @@ def test_local_source_finds_the_bundle_inside_an_mlflow_model_folder(tmp_path, g
                                                 "      bundle:\n        path: artifacts/bundle\n")
     served = load_served(LocalSource(tmp_path / "model", "tiny"))
     assert served.bundle.path == folder and served.version.startswith("local-")
+
+
+def test_micro_batcher_waits_one_more_loop_turn_only_when_clients_are_concurrent(tmp_path, goog_book):
+    import asyncio
+
+    from hftpipe.models.bundle import load_bundle
+    from hftpipe.serving.batching import MicroBatcher
+
+    bundle = load_bundle(make_bundle(tmp_path / "a", goog_book))
+    batches = []
+    forward = bundle.predict_proba
+    bundle.predict_proba = lambda raw: batches.append(len(raw)) or forward(raw)
+    window = goog_book[None, 30 - WINDOW:30]
+
+    async def late(batcher: MicroBatcher) -> np.ndarray:  # posted one event-loop turn after the first
+        await asyncio.sleep(0)
+        return await batcher.predict_proba(bundle, window)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher()
+        # A lone client (no batch of more than one yet): the forward pass runs on the next turn, without waiting
+        # for a request that comes a turn later.
+        await asyncio.gather(batcher.predict_proba(bundle, window), late(batcher))
+        assert batches == [1, 1]
+        await asyncio.gather(*(batcher.predict_proba(bundle, window) for _ in range(3)))
+        assert batches == [1, 1, 3]
+        # Concurrent clients seen: the late request joins the batch.
+        await asyncio.gather(batcher.predict_proba(bundle, window), late(batcher))
+        assert batches == [1, 1, 3, 2]
+
+    asyncio.run(scenario())
