@@ -10,10 +10,11 @@ and 16 concurrent keep-alive clients, then prints the ratios against the targets
 Targets: (a) ``hftpipe serve`` in window mode (V1 and V2) and streaming mode (V1 and V2), (b)
 ``mlflow models serve -m models:/NAME@champion --env-manager local -h 127.0.0.1``, (c)
 ``ModelBundle.predict_proba`` on one window in this process, and (d) a do-nothing ``kserve.Model`` behind
-the same server set-up, sent the same window V1 bodies: KServe's own per-request cost, which bounds (a). Servers run one at a time on 127.0.0.1, one
-worker, one torch thread; every loop is bounded by a request count. Without ``--model-uri`` a fresh model
-(``train.model``/``train.window``/``train.hidden`` of params.yaml, random weights: latency does not depend
-on their values) is registered in a temporary HFTPIPE_HOME.
+the same server set-up, sent the same window V1 bodies: KServe's own per-request cost, which bounds (a).
+Servers run one at a time on 127.0.0.1, one worker, one torch thread; every loop is bounded by a request
+count. Without ``--model-uri`` a fresh model (``train.model``/``train.window``/``train.hidden`` of
+params.yaml, random weights: latency does not depend on their values) is registered in a temporary
+HFTPIPE_HOME.
 
     python bench/serving.py [--model-uri models:/NAME@champion] [--requests 300] [--json out.json]
 """

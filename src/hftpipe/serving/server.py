@@ -10,6 +10,7 @@ import asyncio
 import gc
 import logging
 import re
+import sys
 import warnings
 from typing import Any
 
@@ -186,6 +187,9 @@ def serve(cfg: Config) -> None:
     import torch
 
     torch.set_num_threads(serve_cfg.torch_threads)
+    # The hot-reload watcher polls the registry from a thread (about 9 ms of Python under the GIL per poll);
+    # the event loop gets the GIL back within 0.5 ms instead of the default 5 ms, keeping it out of the p99.
+    sys.setswitchinterval(0.0005)
     predictor = build_predictor(cfg)  # the port only opens once the model answers: readiness == loaded
     # Everything imported and loaded so far lives for the whole process: keep the collector off it, so
     # full collections (latency spikes) only walk what requests allocate.
