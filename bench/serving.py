@@ -16,7 +16,7 @@ count. Without ``--model-uri`` a fresh model (``train.model``/``train.window``/`
 params.yaml, random weights: latency does not depend on their values) is registered in a temporary
 HFTPIPE_HOME.
 
-    python bench/serving.py [--model-uri models:/NAME@champion] [--requests 300] [--json out.json]
+    python bench/serving.py [--model-uri models:/NAME@champion] [--requests 1000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -323,8 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-uri", help="benchmark this registered model (default: register a fresh one)")
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="LOBSTER file for the input windows")
-    parser.add_argument("--requests", type=int, default=300, help="sequential requests per target")
-    parser.add_argument("--throughput-requests", type=int, default=480, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, default=1000,
+                        help="sequential requests per target (a p99 of fewer is a handful of outliers)")
+    parser.add_argument("--throughput-requests", type=int, default=2000,
+                        help="requests per concurrency level (fewer last a fraction of a second: noisy)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--serve-noop", nargs=2, metavar=("PORT", "NAME"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
