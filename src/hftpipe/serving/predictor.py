@@ -46,6 +46,7 @@ class LobPredictor(kserve.Model):
         self.reloader: Reloader | None = None
         self.batcher = MicroBatcher()
         self._class_counters: dict[tuple[str, str], Any] = {}  # (version, label) -> prometheus child
+        self._stream_symbols = metrics.STREAM_SYMBOLS.labels(name)
 
     def load(self) -> bool:
         """Fetch, load and smoke-test the model; raises (and stays not ready) if any step fails."""
@@ -139,7 +140,7 @@ class LobPredictor(kserve.Model):
         window, filled = None, 0
         if request.book is not None:
             window, filled = self.windows.push(request.symbol, request.book, bundle.window)
-        metrics.STREAM_SYMBOLS.labels(self.name).set(len(self.windows))
+        self._stream_symbols.set(len(self.windows))
         if window is not None:
             window = window[None]
             self.holder.recent = window
