@@ -81,3 +81,30 @@ def test_book_changes_are_exact_signs_of_one_step_moves() -> None:
     assert out.shape == (1, 3, 4)
     torch.testing.assert_close(out[0, :, 2:], torch.tensor([[0.0, 0.0], [0.0, -1.0], [1.0, 0.0]]))
     torch.testing.assert_close(out[..., :2], x)
+
+
+def test_order_flow_summary_matches_a_direct_computation() -> None:
+    # Level-1 book in model-input units: mid path 0, 1, 1, 3 (ask = mid + 1, bid = mid - 1), sizes constant
+    # except the bid queue growing at the last step.
+    from hftpipe.models.nets import OrderFlow
+
+    mid = torch.tensor([0.0, 1.0, 1.0, 3.0])
+    x = torch.stack([mid + 1, torch.full((4,), 2.0), mid - 1, torch.tensor([2.0, 2.0, 2.0, 2.5])], dim=-1)[None]
+    per_step, summary = OrderFlow(levels=1, window=4)(x)
+    assert per_step.shape == (1, 4, 8) and summary.shape == (1, 3 * 2 + 2)  # look-backs 1 and 2 fit in T=4
+    # j=1: move 3-1, mean of last 1 mid minus mid 1 back, mean flow sign of last step (bid and ask both up: 1-(-1))
+    # j=2: move 3-1, mean(1, 3) - mid 2 back (1), mean flow over (0, 2)
+    assert summary[0].tolist() == pytest.approx([2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 0.5, 2.0])
+    assert per_step[0, :, 1].tolist() == [0.0, 1.0, 0.0, 2.0]  # one-step mid change, 0 at the first step
+
+
+def test_lstm_ignores_a_common_shift_of_the_size_columns() -> None:
+    # A ticker with k times larger queues shifts every log-size column alike; the LSTM sees sizes only as
+    # changes, imbalances and window-relative values, so its output must not move.
+    torch.manual_seed(0)
+    model = build_model("lstm", levels=3, window=8, hidden=8).eval()
+    x = torch.randn(4, 8, 12)
+    y = x.clone()
+    y[..., 1::2] += 1.7
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(y), atol=1e-5)

@@ -104,19 +104,84 @@ class DeepLOB(nn.Module):
         return self.head(self.dropout(out[:, -1]))
 
 
+def _step_diff(x: torch.Tensor) -> torch.Tensor:
+    """One-step change along time (dim 1), 0 at the first step: (B, T, ...) -> same shape."""
+    return torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], dim=1)
+
+
+class OrderFlow(nn.Module):
+    """Order-flow channels computed from a model-input window (B, T, 4L), causal and window-only.
+
+    Per step (B, T, 6 + 2L): the level-1 mid (mean of the best ask/bid columns, so relative to the current
+    mid), its one-step change and that change's sign, the spread, the level-1 imbalance (bid minus ask log
+    size), an order-flow-imbalance sign in the spirit of Cont, Kukanov & Stoikov (2014): +1 when the bid
+    moves up or, at an unchanged bid, its queue grows, minus the same for the ask moving down / its queue
+    growing; and every size column minus its own window mean.
+
+    Summary of the last state (B, 3S + 2) over look-backs j in ``SCALES`` (those shorter than T): the j-step
+    mid move, the move of the j-step mean mid from the mid j steps back (what the forward label measures,
+    seen backwards, so the model gets the persistence forecast's signal exactly), the mean order-flow sign
+    of the last j steps; then the current imbalance and spread.
+
+    Why: the raw window carries all of this only implicitly, and a small model trained on one day learns
+    little of it. The channels are differences and window-relative values, so they depend less on a
+    ticker's typical queue sizes than the absolute size columns.
+    """
+
+    SCALES: tuple[int, ...] = (1, 2, 5, 10, 20)
+
+    def __init__(self, levels: int, window: int) -> None:
+        super().__init__()
+        self.levels = levels
+        self.scales = tuple(j for j in self.SCALES if j < window)
+        self.step_features = 6 + 2 * levels
+        self.summary_features = 3 * len(self.scales) + 2
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ask, ask_size, bid, bid_size = x[..., 0], x[..., 1], x[..., 2], x[..., 3]
+        mid = (ask + bid) / 2
+        d_mid = _step_diff(mid)
+        spread = ask - bid
+        imbalance = bid_size - ask_size
+        d_bid, d_ask = _step_diff(bid), _step_diff(ask)
+        bid_flow = torch.sign(d_bid) + (d_bid == 0) * torch.sign(_step_diff(bid_size))
+        ask_flow = -torch.sign(d_ask) + (d_ask == 0) * torch.sign(_step_diff(ask_size))
+        flow = bid_flow - ask_flow
+        sizes = x[..., 1::2]
+        per_step = torch.cat([torch.stack([mid, d_mid, torch.sign(d_mid), spread, imbalance, flow], dim=-1),
+                              sizes - sizes.mean(dim=1, keepdim=True)], dim=-1)
+        summary = []
+        for j in self.scales:
+            summary += [mid[:, -1] - mid[:, -1 - j], mid[:, -j:].mean(dim=1) - mid[:, -1 - j],
+                        flow[:, -j:].mean(dim=1)]
+        summary += [imbalance[:, -1], spread[:, -1]]
+        return per_step, torch.stack(summary, dim=-1)
+
+
 class LSTMClassifier(nn.Module):
-    """A one-layer LSTM over the window and its :class:`BookChanges`; the last state goes to a linear head."""
+    """A one-layer LSTM over prices, :class:`BookChanges` signs and :class:`OrderFlow` channels.
+
+    The absolute size columns are left out (their window-relative values and changes stay in): they are the
+    most ticker-specific inputs and did not add validation macro-F1 on GOOG once the order-flow channels
+    were in. The last LSTM state and the layer-normalised order-flow summary go to a linear head. On the GOOG
+    1-level sample at k=10 this lifted validation macro-F1 by about 2.5-3 points over the LSTM on the raw
+    window and its change signs (3 seeds each).
+    """
 
     def __init__(self, levels: int, window: int, hidden: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
         self.changes = BookChanges()
-        self.lstm = nn.LSTM(8 * levels, hidden, batch_first=True)
+        self.flow = OrderFlow(levels, window)
+        self.lstm = nn.LSTM(2 * levels + 4 * levels + self.flow.step_features, hidden, batch_first=True)
+        self.norm = nn.LayerNorm(self.flow.summary_features)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, N_CLASSES)
+        self.head = nn.Linear(hidden + self.flow.summary_features, N_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self.changes(x))
-        return self.head(self.dropout(out[:, -1]))
+        per_step, summary = self.flow(x)
+        signs = self.changes(x)[..., x.shape[-1]:]
+        out, _ = self.lstm(torch.cat([x[..., 0::2], signs, per_step], dim=-1))
+        return self.head(self.dropout(torch.cat([out[:, -1], self.norm(summary)], dim=-1)))
 
 
 class MLPClassifier(nn.Module):
