@@ -164,8 +164,9 @@ class LSTMClassifier(nn.Module):
     The absolute size columns are left out (their window-relative values and changes stay in): they are the
     most ticker-specific inputs and did not add validation macro-F1 on GOOG once the order-flow channels
     were in. The last LSTM state and the layer-normalised order-flow summary go to a linear head. On the GOOG
-    1-level sample at k=10 this lifted validation macro-F1 by about 2.5-3 points over the LSTM on the raw
-    window and its change signs (3 seeds each).
+    1-level sample at k=10 (lr 3e-3, hidden 32, 3 seeds each) this lifted validation macro-F1 over the LSTM on
+    the raw window and its change signs from 49.3 to 50.9 (8 epochs of 50k windows; spread across seeds
+    0.1-0.2) and from 49.2 to 50.4 (4 epochs of 20k). Bundles of the earlier LSTM do not load into it.
     """
 
     def __init__(self, levels: int, window: int, hidden: int = 64, dropout: float = 0.0) -> None:
