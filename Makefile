@@ -9,9 +9,20 @@ export HFTPIPE_HOME ?= $(CURDIR)/.hftpipe
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run stop test test-fast bench compile clean
+.PHONY: setup sysdeps run stop test test-fast bench compile clean
 
-setup: $(STAMP)
+setup: $(STAMP) sysdeps
+
+# System packages the services and tests need (Debian): installed only when missing.
+SYSPKGS := nats-server:nats-server prometheus:prometheus promtool:prometheus chromium:chromium chromedriver:chromium-driver
+sysdeps:
+	@missing=""; for pair in $(SYSPKGS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # Idempotent: the stamp only goes stale when pyproject.toml changes, so a second `make test` installs nothing.
 $(STAMP): pyproject.toml
