@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from hftpipe.config import ValidateConfig
-from hftpipe.data.bars import BAR_COLUMNS, BarTable, load_bars
-from hftpipe.data.ticks import TICK_COLUMNS, TickTable, load_ticks, sniff_tick_format
+from hftpipe.data.bars import BAR_COLUMNS, BarTable
+from hftpipe.data.market import is_tick_file, load_market
+from hftpipe.data.ticks import TICK_COLUMNS, TickTable
 from hftpipe.errors import DataFormatError
 from hftpipe.validation.result import STRUCTURE_SUITE, Failure, ValidationResult
 from hftpipe.validation.runner import validate_frame
@@ -56,19 +57,6 @@ def validate_ticks(table: TickTable, cfg: ValidateConfig | None = None,
     )
 
 
-def is_tick_file(path: str | Path) -> bool:
-    """Whether ``path`` is a trade file (else it is read as bars)."""
-    try:
-        sniff_tick_format(path)
-    except DataFormatError:
-        return False
-    if Path(path).suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return b"hftpipe_ticks" in (pq.read_schema(path).metadata or {})
-    return True
-
-
 def validate_market_path(path: str | Path, cfg: ValidateConfig | None = None,
                          **load_kwargs: Any) -> ValidationResult:
     """Load a bar or tick file without the loader's own checks and validate it with GE.
@@ -80,9 +68,10 @@ def validate_market_path(path: str | Path, cfg: ValidateConfig | None = None,
     ticks = is_tick_file(path)
     subject = "ticks" if ticks else "bars"
     try:
-        if ticks:
-            return validate_ticks(load_ticks(path, check=False, **load_kwargs), cfg, source=str(path))
-        return validate_bars(load_bars(path, check=False, **load_kwargs), cfg, source=str(path))
+        table = load_market(path, check=False, **load_kwargs)
+        if isinstance(table, TickTable):
+            return validate_ticks(table, cfg, source=str(path))
+        return validate_bars(table, cfg, source=str(path))
     except DataFormatError as exc:
         failure = Failure(suite=STRUCTURE_SUITE, expectation=f"expect_readable_{subject}_file", columns=(),
                           description=f"a {subject} file in a format hftpipe reads, with readable times",
