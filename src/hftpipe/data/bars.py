@@ -296,7 +296,7 @@ def check_bars(frame: pd.DataFrame, source: str = "bars", line_offset: int = 0) 
     if getattr(ts.dt, "tz", None) is None:
         raise DataFormatError(f"{source}: ts must be timezone-aware UTC; convert with local_to_utc first")
     fail(ts.isna().to_numpy(), "missing time", ("ts",))
-    values = ts.to_numpy()
+    values = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()  # datetime64, not Timestamp objects
     same = (frame["symbol"].to_numpy()[1:] == frame["symbol"].to_numpy()[:-1])
     back = np.zeros(len(frame), dtype=bool)
     back[1:] = (values[1:] <= values[:-1]) & same

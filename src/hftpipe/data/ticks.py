@@ -111,7 +111,7 @@ def check_ticks(frame: pd.DataFrame, source: str = "ticks", line_offset: int = 0
     if getattr(ts.dt, "tz", None) is None:
         raise DataFormatError(f"{source}: ts must be timezone-aware UTC")
     fail(ts.isna().to_numpy(), "missing time", "ts")
-    values = ts.to_numpy()
+    values = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()  # datetime64, not Timestamp objects
     back = np.zeros(len(frame), dtype=bool)
     back[1:] = values[1:] < values[:-1]
     if back.any():
