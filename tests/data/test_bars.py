@@ -353,3 +353,16 @@ def test_cli_bars_validate_ingest_features(tmp_path) -> None:
     assert refused.output.startswith("error: ") and len(refused.output.strip().splitlines()) == 1
     assert not (tmp_path / "x.parquet").exists()
     np.testing.assert_array_equal(read_bars(out).frame["close"].to_numpy(), load_bars(SPY).frame["close"].to_numpy())
+
+
+@pytest.mark.parametrize("name", ["bars", "ticks"])
+def test_stored_suites_are_valid_great_expectations_suites(name: str) -> None:
+    import json
+
+    import great_expectations as gx
+
+    from tests.conftest import REPO
+
+    raw = json.loads((REPO / "expectations" / f"{name}.json").read_text())
+    suite = gx.ExpectationSuite(name=name, expectations=raw["expectations"])
+    assert len(suite.expectations) == len(raw["expectations"])

@@ -133,7 +133,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open_bytes(path: Path) -> bytes:
+def read_bytes_maybe_gzip(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it starts with the gzip magic (the shipped .csv.gz files)."""
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -161,7 +162,7 @@ def sniff_bar_format(path: str | Path) -> str:
     path = Path(path)
     if path.suffix == ".parquet":
         return "parquet"
-    head = _open_bytes(path)[:4096]
+    head = read_bytes_maybe_gzip(path)[:4096]
     lines = head.splitlines() + [b"", b""]
     first, second = lines[0], lines[1]
     if _NINJA_LINE.match(first):
@@ -325,7 +326,7 @@ def check_bars(frame: pd.DataFrame, source: str = "bars", line_offset: int = 0) 
 def _read_ninjatrader(path: Path) -> tuple[pd.Series, pd.DataFrame, int]:
     names = ["datetime", "open", "high", "low", "close", "volume"]
     try:
-        raw = pd.read_csv(io.BytesIO(_open_bytes(path)), sep=";", header=None, names=names,
+        raw = pd.read_csv(io.BytesIO(read_bytes_maybe_gzip(path)), sep=";", header=None, names=names,
                           dtype={"datetime": str})
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataFormatError(f"{path}: not a NinjaTrader export (datetime;open;high;low;close;volume): "
@@ -349,7 +350,7 @@ def _parse_times(text: pd.Series, fmt: str | None, path: Path, line_offset: int)
 
 def _read_header_csv(path: Path, fmt: str | None) -> tuple[pd.Series, pd.DataFrame, int]:
     try:
-        raw = pd.read_csv(io.BytesIO(_open_bytes(path)), dtype=str)
+        raw = pd.read_csv(io.BytesIO(read_bytes_maybe_gzip(path)), dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise DataFormatError(f"{path}: unreadable CSV ({exc})") from exc
     lower = {c.strip().lower(): c for c in raw.columns}
@@ -378,10 +379,11 @@ def _infer_bar_size(stamps: pd.Series) -> str:
     if diffs.empty:
         raise DataFormatError("cannot infer the bar size from fewer than two distinct times; pass bar_size")
     step = diffs.mode().iloc[0]
-    return _alias(step)
+    return bar_size_alias(step)
 
 
-def _alias(step: pd.Timedelta) -> str:
+def bar_size_alias(step: pd.Timedelta) -> str:
+    """A pandas offset alias for a bar length: 1min, 1h, 30s."""
     seconds = int(step.total_seconds())
     if seconds % 3600 == 0:
         return f"{seconds // 3600}h"
@@ -473,7 +475,7 @@ def load_bars(
         venue=venue or (known.venue if known else "unknown"),
         source_tz=tz,
         exchange_tz=exchange_tz,
-        bar_size=_alias(delta),
+        bar_size=bar_size_alias(delta),
         source_stamp=stamp,
         rows=len(frame),
         start=frame["ts"].iat[0].isoformat() if len(frame) else "",

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hftpipe.data.bars import BarMeta, BarTable, _alias, _open_bytes, sha256_of
+from hftpipe.data.bars import BarMeta, BarTable, bar_size_alias, read_bytes_maybe_gzip, sha256_of
 from hftpipe.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def sniff_tick_format(path: str | Path) -> str:
     path = Path(path)
     if path.suffix == ".parquet":
         return "parquet"
-    first = (_open_bytes(path)[:1024].splitlines() or [b""])[0].strip().lower()
+    first = (read_bytes_maybe_gzip(path)[:1024].splitlines() or [b""])[0].strip().lower()
     fields = first.split(b",")
     if fields[:3] == [b"id", b"price", b"amount"]:
         return "mtgox"
@@ -151,7 +151,7 @@ def load_ticks(path: str | Path, *, symbol: str | None = None, venue: str | None
         if check:
             check_ticks(table.frame, str(path))
         return table
-    data = io.BytesIO(_open_bytes(path))
+    data = io.BytesIO(read_bytes_maybe_gzip(path))
     try:
         if fmt == "bitcoincharts":
             offset = 1
@@ -231,7 +231,7 @@ def ticks_to_bars(table: TickTable, bar_size: str = "1min") -> BarTable:
     bars["ts"] = bars["ts"].astype("datetime64[ns, UTC]")
     m = table.meta
     meta = BarMeta(symbol=m.symbol, venue=m.venue, source_tz="UTC", exchange_tz=m.exchange_tz,
-                   bar_size=_alias(delta), source_stamp="open", rows=len(bars),
+                   bar_size=bar_size_alias(delta), source_stamp="open", rows=len(bars),
                    start=bars["ts"].iat[0].isoformat() if len(bars) else "",
                    end=bars["ts"].iat[-1].isoformat() if len(bars) else "",
                    source=m.source, source_sha256=m.source_sha256, source_format=f"ticks:{m.source_format}")

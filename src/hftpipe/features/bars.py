@@ -22,7 +22,7 @@ h bars of the group follow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -121,7 +121,8 @@ def _groups(table: BarTable, group: str) -> np.ndarray:
     return np.cumsum(change)
 
 
-def _per_group(groups: np.ndarray, fn, *arrays: np.ndarray) -> np.ndarray:
+def _per_group(groups: np.ndarray, fn: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.ndarray:
+    """Apply ``fn`` to each contiguous group's slice of ``arrays`` (windows never cross groups)."""
     out = np.full(len(groups), np.nan)
     bounds = np.flatnonzero(np.diff(groups)) + 1
     for rows in np.split(np.arange(len(groups)), bounds):
