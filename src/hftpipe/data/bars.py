@@ -110,7 +110,8 @@ class KnownSource:
 
 # Keyed by file name (a trailing .gz ignored). Each zone and stamp was checked on the data itself.
 KNOWN_SOURCES: dict[str, KnownSource] = {
-    # UTC, bar END: the full hours are 14:00-20:59 and the last regular bar is 21:00 = 16:00 EST.
+    # UTC, bar END: the full hours are 14:00-20:59 and the last regular bar is 21:00 = 16:00 EST;
+    # pyalgotrade's NinjaTrader reader (the file's source) reads these stamps as UTC too.
     "nt-spy-minute-2011.csv": KnownSource("SPY", "US equities, SPY lists on NYSE Arca (NinjaTrader export)", "UTC", "America/New_York",
                                           "end"),
     # New York local, bar OPEN: 09:30 to 15:59.
