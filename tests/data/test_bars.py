@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import json
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -25,7 +27,7 @@ from hftpipe.data.bars import (
 )
 from hftpipe.errors import DataFormatError
 from hftpipe.validation.bars import validate_bars, validate_market_path
-from tests.conftest import RAW
+from tests.conftest import RAW, REPO
 
 SPY = RAW / "spy-1min-2011-01" / "nt-spy-minute-2011.csv.gz"
 SP500 = RAW / "sp500-1min-2019-11" / "SP500_NOV2019_IDayRVol.csv"
@@ -343,6 +345,8 @@ def test_cli_bars_validate_ingest_features(tmp_path) -> None:
     assert feats.exit_code == 0, feats.output
     assert "h=5 bars: alpha=" in feats.output
     assert "label_k5" in pd.read_parquet(tmp_path / "f.parquet").columns
+    stored = json.loads(pq.read_schema(tmp_path / "f.parquet").metadata[b"hftpipe_bar_features"])
+    assert stored["horizons_in_bars"] == [1, 5] and stored["bars"]["symbol"] == "SPY"
     bad = _write_csv(tmp_path / "gap.csv", ["2019-03-10 01:59:00", "2019-03-10 02:30:00"])
     failed = runner.invoke(main, ["bars", "validate", str(bad), "--symbol", "XYZ", "--tz", NY,
                                   "--report-dir", str(tmp_path / "r")])
@@ -357,11 +361,7 @@ def test_cli_bars_validate_ingest_features(tmp_path) -> None:
 
 @pytest.mark.parametrize("name", ["bars", "ticks"])
 def test_stored_suites_are_valid_great_expectations_suites(name: str) -> None:
-    import json
-
-    import great_expectations as gx
-
-    from tests.conftest import REPO
+    import great_expectations as gx  # imported here: about 3 s, only this test needs it directly
 
     raw = json.loads((REPO / "expectations" / f"{name}.json").read_text())
     suite = gx.ExpectationSuite(name=name, expectations=raw["expectations"])

@@ -88,7 +88,7 @@ def features(obj: Any, path: str, output: str | None, horizons: str, alpha: floa
     from hftpipe.data.market import load_market
     from hftpipe.data.ticks import TickTable, ticks_to_bars
     from hftpipe.errors import ConfigError
-    from hftpipe.features.bars import bar_feature_set
+    from hftpipe.features.bars import bar_feature_set, write_bar_feature_set
 
     try:
         steps = tuple(int(h) for h in horizons.split(",") if h.strip())
@@ -110,7 +110,4 @@ def features(obj: Any, path: str, output: str | None, horizons: str, alpha: floa
         click.echo(f"h={h} bars: alpha={alphas[h]:.3g}; down/stationary/up % = "
                    f"{shares[0]}/{shares[1]}/{shares[2]}")
     if output:
-        out = Path(output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(out, index=False)
-        click.echo(f"wrote {out}")
+        click.echo(f"wrote {write_bar_feature_set(frame, alphas, table, output)}")

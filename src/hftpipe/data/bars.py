@@ -194,6 +194,8 @@ def local_to_utc(local: pd.Series | pd.DatetimeIndex, tz: str, ambiguous: Ambigu
         DataFormatError: a local time that does not exist in ``tz`` (spring-forward gap), or an
             ambiguous one that ``ambiguous`` cannot resolve; the message names the row.
     """
+    if ambiguous not in ("infer", "earliest", "latest", "raise"):
+        raise DataFormatError(f"ambiguous must be infer, earliest, latest or raise; got {ambiguous!r}")
     local = pd.Series(pd.DatetimeIndex(local))
     if local.dt.tz is not None:
         raise DataFormatError("local_to_utc expects naive wall-clock times; these already carry a zone")
@@ -240,8 +242,6 @@ def local_to_utc(local: pd.Series | pd.DatetimeIndex, tz: str, ambiguous: Ambigu
                     "(daylight-saving fall-back) and the rows never repeat that hour, so their order "
                     "cannot tell which; pass ambiguous='earliest' (daylight time) or 'latest' (standard)")
             choose_second[run[steps[0]:]] = True
-    elif ambiguous != "earliest":
-        raise DataFormatError(f"ambiguous must be infer, earliest, latest or raise; got {ambiguous!r}")
     out = first.where(~choose_second, second)
     return out.dt.tz_convert("UTC")
 

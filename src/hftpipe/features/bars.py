@@ -22,10 +22,14 @@ h bars of the group follow.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from hftpipe.data.bars import BarTable, exchange_time
 from hftpipe.errors import DataFormatError
@@ -206,3 +210,21 @@ def bar_feature_set(table: BarTable, *, returns: Sequence[int] = DEFAULT_RETURNS
             out.loc[crosses, f"fwd_ret_{h}"] = np.nan
     out["split"] = split
     return out, alphas
+
+
+def write_bar_feature_set(frame: pd.DataFrame, alphas: dict[int, float], table: BarTable,
+                          path: str | Path) -> Path:
+    """Write features + labels + split as Parquet, with alpha per horizon and the bars' metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = dict(arrow.schema.metadata or {})
+    meta[b"hftpipe_bar_features"] = json.dumps({
+        "alpha": {str(h): a for h, a in alphas.items()},
+        "horizons_in_bars": sorted(alphas),
+        "bars": table.meta.to_dict(),
+    }).encode()
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(arrow.replace_schema_metadata(meta), tmp, compression="zstd")
+    tmp.replace(path)
+    return path
