@@ -21,6 +21,7 @@ from hftpipe.features.bars import (
     volume_zscore,
 )
 from hftpipe.features.labels import DOWN, STATIONARY, UNDEFINED, UP
+from hftpipe.features.splits import PURGED, TEST, TRAIN, VAL
 from tests.conftest import RAW
 
 SPY = RAW / "spy-1min-2011-01" / "nt-spy-minute-2011.csv.gz"
@@ -161,19 +162,26 @@ def test_label_at_t_reads_only_bars_t_to_t_plus_h(spy_slice, h) -> None:
 
 def test_feature_set_on_the_whole_spy_file(spy) -> None:
     frame, alphas = bar_feature_set(spy, horizons=(1, 5, 15))
+    split = frame["split"].to_numpy()
     n = len(frame)
-    assert n == 14180 and frame["split"].tolist() == ["train"] * 9926 + ["val"] * 2127 + ["test"] * 2127
-    # Labels that would read across a split boundary are purged.
+    assert n == 14180 and split.dtype == np.int8
+    b1, b2 = int(n * 0.7), int(n * 0.85)
+    # Warm-up: the 60-bar volume window is full from row 59 on.
+    assert (split[:59] == PURGED).all() and split[59] == TRAIN
+    # Purge: the 15 bars before each boundary would read the next split's closes in their labels.
+    assert (split[b1 - 15:b1] == PURGED).all() and split[b1 - 16] == TRAIN and split[b1] == VAL
+    assert (split[b2 - 15:b2] == PURGED).all() and split[b2 - 16] == VAL and (split[b2:] == TEST).all()
+    names = bar_feature_names()
+    assert not frame.loc[split >= 0, names].isna().any().any()  # usable rows have every feature
     for h in (1, 5, 15):
         labels = frame[f"label_k{h}"].to_numpy()
-        assert (labels[9926 - h:9926] == UNDEFINED).all() and labels[9926 - h - 1] != UNDEFINED
-        assert (labels[12053 - h:12053] == UNDEFINED).all()
-        defined = labels[labels >= 0]
-        shares = np.bincount(defined, minlength=3) / len(defined)
-        assert shares.min() > 0.25  # alpha balanced on train is not wildly off on the whole month
+        train = labels[(split == TRAIN) & (labels >= 0)]
+        shares = np.bincount(train, minlength=3) / len(train)
+        assert shares.min() > 0.3  # alpha balances the training classes
+        assert (labels[-h:] == UNDEFINED).all()
     assert alphas[1] < alphas[5] < alphas[15]
     # alpha only sees training bars: rewriting validation and test prices leaves it unchanged.
     moved = spy.frame.copy()
-    moved.loc[9926:, ["open", "high", "low", "close"]] *= 1.05
+    moved.loc[b1:, ["open", "high", "low", "close"]] *= 1.05
     _, again = bar_feature_set(with_frame(spy, moved), horizons=(1, 5, 15))
     assert again == alphas

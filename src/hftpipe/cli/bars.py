@@ -89,6 +89,7 @@ def features(obj: Any, path: str, output: str | None, horizons: str, alpha: floa
     from hftpipe.data.ticks import TickTable, ticks_to_bars
     from hftpipe.errors import ConfigError
     from hftpipe.features.bars import bar_feature_set, write_bar_feature_set
+    from hftpipe.features.splits import SPLIT_NAMES
 
     try:
         steps = tuple(int(h) for h in horizons.split(",") if h.strip())
@@ -100,12 +101,13 @@ def features(obj: Any, path: str, output: str | None, horizons: str, alpha: floa
     if isinstance(table, TickTable):
         table = ticks_to_bars(table, to_bars)
     frame, alphas = bar_feature_set(table, horizons=steps, alpha=alpha, group=group)
-    counts = frame["split"].value_counts()
+    split = frame["split"].to_numpy()
     click.echo(f"{len(frame)} {table.meta.bar_size} bars of {table.meta.symbol}: "
-               + ", ".join(f"{s} {int(counts.get(s, 0))}" for s in ("train", "val", "test")))
+               + ", ".join(f"{name} {int((split == code).sum())}" for code, name in enumerate(SPLIT_NAMES))
+               + f", purged or warm-up {int((split < 0).sum())}")
     for h in steps:
         labels = frame[f"label_k{h}"]
-        defined = labels[labels >= 0]
+        defined = labels[(labels >= 0) & (frame["split"] >= 0)]
         shares = (defined.value_counts(normalize=True).reindex([0, 1, 2], fill_value=0.0) * 100).round(1)
         click.echo(f"h={h} bars: alpha={alphas[h]:.3g}; down/stationary/up % = "
                    f"{shares[0]}/{shares[1]}/{shares[2]}")

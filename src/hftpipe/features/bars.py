@@ -33,7 +33,8 @@ import pyarrow.parquet as pq
 
 from hftpipe.data.bars import BarTable, exchange_time
 from hftpipe.errors import DataFormatError
-from hftpipe.features.labels import UNDEFINED, balanced_alpha, classify
+from hftpipe.features.labels import balanced_alpha, classify
+from hftpipe.features.splits import PURGED, SPLIT_NAMES, TRAIN, time_splits
 
 DEFAULT_RETURNS = (1, 5, 15)
 DEFAULT_HORIZONS = (1, 5, 15)
@@ -184,30 +185,23 @@ def bar_feature_set(table: BarTable, *, returns: Sequence[int] = DEFAULT_RETURNS
                     volume_window: int = 60, horizons: Sequence[int] = DEFAULT_HORIZONS,
                     alpha: float | None = None, train_frac: float = 0.7, val_frac: float = 0.15,
                     group: str = "symbol") -> tuple[pd.DataFrame, dict[int, float]]:
-    """Features, labels and a time split (train/val/test by bar time) in one frame.
+    """Features, labels and a time split in one frame, split codes as in :mod:`hftpipe.features.splits`.
 
-    Rows whose label window crosses a split boundary get label -1 (purged), so no training label
-    looks into validation bars.
+    ``split`` is int8: 0 train, 1 val, 2 test by bar time, -1 for rows that may not be used: the
+    ``max(horizons)`` bars before each boundary (their label reads bars of the next split) and rows
+    whose feature windows are not yet full (warm-up; with ``group="day"`` also each day's first bars).
+    alpha, when not given, is balanced on split-0 rows only.
     """
-    if not 0 < train_frac < 1 or not 0 <= val_frac < 1 - train_frac:
-        raise ValueError("need 0 < train_frac < 1 and 0 <= val_frac < 1 - train_frac")
+    if not horizons:
+        raise ValueError("need at least one label horizon")
     feats = bar_features(table, returns=returns, window=window, volume_window=volume_window, group=group)
-    n = len(feats)
-    split = np.full(n, "test", dtype=object)
-    n_train, n_val = int(n * train_frac), int(n * val_frac)
-    split[:n_train] = "train"
-    split[n_train:n_train + n_val] = "val"
-    index = np.arange(n)
-    # alpha is fitted on training rows whose label ends inside the training split: no val/test close in it.
-    fit_rows = index + max(horizons) < n_train
-    labels, alphas = bar_labels(table, horizons, alpha=alpha, train_mask=fit_rows, group=group)
+    names = bar_feature_names(returns, window, volume_window)
+    incomplete = feats[names].isna().any(axis=1).to_numpy()
+    split, _ = time_splits(len(feats), train_frac, val_frac, purge=max(int(h) for h in horizons),
+                           warmup=int(np.argmin(incomplete)) if incomplete.any() else 0)
+    split[incomplete] = PURGED
+    labels, alphas = bar_labels(table, horizons, alpha=alpha, train_mask=split == TRAIN, group=group)
     out = pd.concat([feats, labels.drop(columns=["ts", "symbol"])], axis=1)
-    for h in horizons:
-        # Purge: label of row t uses bar t+h; drop it when t+h lies in a later split than t.
-        for boundary in (n_train, n_train + n_val):
-            crosses = (index < boundary) & (index + h >= boundary)
-            out.loc[crosses, f"label_k{h}"] = UNDEFINED
-            out.loc[crosses, f"fwd_ret_{h}"] = np.nan
     out["split"] = split
     return out, alphas
 
@@ -222,6 +216,7 @@ def write_bar_feature_set(frame: pd.DataFrame, alphas: dict[int, float], table: 
     meta[b"hftpipe_bar_features"] = json.dumps({
         "alpha": {str(h): a for h, a in alphas.items()},
         "horizons_in_bars": sorted(alphas),
+        "splits": {str(code): name for code, name in enumerate(SPLIT_NAMES)} | {"-1": "purged or warm-up"},
         "bars": table.meta.to_dict(),
     }).encode()
     tmp = path.with_name(path.name + ".tmp")
