@@ -18,6 +18,9 @@ Labels at horizon h bars (``labels``): ``fwd_ret_h`` = log(close_{t+h} / close_t
 and ``label_k{h}`` = 0 down / 1 stationary / 2 up with the stationary band ``alpha`` of
 :mod:`hftpipe.features.labels` (given, or balanced on the training rows only); -1 where fewer than
 h bars of the group follow.
+
+:func:`bar_feature_set` adds a time split with the codes of :mod:`hftpipe.features.splits` (0 train,
+1 val, 2 test, -1 purged before a boundary or warm-up), so the training code's split handling applies.
 """
 
 from __future__ import annotations
