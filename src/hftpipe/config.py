@@ -139,7 +139,7 @@ class UIConfig:
     server_workers: int = 1  # gunicorn worker processes
     server_threads: int = 32  # threads per worker; each open live page holds one for its whole replay
     max_connections: int = 500  # open connections per worker (idle keep-alive included); more wait
-    keepalive_s: float = 5.0  # an idle connection is closed after this (and after a 5 s first-byte wait)
+    keepalive_s: int = 5  # an idle connection is closed after this (and after a 5 s first-byte wait)
     request_timeout_s: float = 30.0  # longest pause while a client sends a request or reads an answer
 
 

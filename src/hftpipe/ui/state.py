@@ -48,8 +48,9 @@ class UiState:
     """The sqlite file holding sessions and failure counters (one short connection per operation, so
     threads and forked workers never share one)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self.clock = clock  # wall time: lifetimes must survive a restart
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the one writer
@@ -68,7 +69,7 @@ class UiState:
 
     def open_session(self, user: str, now: float | None = None) -> str:
         """Start a session for ``user``; return its id (goes into the signed cookie, never stored)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         sid = secrets.token_urlsafe(32)
         with self._db() as db:
             db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)", (_hash(sid), user, now, now))
@@ -78,7 +79,7 @@ class UiState:
         """The user of a live session, refreshing its last use; None when ended, idle or too old."""
         if not sid or not isinstance(sid, str):
             return None
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         key = _hash(sid)
         with self._db() as db:
             row = db.execute("SELECT user, created, last_seen FROM sessions WHERE sid_hash = ?", (key,)).fetchone()
@@ -100,7 +101,7 @@ class UiState:
 
     def prune_sessions(self, idle_s: float, max_s: float, now: float | None = None) -> int:
         """Delete sessions past their lifetime (called at log-in so the table stays small)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         with self._db() as db:
             return db.execute("DELETE FROM sessions WHERE last_seen < ? OR created < ?",
                               (now - idle_s, now - max_s)).rowcount
