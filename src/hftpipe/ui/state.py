@@ -183,7 +183,7 @@ class LoginThrottle:
         i_fail, i_last, i_attempt = self._get(f"addr:{address}", now)
         address_until = i_last + backoff_s(i_fail, self.FREE, self.BASE_S, self.ADDRESS_CAP_S)
         if now < address_until and now - i_attempt < self.PROBE_S:
-            return Refusal(self.PROBE_S - (now - i_attempt), "address")
+            return Refusal(min(address_until, i_attempt + self.PROBE_S) - now, "address")
         account_until = a_last + backoff_s(a_fail, self.FREE, self.BASE_S, self.ACCOUNT_CAP_S)
         if now < account_until and i_fail > 0:
             return Refusal(account_until - now, "account")
