@@ -184,11 +184,14 @@ MODEL_PARAM_PREFIXES = ("train.", "features.")
 
 def _is_training(run: Any) -> bool:
     """A run that trained a model: tagged ``step=train``, or the pipeline's training run that its
-    evaluation step continued (it re-tags it ``step=evaluate`` but never sets ``evaluated_model``)."""
+    evaluation step continued (re-tagged ``step=evaluate``, but with no ``evaluated_model`` tag and with
+    the trainer's ``train_loss`` curve or its ``train-<model>`` name)."""
     tags = run.data.tags
     step = tags.get("step")
-    return step == "train" or (step == "evaluate" and "evaluated_model" not in tags
-                               and "model_run_id" not in tags)
+    if step == "train":
+        return True
+    return (step == "evaluate" and "evaluated_model" not in tags and "model_run_id" not in tags
+            and ("train_loss" in run.data.metrics or tags.get("mlflow.runName", "").startswith("train-")))
 
 
 def _evaluated_model(client: Any, run: Any, cache: dict[str, Any]) -> tuple[str, dict[str, str]]:

@@ -132,9 +132,12 @@ def price_tick(book: np.ndarray) -> float:
     """The day's tick: the smallest gap between distinct quoted prices (0 when there is only one)."""
     prices = book[:, 0::2]  # ask and bid prices of every level, LOBSTER order
     distinct = np.unique(prices[np.isfinite(prices)])
+    if len(distinct) < 2:
+        return 0.0
     gaps = np.diff(distinct)
-    gaps = gaps[gaps > 0]
-    return float(gaps.min()) if len(gaps) else 0.0
+    gaps = gaps[gaps > 1e-9 * np.abs(distinct).max()]  # float noise of dollar prices is no tick
+    # 578.93 - 578.92 is 0.00999999999999; the tick is 0.01.
+    return float(f"{gaps.min():.6g}") if len(gaps) else 0.0
 
 
 def realised_class(ret: float, alpha: float) -> int:
@@ -261,7 +264,7 @@ class OutcomeTracker:
         """Class of a move from ``start`` to ``end`` (label band alpha, and at least ``min_move``)."""
         ret = (end - start) / start
         ret = 0.0 if abs(ret) < ROUND_OFF else ret
-        if abs(end - start) < self.min_move:
+        if abs(end - start) < self.min_move * (1 - 1e-6):  # a move of exactly one tick, give or take float noise, counts
             return 1
         return realised_class(ret, self.alpha)
 
