@@ -140,7 +140,7 @@ class UIConfig:
     server_threads: int = 32  # threads per worker; each open live page holds one for its whole replay
     max_connections: int = 500  # open connections per worker (idle keep-alive included); more wait
     keepalive_s: int = 5  # an idle connection is closed after this (and after a 5 s first-byte wait)
-    request_timeout_s: float = 30.0  # longest pause while a client sends a request or reads an answer
+    request_timeout_s: float = 10.0  # time to send a whole request; longest wait for a client to read
 
 
 @dataclass(frozen=True)

@@ -260,7 +260,7 @@ def test_a_replay_file_with_unreadable_metadata_is_skipped_with_one_warning(
 # -- 16. MLflow links only when they lead somewhere ----------------------------------------------------
 
 class _Ok(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         self.send_response(200)
         self.end_headers()
 

@@ -212,4 +212,4 @@ def test_run_links_to_mlflow_only_when_it_answers(logged_in, pipeline_runs, repl
     cfg = _with_experiment(ui_config(replay_events, closed_port_url()), "pipeline-only")
     assert "#/experiments/" not in logged_in(cfg).get("/runs").text  # nothing answers at mlflow_ui_url
     shown = cfg.replace(ui=cfg.ui.__class__(**{**cfg.ui.__dict__, "mlflow_links": "show"}))
-    assert f"#/experiments/" in logged_in(shown).get("/runs").text
+    assert "#/experiments/" in logged_in(shown).get("/runs").text

@@ -247,9 +247,12 @@ def recent_runs(cfg: Config, limit: int = 50, step: str | None = "train") -> lis
         evaluated = ""
         if tags.get("step") == "evaluate" and not _is_training(run):
             evaluated, model_params = _evaluated_model(client, run, cache)
-            # The config's model params say nothing about the evaluated model: show its own, or none.
-            params = {k: v for k, v in params.items() if not k.startswith(MODEL_PARAM_PREFIXES)}
-            params.update({k: v for k, v in model_params.items() if k.startswith(MODEL_PARAM_PREFIXES)})
+            if model_params or "model.name" not in tags:
+                # Older evaluation runs logged the evaluating config, whose model params say nothing about
+                # the evaluated model: show the params of the run that trained it, or none. (Runs tagged
+                # model.name already logged the evaluated model's own train / features sections.)
+                params = {k: v for k, v in params.items() if not k.startswith(MODEL_PARAM_PREFIXES)}
+                params.update({k: v for k, v in model_params.items() if k.startswith(MODEL_PARAM_PREFIXES)})
         out.append(RunView(
             run_id=run.info.run_id, name=tags.get("mlflow.runName", run.info.run_id[:8]),
             status=run.info.status, step=tags.get("step", ""), started=_when(run.info.start_time), started_ms=int(run.info.start_time or 0),

@@ -5,8 +5,9 @@ What each limit does (values from the ``ui`` section of params.yaml):
 
 - a new connection that sends nothing for 5 s (gunicorn's wait before it frees the thread) goes back to
   the poller, where it is closed after ``keepalive_s``; so is an idle keep-alive connection;
-- once a client has started a request, every pause longer than ``request_timeout_s`` while it sends
-  headers or body (or reads the answer) ends the connection, so half-sent requests do not hold a thread;
+- once a client has started a request, it has ``request_timeout_s`` to send all of it (head and body),
+  and each write of the answer may wait that long for the client to read: half-sent or trickled
+  requests hold a thread for at most that long;
 - at most ``max_connections`` open connections per worker (idle ones included); more wait in the
   listen backlog until one closes, so descriptors are never exhausted;
 - request line, header count and header size are capped; the app itself caps bodies at 64 KiB.
@@ -39,35 +40,60 @@ gunicorn_wsgi.SERVER_SOFTWARE = SERVER_HEADER  # what the app sees as SERVER_SOF
 
 
 class TimedSocket(socket.socket):
-    """An accepted connection whose blocking reads and writes give up after ``io_timeout`` seconds.
+    """An accepted connection with time limits while a thread serves it.
 
     gunicorn puts a connection in blocking mode (no limit) while a thread serves it: a client that
-    sends half a request and stops would hold that thread forever. Here blocking mode means "blocking
-    with a timeout"; a stalled sender then looks like one that hung up (closed quietly), a stalled
-    reader like a broken pipe.
+    sends half a request and stops, or trickles a byte now and then, would hold that thread forever.
+    Here each time a thread takes the connection (blocking mode on) a deadline starts: reading the
+    request (head and body) must be done within ``io_timeout`` seconds, after which the client looks
+    like one that hung up (closed quietly). Writing gets ``io_timeout`` per send, so a long stream of
+    server-sent events is fine while a client that stops reading is a broken pipe.
     """
 
-    io_timeout: float = 30.0
+    io_timeout: float = 10.0
+    _deadline: float | None = None
 
     def setblocking(self, flag: bool) -> None:
         if flag:
+            self._deadline = time.monotonic() + self.io_timeout
             self.settimeout(self.io_timeout)
         else:
+            self._deadline = None
             super().setblocking(False)
 
+    _closing = False
+
+    def shutdown(self, how: int) -> None:
+        # gunicorn closes "gracefully" on its main loop: FIN, then up to 2 s reading until the peer
+        # closes too. A client that never closes would stall every connection of the worker that long.
+        super().shutdown(how)
+        self._closing = True
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if self._closing:
+            super().settimeout(0.0)  # drain what has arrived, never wait (BlockingIOError ends the drain)
+            return super().recv(bufsize, flags)
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                return b""
+            self.settimeout(left)
         try:
             return super().recv(bufsize, flags)
         except TimeoutError:
             return b""
 
     def sendall(self, data: Any, flags: int = 0) -> None:
+        if self._deadline is not None:
+            self.settimeout(self.io_timeout)
         try:
             super().sendall(data, flags)
         except TimeoutError as exc:
             raise BrokenPipeError(errno.EPIPE, "the client stopped reading") from exc
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        if self._deadline is not None:
+            self.settimeout(self.io_timeout)
         try:
             return super().sendfile(file, offset, count)
         except TimeoutError as exc:
@@ -84,7 +110,7 @@ class UiWorker(ThreadWorker):
     closed after ``keepalive`` seconds of silence.
     """
 
-    io_timeout: float = 30.0
+    io_timeout: float = 10.0
 
     def accept(self, listener: socket.socket) -> None:
         try:
@@ -100,6 +126,17 @@ class UiWorker(ThreadWorker):
         conn.timeout = time.monotonic() + self.cfg.keepalive
         self.pending_conns.append(conn)
         self.poller.register(sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        # A body the app refuses unread (413) is not drained, so the connection cannot be reused: say
+        # "Connection: close" in the answer rather than keep-alive and then hang up on the next request.
+        limit = getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
+        if limit is not None:
+            for name, value in req.headers:
+                if (name == "CONTENT-LENGTH" and value.strip().isdigit() and int(value) > limit) or \
+                        (name == "TRANSFER-ENCODING" and "chunked" in value.lower()):
+                    req.must_close = True
+        return super().handle_request(req, conn)
 
 
 def gunicorn_options(ui: UIConfig) -> dict[str, Any]:
