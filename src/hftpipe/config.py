@@ -141,6 +141,7 @@ class UIConfig:
     max_connections: int = 500  # open connections per worker (idle keep-alive included); more wait
     keepalive_s: int = 5  # an idle connection is closed after this (and after a 5 s first-byte wait)
     request_timeout_s: float = 10.0  # time to send a whole request; longest wait for a client to read
+    proxy_hops: int = 0  # reverse proxies in front (Kubernetes ingress: 1); client address from X-Forwarded-For
 
 
 @dataclass(frozen=True)

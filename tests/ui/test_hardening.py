@@ -301,3 +301,31 @@ def test_new_ui_settings_have_documented_defaults() -> None:
     ui = Config().ui
     assert (ui.mlflow_links, ui.session_idle_minutes, ui.session_max_hours) == ("auto", 30.0, 12.0)
     assert ui.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize("hops,owner_status", [(1, 302), (0, 429)])
+def test_behind_a_proxy_addresses_come_from_x_forwarded_for(replay_events: Path, credentials, hops: int,
+                                                          owner_status: int) -> None:
+    app = _app(replay_events, credentials, proxy_hops=hops)
+    app.extensions[THROTTLE_KEY].clock = Clock()
+    ingress = {"REMOTE_ADDR": "10.0.0.1"}  # every request reaches the pod from the ingress controller
+    client = app.test_client()
+    for i in range(10):  # spraying other accounts from one client: that client's address is locked
+        client.post("/login", data={"username": f"user{i}", "password": "guess"},
+                    environ_base=ingress, headers={"X-Forwarded-For": "203.0.113.9"})
+    owner = app.test_client().post("/login", data={"username": USER, "password": PASSWORD},
+                                   environ_base=ingress, headers={"X-Forwarded-For": "192.0.2.7"})
+    assert owner.status_code == owner_status  # without proxy_hops everyone shares the ingress's address
+
+
+def test_gunicorn_settings_from_the_ui_section() -> None:
+    from hftpipe.ui.server import gunicorn_options
+
+    options = gunicorn_options(Config().ui)
+    assert options["bind"] == ["127.0.0.1:5000"]  # loopback unless told otherwise
+    assert options["worker_class"] == "hftpipe.ui.server.UiWorker"
+    assert (options["threads"], options["worker_connections"], options["keepalive"]) == (32, 500, 5)
+    assert options["limit_request_line"] <= 8190 and options["limit_request_fields"] <= 100
+    assert options["control_socket_disable"] is True and options["accesslog"] is None
+    ipv6 = Config().ui.__class__(host="::1", port=5001)
+    assert gunicorn_options(ipv6)["bind"] == ["[::1]:5001"]

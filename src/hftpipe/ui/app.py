@@ -120,6 +120,13 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
     if settings:
         app.config.update(settings)
     csrf.init_app(app)
+    if config.ui.proxy_hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Login throttling is per client address: behind an ingress every request would come from the
+        # proxy's address. Trust exactly that many X-Forwarded-For hops (never more: it is forgeable).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.ui.proxy_hops,  # type: ignore[method-assign]
+                                x_proto=config.ui.proxy_hops)
     app.extensions[SERVING_KEY] = ServingClient(config.ui.serving_url, timeout_s=config.ui.serving_timeout_s)
 
     from hftpipe.ui import auth, health, live, models, runs
