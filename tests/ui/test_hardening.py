@@ -159,6 +159,7 @@ def test_backoff_grows_instead_of_a_fixed_lockout(replay_events: Path, credentia
     assert _login(client).status_code == 302
 
 
+@pytest.mark.slow  # tens of password-hash checks
 def test_a_flood_on_the_account_does_not_lock_out_its_owner(replay_events: Path, credentials) -> None:
     app, clock = _throttled_app(replay_events, credentials)
     attacker = app.test_client()
@@ -170,6 +171,7 @@ def test_a_flood_on_the_account_does_not_lock_out_its_owner(replay_events: Path,
     assert _login(owner, address="192.0.2.7").status_code == 302  # the owner's address is clean: in at once
 
 
+@pytest.mark.slow  # tens of password-hash checks
 def test_the_right_password_gets_through_an_address_lockout_after_a_short_delay(replay_events: Path,
                                                                                 credentials) -> None:
     app, clock = _throttled_app(replay_events, credentials)
@@ -185,6 +187,19 @@ def test_the_right_password_gets_through_an_address_lockout_after_a_short_delay(
     wrong = _login(app.test_client(), "guess", user="someone")
     assert wrong.status_code == 401
     assert _login(app.test_client(), "guess", user="someone").status_code == 429  # still locked for guessers
+
+
+@pytest.mark.slow  # tens of password-hash checks
+def test_a_guessing_flood_logs_a_few_lines_not_one_per_guess(replay_events: Path, credentials,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    app, clock = _throttled_app(replay_events, credentials)
+    client = app.test_client()
+    with caplog.at_level(logging.WARNING, logger="hftpipe.ui.state"):
+        for _ in range(40):
+            _login(client, "guess", user="alice\nWARNING forged log line")
+            clock.now += 3600  # every guess after its backoff: all 40 are checked and fail
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4 and all("\n" not in line for line in lines)  # at 5, 8, 16 and 32 failures
 
 
 def test_backoff_survives_a_restart(replay_events: Path, credentials) -> None:

@@ -200,6 +200,7 @@ class LoginThrottle:
         a_fail, _, _ = self._get(f"user:{user}", now)
         self.state.put_failures(f"user:{user}", a_fail + 1, now, now)
         self.state.put_failures(f"addr:{address}", i_fail + 1, now, now)
-        if a_fail + 1 >= self.FREE or i_fail + 1 >= self.FREE:
+        # One line when backoff starts, then at 2x, 4x... the failures: a flood cannot flood the log.
+        if any(n >= self.FREE and (n == self.FREE or n & (n - 1) == 0) for n in (a_fail + 1, i_fail + 1)):
             log.warning("failed log-in %d for account %r, %d from address %s: backing off",
                         a_fail + 1, user[:64], i_fail + 1, address)
