@@ -189,6 +189,7 @@ def test_runs_default_tab_shows_pipeline_runs(logged_in, pipeline_runs, replay_e
     cfg = _with_experiment(ui_config(replay_events, closed_port_url()), "pipeline-only")
     page = logged_in(cfg).get("/runs").text
     assert "No training run" not in page and "train-lstm" in page and "0.4200" in page
+    assert "<td>train + evaluate</td>" in _row(page, "train-lstm")
 
 
 def test_evaluation_rows_show_the_evaluated_model(logged_in, pipeline_runs, replay_events: Path) -> None:

@@ -194,6 +194,11 @@ def _is_training(run: Any) -> bool:
             and ("train_loss" in run.data.metrics or tags.get("mlflow.runName", "").startswith("train-")))
 
 
+def _step_label(run: Any) -> str:
+    step = run.data.tags.get("step", "")
+    return "train + evaluate" if step == "evaluate" and _is_training(run) else step
+
+
 def _evaluated_model(client: Any, run: Any, cache: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """(what was evaluated, that model's training params) for a stand-alone evaluation run."""
     tags = run.data.tags
@@ -255,7 +260,7 @@ def recent_runs(cfg: Config, limit: int = 50, step: str | None = "train") -> lis
                 params.update({k: v for k, v in model_params.items() if k.startswith(MODEL_PARAM_PREFIXES)})
         out.append(RunView(
             run_id=run.info.run_id, name=tags.get("mlflow.runName", run.info.run_id[:8]),
-            status=run.info.status, step=tags.get("step", ""), started=_when(run.info.start_time), started_ms=int(run.info.start_time or 0),
+            status=run.info.status, step=_step_label(run), started=_when(run.info.start_time), started_ms=int(run.info.start_time or 0),
             params=params,
             metrics={k: v for k, v in run.data.metrics.items() if math.isfinite(v)},
             commit=(tags.get("git.commit") or tags.get("mlflow.source.git.commit") or "")[:10],
