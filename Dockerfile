@@ -89,6 +89,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HEALTHCHECK_URL=""
 USER ${UID}:${UID}
 VOLUME ["/var/lib/hftpipe"]
+# 8080: `hftpipe serve` (the predictor); 5000: `hftpipe ui -S ui.host=0.0.0.0 -S ui.port=5000`, served by
+# gunicorn (threads, request/keep-alive time limits, a connection cap; `--dev` is Werkzeug, for debugging).
 EXPOSE 8080 5000
 # One image, several servers: `docker run -e HEALTHCHECK_URL=http://127.0.0.1:8080/v2/health/ready`
 # turns the check on for the process at hand; batch commands (train, pipeline run) leave it empty.

@@ -132,6 +132,16 @@ class UIConfig:
     replay_from: Literal["test", "start"] = "test"  # test: begin where the test split begins (out-of-sample)
     mlflow_ui_url: str = "http://127.0.0.1:5001"
     serving_timeout_s: float = 2.0  # a slower serving answer counts as down (banner + retry)
+    mlflow_links: Literal["auto", "show", "hide"] = "auto"  # auto: link to MLflow only while mlflow_ui_url answers
+    session_idle_minutes: float = 30.0  # a session unused this long ends (checked on the server)
+    session_max_hours: float = 12.0  # a session ends this long after log-in, however active
+    min_move_ticks: float = 1.0  # live hit rate: a smoothed mid move under this many ticks counts as stationary
+    server_workers: int = 1  # gunicorn worker processes
+    server_threads: int = 32  # threads per worker; each open live page holds one for its whole replay
+    max_connections: int = 500  # open connections per worker (idle keep-alive included); more wait
+    keepalive_s: int = 5  # an idle connection is closed after this (and after a 5 s first-byte wait)
+    request_timeout_s: float = 10.0  # time to send a whole request; longest wait for a client to read
+    proxy_hops: int = 0  # reverse proxies in front (Kubernetes ingress: 1); client address from X-Forwarded-For
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def test_trader_sees_live_predictions_and_outcomes(model_server, replay_events: 
             assert page.locator("#signal").inner_text() in ("UP", "DOWN", "STATIONARY")
             assert page.locator("#outcomes tbody tr").count() >= 10
             assert "%" in page.locator("#hit-rate").inner_text()
+            assert re.search(r"persistence \d+\.\d% · momentum \d+\.\d%", page.locator("#hit-baselines").inner_text())
             assert "$" in page.locator("#pnl").inner_text()
             assert "hftpipe-lob" in page.locator("#model-name").inner_text()
             assert "horizon 10 events" in page.locator("#model-detail").inner_text()

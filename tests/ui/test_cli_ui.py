@@ -61,3 +61,11 @@ def test_production_mode_refuses_without_secrets(replay_events: Path, hftpipe_ho
     assert result.returncode == 2
     assert "error: HFTPIPE_ENV=production: set HFTPIPE_UI_USERS or HFTPIPE_UI_PASSWORD_HASH" in result.stderr
     assert "Traceback" not in result.stderr and "password" not in result.stdout
+
+
+def test_a_mistyped_mode_is_an_error_not_development(replay_events: Path, hftpipe_home: Path) -> None:
+    result = subprocess.run(_cmd(replay_events, free_port()), env=_env(hftpipe_home, HFTPIPE_ENV="prd"),
+                            capture_output=True, text=True, timeout=120, cwd=hftpipe_home)
+    assert result.returncode == 2
+    assert "error: HFTPIPE_ENV='prd' is not a known mode: set it to one of development, production" in result.stderr
+    assert "Traceback" not in result.stderr and "password" not in result.stdout

@@ -69,6 +69,7 @@ def logged_in(store: str, replay_events: Path, credentials, monkeypatch: pytest.
 
 def test_models_page_shows_aliases_gate_and_lineage(logged_in, replay_events: Path) -> None:
     cfg = ui_config(replay_events, closed_port_url())
+    cfg = cfg.replace(ui=cfg.ui.__class__(**{**cfg.ui.__dict__, "mlflow_links": "show"}))
     page = logged_in(cfg).get("/models").text
     order = [page.index(f"<h2>v{v}") for v in (2, 3, 1)]
     assert order == sorted(order)  # champion, challenger, previous
@@ -136,3 +137,80 @@ def test_live_scoring_parameters_from_a_registered_version(store: str, replay_ev
     assert info.source == f"registry (scored-model v{version})"
     assert info.horizon == HORIZON and info.alpha == pytest.approx(meta["alpha"][str(HORIZON)])
     assert (info.label, info.sampling) == ("forward", "all")
+
+
+def _with_experiment(cfg: Config, experiment: str) -> Config:
+    return cfg.replace(register=cfg.register.__class__(**{**cfg.register.__dict__, "experiment": experiment}))
+
+
+@pytest.fixture(scope="module")
+def pipeline_runs(store: str) -> dict[str, str]:
+    """Runs tagged as the code that writes them does (hftpipe.pipeline.tracked, hftpipe.cli.evaluate)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    ids = {}
+    # The pipeline: a training run that its evaluation step continues and re-tags step=evaluate.
+    only = client.create_experiment("pipeline-only")
+    run = client.create_run(only, run_name="train-lstm", tags={"step": "train"})
+    client.log_param(run.info.run_id, "train.model", "lstm")
+    client.log_metric(run.info.run_id, "val_macro_f1", 0.42)
+    client.log_metric(run.info.run_id, "train_loss", 0.9)
+    client.set_tag(run.info.run_id, "step", "evaluate")
+    client.log_metric(run.info.run_id, "test_macro_f1", 0.40)
+    client.set_terminated(run.info.run_id)
+    ids["pipeline"] = run.info.run_id
+    # `hftpipe evaluate --model models:/...` of a deeplob model, run with a config that says lstm.
+    mixed = client.create_experiment("evaluations")
+    trained = client.create_run(mixed, run_name="train-deeplob", tags={"step": "train"})
+    for key, value in (("train.model", "deeplob"), ("train.horizon", "50"), ("train.window", "100")):
+        client.log_param(trained.info.run_id, key, value)
+    client.set_terminated(trained.info.run_id)
+    evaluation = client.create_run(mixed, run_name="evaluate-deeplob-features", tags={
+        "step": "evaluate", "evaluated_model": "models:/hftpipe-lob@champion",
+        "model_run_id": trained.info.run_id, "model_name": "hftpipe-lob", "model_version": "7"})
+    for key, value in (("train.model", "lstm"), ("train.horizon", "10"), ("train.window", "10")):
+        client.log_param(evaluation.info.run_id, key, value)
+    client.log_metric(evaluation.info.run_id, "test_macro_f1", 0.45)
+    client.set_terminated(evaluation.info.run_id)
+    # An experiment with evaluations only.
+    lone = client.create_experiment("evaluations-only")
+    run = client.create_run(lone, run_name="evaluate-bundle", tags={"step": "evaluate",
+                                                                   "evaluated_model": "/tmp/bundle"})
+    client.set_terminated(run.info.run_id)
+    return ids
+
+
+def _row(page: str, name: str) -> str:
+    return next(row for row in page.split("<tbody>")[1].split("<tr>") if name in row)
+
+
+def test_runs_default_tab_shows_pipeline_runs(logged_in, pipeline_runs, replay_events: Path) -> None:
+    cfg = _with_experiment(ui_config(replay_events, closed_port_url()), "pipeline-only")
+    page = logged_in(cfg).get("/runs").text
+    assert "No training run" not in page and "train-lstm" in page and "0.4200" in page
+    assert "<td>train + evaluate</td>" in _row(page, "train-lstm")
+
+
+def test_evaluation_rows_show_the_evaluated_model(logged_in, pipeline_runs, replay_events: Path) -> None:
+    cfg = _with_experiment(ui_config(replay_events, closed_port_url()), "evaluations")
+    client = logged_in(cfg)
+    row = _row(client.get("/runs?step=evaluate").text, "evaluate-deeplob-features")
+    assert "evaluated hftpipe-lob v7" in row
+    assert "deeplob" in row.split("evaluated")[1] and "<td>50</td>" in row and "<td>100</td>" in row
+    assert "<td>lstm</td>" not in row and "<td>10</td>" not in row  # not the evaluating config's model
+    training = client.get("/runs").text
+    assert "train-deeplob" in training and "evaluate-deeplob-features" not in training
+
+
+def test_an_empty_default_tab_opens_one_with_runs(logged_in, pipeline_runs, replay_events: Path) -> None:
+    cfg = _with_experiment(ui_config(replay_events, closed_port_url()), "evaluations-only")
+    page = logged_in(cfg).get("/runs").text
+    assert "No training run yet: showing evaluation." in page and "evaluate-bundle" in page
+
+
+def test_run_links_to_mlflow_only_when_it_answers(logged_in, pipeline_runs, replay_events: Path) -> None:
+    cfg = _with_experiment(ui_config(replay_events, closed_port_url()), "pipeline-only")
+    assert "#/experiments/" not in logged_in(cfg).get("/runs").text  # nothing answers at mlflow_ui_url
+    shown = cfg.replace(ui=cfg.ui.__class__(**{**cfg.ui.__dict__, "mlflow_links": "show"}))
+    assert "#/experiments/" in logged_in(shown).get("/runs").text

@@ -174,3 +174,42 @@ def test_default_start_is_the_test_split_unless_asked_for_the_whole_day() -> Non
     assert default_start(cfg, 10_000) == 8_500
     whole = cfg.replace(ui=UIConfig(replay_from="start"))
     assert default_start(whole, 10_000) == 0
+
+
+def _synthetic(mids: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    mid = np.asarray(mids, dtype=np.float64)
+    return mid - 50.0, mid + 50.0  # a one-tick spread, the tick being 100 price units here
+
+
+@pytest.mark.parametrize("min_move,hits", [(100.0, 2), (0.0, 4)])
+def test_sub_tick_moves_are_not_up_or_down_hits(min_move: float, hits: int) -> None:
+    m = 5_800_000.0
+    bid, ask = _synthetic([m, m, m + 50, m + 50, m + 50, m + 250, m + 250, m + 250])
+    tracker = OutcomeTracker(horizon=2, alpha=0.0, min_move=min_move)  # a fitted alpha can be 0
+    outcomes = []
+    for i in range(len(bid)):
+        outcomes += tracker.observe(i, float(bid[i]), float(ask[i]), 2 if i < 6 else None)  # "up" every time
+    # Smoothed moves: +25, +50, 0, +100, +200, 0 (price units). Under one tick they are stationary.
+    assert [o["realised"] for o in outcomes] == ([1, 1, 1, 2, 2, 1] if min_move else [2, 2, 1, 2, 2, 1])
+    assert tracker.scored == 6 and tracker.hits == hits
+
+
+def test_the_replay_day_knows_its_tick(replay_events: Path) -> None:
+    assert load_replay_day(replay_events).tick == 0.01  # one cent
+
+
+def test_baselines_match_their_vectorised_definitions(replay_events: Path) -> None:
+    day = load_replay_day(replay_events)
+    k, alpha = 10, 2e-5
+    tracker, _ = _run(day, _signal(len(day.mid)), horizon=k, alpha=alpha)
+    labels = classify(label_return(day.mid, k, "forward"), alpha)
+    n = len(day.mid)
+    scored = range(k, n - k)  # the model is scored up to n-k-1; both baselines need k events of past
+    momentum_ret = (day.mid[k:] - day.mid[:-k]) / day.mid[:-k]
+    momentum_ret[np.abs(momentum_ret) < 1e-12] = 0.0
+    momentum = np.concatenate([np.full(k, -1), classify(momentum_ret, alpha)])
+    stats = tracker.stats()["baselines"]
+    assert stats["persistence"]["scored"] == stats["momentum"]["scored"] == len(scored)
+    assert stats["persistence"]["hits"] == sum(int(labels[t - k] == labels[t]) for t in scored)
+    assert stats["momentum"]["hits"] == sum(int(momentum[t] == labels[t]) for t in scored)
+    assert 0.0 < stats["persistence"]["hit_rate"] < 1.0

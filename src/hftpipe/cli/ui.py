@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from typing import Any
 
 import click
 
@@ -16,17 +18,21 @@ def register(group: click.Group) -> None:
 @click.option("--port", type=int, help="Port (default: ui.port).")
 @click.option("--serving-url", help="Model server base URL (default: ui.serving_url).")
 @click.option("--replay", "replay_source", help="Events Parquet to replay (default: ui.replay_source).")
+@click.option("--dev", is_flag=True,
+              help="Werkzeug's development server instead of gunicorn (debugging only: no time limits).")
 @click.pass_obj
-def ui(obj, host: str | None, port: int | None, serving_url: str | None, replay_source: str | None) -> None:
+def ui(obj, host: str | None, port: int | None, serving_url: str | None, replay_source: str | None,
+       dev: bool) -> None:
     """Run the trader UI: live replay through the model server, models, runs and health.
 
+    Served by gunicorn (threads; time limits and a connection cap from the ui section of params.yaml).
     Log-ins come from the environment: HFTPIPE_UI_USERS ("name=<werkzeug hash>,...") or
     HFTPIPE_UI_PASSWORD_HASH (user HFTPIPE_UI_USER, default "trader"), and HFTPIPE_UI_SECRET_KEY.
-    With HFTPIPE_ENV=production the UI refuses to start without them. In development, when no user is
-    configured, a random password for "trader" is generated and printed once here.
+    HFTPIPE_ENV is "development" (default) or "production"; any other value is refused. In production
+    the UI refuses to start without users and a secret key and marks its cookies Secure. In
+    development, when no user is configured, a random password for "trader" is generated and printed
+    once here.
     """
-    from werkzeug.serving import make_server
-
     from hftpipe.ui import create_app
     from hftpipe.ui.security import load_credentials
 
@@ -36,14 +42,28 @@ def ui(obj, host: str | None, port: int | None, serving_url: str | None, replay_
     cfg = cfg.replace(ui=ui_cfg)
     credentials = load_credentials()
     app = create_app(cfg, credentials=credentials)
-    # Threads: each open live page holds one server-sent-events response for the whole replay.
-    server = make_server(ui_cfg.host, ui_cfg.port, app, threaded=True)
     if credentials.generated_password:
         user = next(iter(credentials.users))
         click.echo(f"development mode: log in as {user!r} with password {credentials.generated_password} "
                    "(set HFTPIPE_UI_USERS or HFTPIPE_UI_PASSWORD_HASH to choose your own)")
-    click.echo(f"hftpipe UI on http://{ui_cfg.host}:{server.server_port} "
-               f"(model server {ui_cfg.serving_url}); Ctrl-C stops it")
+    if dev:
+        _serve_werkzeug(app, ui_cfg)
+        return
+    from hftpipe.ui.server import serve
+
+    click.echo(f"hftpipe UI on http://{ui_cfg.host}:{ui_cfg.port} (gunicorn, {ui_cfg.server_workers} worker(s) "
+               f"x {ui_cfg.server_threads} threads; model server {ui_cfg.serving_url}); Ctrl-C stops it")
+    sys.stdout.flush()  # the line must reach a pipe before gunicorn forks
+    serve(app, ui_cfg)
+
+
+def _serve_werkzeug(app: Any, ui_cfg: Any) -> None:
+    from werkzeug.serving import make_server
+
+    # Threads: each open live page holds one server-sent-events response for the whole replay.
+    server = make_server(ui_cfg.host, ui_cfg.port, app, threaded=True)
+    click.echo(f"hftpipe UI on http://{ui_cfg.host}:{server.server_port} (werkzeug development server; "
+               f"model server {ui_cfg.serving_url}); Ctrl-C stops it")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ from flask import Flask, Response, current_app, render_template, request, send_f
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from hftpipe import paths
 from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 from hftpipe.ui.client import ServingClient
@@ -38,6 +41,34 @@ SECURITY_HEADERS = {
 }
 
 csrf = CSRFProtect()
+MLFLOW_PROBE_KEY = "hftpipe.mlflow_probe"
+
+
+class MlflowProbe:
+    """Whether links to the MLflow UI lead anywhere: ``ui.mlflow_links`` show/hide, or (auto) whether
+    ``ui.mlflow_ui_url`` answers, re-checked at most every ``ttl_s`` seconds."""
+
+    def __init__(self, url: str, mode: str, timeout_s: float = 0.5, ttl_s: float = 30.0) -> None:
+        self.url, self.mode, self.timeout_s, self.ttl_s = url, mode, timeout_s, ttl_s
+        self._checked = -float("inf")
+        self._answer = False
+        self._lock = threading.Lock()
+
+    def available(self) -> bool:
+        if self.mode != "auto":
+            return self.mode == "show"
+        with self._lock:
+            if time.monotonic() - self._checked < self.ttl_s:
+                return self._answer
+            self._checked = time.monotonic()
+        import requests
+
+        try:
+            answer = requests.get(self.url, timeout=self.timeout_s, allow_redirects=False).status_code < 500
+        except requests.RequestException:
+            answer = False
+        self._answer = answer
+        return answer
 
 
 def plotly_js_path() -> Path:
@@ -61,7 +92,7 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
             the environment; in development a generated password is logged once when none is set).
 
     Raises:
-        ConfigError: production mode without users or secret key.
+        ConfigError: production mode without users or secret key, or an unknown ``HFTPIPE_ENV``.
     """
     config = config or load_config()
     if credentials is None:
@@ -77,9 +108,11 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",  # Strict would drop the session on links from the MLflow UI
         SESSION_COOKIE_SECURE=credentials.production,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # The cookie's own expiry is the idle lifetime (refreshed on every request); the server-side
+        # session row enforces it and the absolute lifetime whatever the browser does with the cookie.
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=config.ui.session_idle_minutes),
         MAX_CONTENT_LENGTH=64 * 1024,  # only small forms are ever posted
-        WTF_CSRF_TIME_LIMIT=12 * 3600,
+        WTF_CSRF_TIME_LIMIT=int(config.ui.session_max_hours * 3600),
         TEMPLATES_AUTO_RELOAD=False,
     )
     app.config[CONFIG_KEY] = config
@@ -87,9 +120,22 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
     if settings:
         app.config.update(settings)
     csrf.init_app(app)
+    if config.ui.proxy_hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Login throttling is per client address: behind an ingress every request would come from the
+        # proxy's address. Trust exactly that many X-Forwarded-For hops (never more: it is forgeable).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.ui.proxy_hops,  # type: ignore[method-assign]
+                                x_proto=config.ui.proxy_hops)
     app.extensions[SERVING_KEY] = ServingClient(config.ui.serving_url, timeout_s=config.ui.serving_timeout_s)
 
     from hftpipe.ui import auth, health, live, models, runs
+    from hftpipe.ui.state import LoginThrottle, UiState
+
+    state = UiState(paths.sub("ui") / "state.sqlite")
+    app.extensions[auth.STATE_KEY] = state
+    app.extensions[auth.THROTTLE_KEY] = LoginThrottle(state)
+    app.extensions[MLFLOW_PROBE_KEY] = MlflowProbe(config.ui.mlflow_ui_url, config.ui.mlflow_links)
 
     for module in (auth, live, models, runs, health):
         app.register_blueprint(module.bp)
@@ -105,8 +151,10 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
     @app.context_processor
     def _globals() -> dict[str, Any]:
         cfg: Config = current_app.config[CONFIG_KEY]
+        probe: MlflowProbe = current_app.extensions[MLFLOW_PROBE_KEY]
+        # A callable: only pages that show MLflow links pay for the probe.
         return {"serving_url": cfg.ui.serving_url, "mlflow_ui_url": cfg.ui.mlflow_ui_url,
-                "production": credentials.production}
+                "production": credentials.production, "mlflow_links": probe.available}
 
     return app
 

@@ -1,24 +1,31 @@
-"""Login and logout; every other page requires a logged-in user."""
+"""Login and logout; every other page requires a logged-in user with a live server-side session."""
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
-from threading import Lock
+import logging
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from hftpipe.ui.state import LoginThrottle, UiState
+
+log = logging.getLogger(__name__)
+
 bp = Blueprint("auth", __name__)
 
 # Reachable without a session: the login form itself, its stylesheet and the bare liveness probe.
 PUBLIC_ENDPOINTS = {"auth.login", "static", "health.healthz"}
-MAX_FAILURES = 5  # per client address within FAILURE_WINDOW_S, then logins are refused for a while
-FAILURE_WINDOW_S = 300.0
+STATE_KEY = "hftpipe.ui_state"
+THROTTLE_KEY = "hftpipe.login_throttle"
+# Browsers drop tabs and newlines from URLs and read "\\" as "/": "/\t/evil.example" and "/\\evil.example"
+# both become "//evil.example" there. Remove what a browser would ignore, then judge what is left.
+_IGNORED_IN_URLS = re.compile(r"[\x00-\x20\x7f-\xa0\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]")
 
 
 class LoginForm(FlaskForm):
@@ -26,78 +33,92 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
 
 
-class _Throttle:
-    """Counts failed logins per client address to slow down password guessing."""
+def safe_next(target: str | None, default: str) -> str:
+    """``target`` when it is a path on this site, else ``default`` (no open redirect after log-in).
 
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures[key]
-        while times and now - times[0] > FAILURE_WINDOW_S:
-            times.popleft()
-        return times
-
-    def blocked(self, key: str) -> bool:
-        with self._lock:
-            return len(self._recent(key, time.monotonic())) >= MAX_FAILURES
-
-    def fail(self, key: str) -> None:
-        with self._lock:
-            self._recent(key, time.monotonic()).append(time.monotonic())
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+    Control characters and white space are removed first (as a browser would), then anything with a
+    scheme, a host, a backslash or a leading ``//`` is refused.
+    """
+    if not target:
+        return default
+    cleaned = _IGNORED_IN_URLS.sub("", target)
+    if not cleaned.startswith("/") or cleaned.startswith("//") or "\\" in cleaned:
+        return default
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc:
+        return default
+    return cleaned
 
 
-def _safe_next(target: str | None) -> str:
-    # Only same-site paths: "//evil.example" or "https://..." would be an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("live.page")
+def ui_state() -> UiState:
+    return current_app.extensions[STATE_KEY]
+
+
+def _lifetimes() -> tuple[float, float]:
+    from hftpipe.ui.app import CONFIG_KEY
+
+    ui = current_app.config[CONFIG_KEY].ui
+    return ui.session_idle_minutes * 60.0, ui.session_max_hours * 3600.0
+
+
+def current_user() -> str | None:
+    """The logged-in user when the cookie's session is still live on the server (once per request)."""
+    if "hftpipe_user" not in g:
+        user = session.get("user")
+        live = ui_state().session_user(session.get("sid"), *_lifetimes()) if user else None
+        g.hftpipe_user = user if live is not None and live == user else None
+    return g.hftpipe_user
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """Show the login form; on a good password start a fresh session."""
+    """Show the login form; on a good password start a fresh session (throttled on failures)."""
     from hftpipe.ui.app import CREDENTIALS_KEY
 
     form = LoginForm()
     error = None
     status = 200
-    throttle: _Throttle = current_app.extensions.setdefault("hftpipe.login_throttle", _Throttle())
-    client_key = request.remote_addr or "unknown"
+    headers: dict[str, str] = {}
     if form.validate_on_submit():
-        if throttle.blocked(client_key):
-            error, status = "Too many failed attempts: wait a few minutes and try again.", 429
-        elif current_app.config[CREDENTIALS_KEY].verify(form.username.data, form.password.data):
-            throttle.clear(client_key)
+        throttle: LoginThrottle = current_app.extensions[THROTTLE_KEY]
+        user, address = form.username.data, request.remote_addr or "unknown"
+        refusal = throttle.check(user, address)
+        if refusal is not None:
+            error, status = f"Too many failed attempts: wait {refusal.retry_after} s and try again.", 429
+            headers["Retry-After"] = str(refusal.retry_after)
+        elif current_app.config[CREDENTIALS_KEY].verify(user, form.password.data):
+            throttle.record(user, address, ok=True)
+            state = ui_state()
+            state.prune_sessions(*_lifetimes())
             session.clear()  # no session fixation: a new session starts at login
-            session.permanent = True
-            session["user"] = form.username.data
-            return redirect(_safe_next(request.args.get("next")))
+            session.permanent = True  # the cookie expires after the idle lifetime, refreshed on each request
+            session["user"] = user
+            session["sid"] = state.open_session(user)
+            return redirect(safe_next(request.args.get("next"), url_for("live.page")))
         else:
-            throttle.fail(client_key)
+            throttle.record(user, address, ok=False)
             error, status = "Wrong user name or password.", 401
     elif request.method == "POST":
         error, status = "Enter your user name and password.", 400
-    return render_template("login.html", form=form, error=error), status
+    return render_template("login.html", form=form, error=error), status, headers
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    """End the session (a POST with the CSRF token, so another site cannot log the user out)."""
+    """End the session on the server too, so a copy of the cookie is worthless (a POST with the CSRF
+    token, so another site cannot log the user out)."""
+    ui_state().end_session(session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))
 
 
 def install_login_guard(app: Flask) -> None:
-    """Require a session on every endpoint except :data:`PUBLIC_ENDPOINTS`."""
+    """Require a live session on every endpoint except :data:`PUBLIC_ENDPOINTS`."""
 
     @app.before_request
     def _require_login() -> Any:
+        if session.get("user") and current_user() is None:
+            session.clear()  # ended by logout, idle too long or past its absolute lifetime
         if request.endpoint in PUBLIC_ENDPOINTS or session.get("user"):
             return None
         if request.endpoint is None:

@@ -174,13 +174,57 @@ class RunView:
     metrics: dict[str, float]
     commit: str
     url: str
+    evaluated: str = ""  # evaluation runs: the model that was evaluated (its registry name or bundle)
+
+
+# Params that describe the model a run trained; for an evaluation they must come from the evaluated
+# model's own training run, not from the config the evaluation happened to run with.
+MODEL_PARAM_PREFIXES = ("train.", "features.")
+
+
+def _is_training(run: Any) -> bool:
+    """A run that trained a model: tagged ``step=train``, or the pipeline's training run that its
+    evaluation step continued (re-tagged ``step=evaluate``, but with no ``evaluated_model`` tag and with
+    the trainer's ``train_loss`` curve or its ``train-<model>`` name)."""
+    tags = run.data.tags
+    step = tags.get("step")
+    if step == "train":
+        return True
+    return (step == "evaluate" and "evaluated_model" not in tags and "model_run_id" not in tags
+            and ("train_loss" in run.data.metrics or tags.get("mlflow.runName", "").startswith("train-")))
+
+
+def _step_label(run: Any) -> str:
+    step = run.data.tags.get("step", "")
+    return "train + evaluate" if step == "evaluate" and _is_training(run) else step
+
+
+def _evaluated_model(client: Any, run: Any, cache: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(what was evaluated, that model's training params) for a stand-alone evaluation run."""
+    tags = run.data.tags
+    if tags.get("model_name"):
+        what = f"{tags['model_name']} v{tags.get('model_version', '?')}"
+    else:
+        what = tags.get("evaluated_model", "")
+    source = tags.get("model_run_id")
+    params: dict[str, str] = {}
+    if source:
+        if source not in cache:
+            try:
+                cache[source] = dict(client.get_run(source).data.params)
+            except Exception as exc:  # noqa: BLE001 - a deleted training run leaves the evaluation readable
+                log.warning("training run %s of evaluation %s is not readable: %s", source, run.info.run_id, exc)
+                cache[source] = {}
+        params = cache[source]
+    return what, params
 
 
 def recent_runs(cfg: Config, limit: int = 50, step: str | None = "train") -> list[RunView]:
     """The latest runs of experiment ``register.experiment``, newest first.
 
     Args:
-        step: only runs tagged ``step=<step>`` (train, evaluate, register); None: every run.
+        step: ``train`` (runs that trained a model, including the pipeline's trained-and-evaluated
+            runs), ``evaluate`` or ``register`` (runs tagged ``step=<step>``); None: every run.
     """
     client = _client()
     try:
@@ -189,20 +233,38 @@ def recent_runs(cfg: Config, limit: int = 50, step: str | None = "train") -> lis
         raise RegistryError(f"cannot reach the MLflow store: {exc}") from exc
     if experiment is None:
         return []
-    query = f"tags.step = '{step}'" if step else ""
-    runs = client.search_runs([experiment.experiment_id], filter_string=query,
-                              order_by=["attributes.start_time DESC"], max_results=limit)
+
+    def search(query: str) -> list[Any]:
+        return client.search_runs([experiment.experiment_id], filter_string=query,
+                                  order_by=["attributes.start_time DESC"], max_results=limit)
+
+    if step == "train":
+        found = search("tags.step = 'train'") + [r for r in search("tags.step = 'evaluate'") if _is_training(r)]
+        runs = sorted(found, key=lambda r: r.info.start_time or 0, reverse=True)[:limit]
+    else:
+        runs = search(f"tags.step = '{step}'" if step else "")
     base = cfg.ui.mlflow_ui_url.rstrip("/")
+    cache: dict[str, Any] = {}
     out = []
     for run in runs:
         tags = run.data.tags
+        params = dict(run.data.params)
+        evaluated = ""
+        if tags.get("step") == "evaluate" and not _is_training(run):
+            evaluated, model_params = _evaluated_model(client, run, cache)
+            if model_params or "model.name" not in tags:
+                # Older evaluation runs logged the evaluating config, whose model params say nothing about
+                # the evaluated model: show the params of the run that trained it, or none. (Runs tagged
+                # model.name already logged the evaluated model's own train / features sections.)
+                params = {k: v for k, v in params.items() if not k.startswith(MODEL_PARAM_PREFIXES)}
+                params.update({k: v for k, v in model_params.items() if k.startswith(MODEL_PARAM_PREFIXES)})
         out.append(RunView(
             run_id=run.info.run_id, name=tags.get("mlflow.runName", run.info.run_id[:8]),
-            status=run.info.status, step=tags.get("step", ""), started=_when(run.info.start_time), started_ms=int(run.info.start_time or 0),
-            params=dict(run.data.params),
+            status=run.info.status, step=_step_label(run), started=_when(run.info.start_time), started_ms=int(run.info.start_time or 0),
+            params=params,
             metrics={k: v for k, v in run.data.metrics.items() if math.isfinite(v)},
             commit=(tags.get("git.commit") or tags.get("mlflow.source.git.commit") or "")[:10],
-            url=f"{base}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"))
+            url=f"{base}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}", evaluated=evaluated))
     return out
 
 

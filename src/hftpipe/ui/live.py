@@ -66,7 +66,8 @@ def page() -> str:
     speeds = sorted(set(SPEEDS) | {cfg.ui.replay_speed})
     return render_template("live.html", files=replay_files(), speeds=speeds, default_speed=cfg.ui.replay_speed,
                            replay_source=cfg.ui.replay_source, fees_bps=cfg.evaluate.fees_bps,
-                           latency=cfg.evaluate.latency_events, active="live")
+                           latency=cfg.evaluate.latency_events, min_move_ticks=cfg.ui.min_move_ticks,
+                           active="live")
 
 
 def sse(message: dict[str, Any], event_id: int | None = None) -> str:
@@ -126,13 +127,15 @@ def replay_stream(cfg: Config, client: ServingClient, replay: ReplayFile, speed:
     note = ""
     if info.scoreable:
         tracker = OutcomeTracker(info.horizon or 1, info.alpha or 0.0, fees_bps=cfg.evaluate.fees_bps,
-                                 latency=cfg.evaluate.latency_events, label=info.label)  # type: ignore[arg-type]
+                                 latency=cfg.evaluate.latency_events, label=info.label,  # type: ignore[arg-type]
+                                 min_move=cfg.ui.min_move_ticks * day.tick)
     else:
         note = ("The model server, the registry and the local feature set do not say this model's horizon "
                 "and alpha: predictions are shown but not scored.")
     yield sse({"type": "start", "symbol": day.symbol, "date": day.date, "levels": day.levels,
                "events": len(day.mid), "start": start, "speed": speed, "model": info.to_dict(), "note": note,
                "fees_bps": cfg.evaluate.fees_bps, "latency": cfg.evaluate.latency_events,
+               "tick": day.tick, "min_move_ticks": cfg.ui.min_move_ticks,
                "serving_url": client.base_url}, start)
     version = {"name": info.name, "version": info.version}
 

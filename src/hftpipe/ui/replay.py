@@ -46,8 +46,12 @@ class ReplayFile:
         return f"{self.symbol} {self.date} ({self.levels} level{'s' if self.levels > 1 else ''}, {self.rows:,} events)"
 
 
+_warned: set[tuple[str, float]] = set()  # (path, mtime) of unreadable files already logged
+
+
 def describe_replay_file(path: str | Path) -> ReplayFile | None:
-    """Read only the metadata of an events Parquet; None when it is not one written by ``hftpipe ingest``."""
+    """Read only the metadata of an events Parquet; None when it is not one written by ``hftpipe ingest``
+    or when its hftpipe metadata cannot be read (a warning is logged once per file version)."""
     path = Path(path)
     try:
         raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
@@ -55,9 +59,23 @@ def describe_replay_file(path: str | Path) -> ReplayFile | None:
         return None
     if raw is None:
         return None
-    meta = json.loads(raw)
-    return ReplayFile(path=path.resolve(), symbol=str(meta["symbol"]), date=str(meta["date"]),
-                      levels=int(meta["levels"]), rows=int(meta["rows"]))
+    try:
+        meta = json.loads(raw)
+        found = ReplayFile(path=path.resolve(), symbol=str(meta["symbol"]), date=str(meta["date"]),
+                           levels=int(meta["levels"]), rows=int(meta["rows"]))
+        if found.levels < 1 or found.rows < 0:
+            raise ValueError(f"levels {found.levels}, rows {found.rows}")
+        return found
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        try:
+            version = (str(path.resolve()), path.stat().st_mtime)
+        except OSError:
+            version = (str(path), 0.0)
+        if version not in _warned:
+            _warned.add(version)
+            log.warning("skipping %s in the replay folder: its hftpipe metadata is unreadable (%s: %s); "
+                        "re-create it with `hftpipe ingest`", path, type(exc).__name__, exc)
+        return None
 
 
 def list_replay_files(source: str | Path) -> list[ReplayFile]:
@@ -79,6 +97,7 @@ class ReplayDay:
     time: np.ndarray  # (n,) seconds after midnight
     book: np.ndarray  # (n, 4L) raw book, LOBSTER order
     mid: np.ndarray  # (n,)
+    tick: float = 0.0  # price increment of the day (smallest gap between quoted prices); 0: unknown
 
     @property
     def bid(self) -> np.ndarray:
@@ -106,7 +125,19 @@ def load_replay_day(path: str | Path, sampling: Literal["all", "top_of_book"] = 
         raise DataFormatError(f"{path} has no event with both a bid and an ask to replay")
     times = table.frame["time"].to_numpy(dtype=np.float64)[keep]
     return ReplayDay(symbol=table.meta.symbol, date=table.meta.date, levels=table.meta.levels, time=times,
-                     book=book, mid=(book[:, 0] + book[:, 2]) / 2.0)
+                     book=book, mid=(book[:, 0] + book[:, 2]) / 2.0, tick=price_tick(book))
+
+
+def price_tick(book: np.ndarray) -> float:
+    """The day's tick: the smallest gap between distinct quoted prices (0 when there is only one)."""
+    prices = book[:, 0::2]  # ask and bid prices of every level, LOBSTER order
+    distinct = np.unique(prices[np.isfinite(prices)])
+    if len(distinct) < 2:
+        return 0.0
+    gaps = np.diff(distinct)
+    gaps = gaps[gaps > 1e-9 * np.abs(distinct).max()]  # float noise of dollar prices is no tick
+    # 578.93 - 578.92 is 0.00999999999999; the tick is 0.01.
+    return float(f"{gaps.min():.6g}") if len(gaps) else 0.0
 
 
 def realised_class(ret: float, alpha: float) -> int:
@@ -121,9 +152,27 @@ def realised_class(ret: float, alpha: float) -> int:
 @dataclass
 class _Pending:
     index: int
-    cls: int
+    cls: int | None  # the model's class at this event (None: not predicted, scored for baselines only)
     reference: float  # mid_t (forward label) or the mean of mids t-k+1..t (deeplob label)
     future_sum: float = 0.0  # running sum of the mids after t
+    baselines: dict[str, int] | None = None  # each baseline's class at this event
+
+
+BASELINES = ("persistence", "momentum")
+
+
+class _Score:
+    def __init__(self) -> None:
+        self.scored = 0
+        self.hits = 0
+
+    def add(self, hit: bool) -> None:
+        self.scored += 1
+        self.hits += int(hit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scored": self.scored, "hits": self.hits,
+                "hit_rate": round(self.hits / self.scored, 4) if self.scored else None}
 
 
 class OutcomeTracker:
@@ -133,6 +182,14 @@ class OutcomeTracker:
     ``(mean(mid[t+1..t+k]) - ref) / ref`` with ref = mid_t (``forward``) or the mean of the previous k
     mids (``deeplob``), classified with the stationary band alpha; it is known at event t + k.
 
+    A move under ``min_move`` (price units, e.g. one tick) is stationary whatever alpha says: a smoothed
+    mid that moved by less than a tick is no up or down a trader could act on, and with a tiny fitted
+    alpha it would otherwise count as a hit for an up/down call.
+
+    Baselines scored on the same events as the model (causal, known at t): ``persistence`` predicts the
+    label of event t-k (the latest one realised at t), ``momentum`` the class of the raw move
+    ``(mid_t - mid_t-k) / mid_t-k`` under the same band.
+
     PnL follows the evaluation backtest's rule (:mod:`hftpipe.evaluation.backtest`), event by event: one
     share, long after "up" / short after "down", held k events from the latest signal in its direction,
     executed ``latency`` events later crossing the spread, ``fees_bps`` per side. The running net PnL is
@@ -140,7 +197,7 @@ class OutcomeTracker:
     """
 
     def __init__(self, horizon: int, alpha: float, fees_bps: float = 0.0, latency: int = 1,
-                 label: Literal["forward", "deeplob"] = "forward") -> None:
+                 label: Literal["forward", "deeplob"] = "forward", min_move: float = 0.0) -> None:
         if horizon < 1:
             raise ValueError("horizon must be at least 1 event")
         if not math.isfinite(alpha) or alpha < 0:
@@ -150,8 +207,12 @@ class OutcomeTracker:
         self.fee_rate = float(fees_bps) / BPS
         self.latency = max(int(latency), 0)
         self.label = label
+        self.min_move = max(float(min_move), 0.0)
         self._pending: deque[_Pending] = deque()
         self._past: deque[float] = deque(maxlen=self.horizon)
+        self._mids: deque[float] = deque(maxlen=self.horizon + 1)  # mid_t-k .. mid_t, for momentum
+        self._latest_label: int | None = None  # label of event t-k, realised at t (persistence)
+        self.baselines = {name: _Score() for name in BASELINES}
         self._wanted: deque[int] = deque()  # wanted positions not yet executed (latency)
         self._last_signal = (-1, 0)  # (index, direction) of the latest non-stationary signal
         self.position = 0
@@ -173,6 +234,7 @@ class OutcomeTracker:
     def stats(self) -> dict[str, Any]:
         return {"scored": self.scored, "hits": self.hits,
                 "hit_rate": None if self.hit_rate is None else round(self.hit_rate, 4),
+                "baselines": {name: score.to_dict() for name, score in self.baselines.items()},
                 "trades": self.trades, "position": self.position,
                 "net_pnl": round(self.net_pnl, 4), "gross_pnl": round(self.gross_pnl, 4),
                 "net_pnl_bps": round(self.net_pnl_bps, 2)}
@@ -190,12 +252,29 @@ class OutcomeTracker:
         outcomes = self._score(index, mid)
         self._trade(index, bid, ask, mid, cls)
         self._past.append(mid)
-        if cls is not None:
-            reference = mid if self.label == "forward" else sum(self._past) / len(self._past)
-            # The deeplob label needs k past mids; before that its outcome is undefined, as in training.
-            if self.label == "forward" or len(self._past) == self.horizon:
-                self._pending.append(_Pending(index, int(cls), reference))
+        self._mids.append(mid)
+        reference = mid if self.label == "forward" else sum(self._past) / len(self._past)
+        # The deeplob label needs k past mids; before that its outcome is undefined, as in training.
+        if self.label == "forward" or len(self._past) == self.horizon:
+            self._pending.append(_Pending(index, None if cls is None else int(cls), reference,
+                                          baselines=self._baseline_calls()))
         return outcomes
+
+    def _classify(self, start: float, end: float) -> int:
+        """Class of a move from ``start`` to ``end`` (label band alpha, and at least ``min_move``)."""
+        ret = (end - start) / start
+        ret = 0.0 if abs(ret) < ROUND_OFF else ret
+        if abs(end - start) < self.min_move * (1 - 1e-6):  # a move of exactly one tick, give or take float noise, counts
+            return 1
+        return realised_class(ret, self.alpha)
+
+    def _baseline_calls(self) -> dict[str, int]:
+        calls = {}
+        if self._latest_label is not None:
+            calls["persistence"] = self._latest_label
+        if len(self._mids) == self._mids.maxlen:
+            calls["momentum"] = self._classify(self._mids[0], self._mids[-1])
+        return calls
 
     def _score(self, index: int, mid: float) -> list[dict[str, Any]]:
         outcomes = []
@@ -203,12 +282,18 @@ class OutcomeTracker:
             pending.future_sum += mid
         while self._pending and self._pending[0].index + self.horizon <= index:
             pending = self._pending.popleft()
-            ret = (pending.future_sum / self.horizon - pending.reference) / pending.reference
+            future = pending.future_sum / self.horizon
+            ret = (future - pending.reference) / pending.reference
             ret = 0.0 if abs(ret) < ROUND_OFF else ret
-            real = realised_class(ret, self.alpha)
+            real = self._classify(pending.reference, future)
+            self._latest_label = real
+            if pending.cls is None:
+                continue
             hit = real == pending.cls
             self.scored += 1
             self.hits += int(hit)
+            for name, call in (pending.baselines or {}).items():
+                self.baselines[name].add(call == real)
             outcomes.append({"index": pending.index, "at": index, "predicted": pending.cls, "realised": real,
                              "label": CLASS_NAMES[real], "hit": hit, "ret_bps": round(ret * BPS, 3)})
         return outcomes

@@ -19,12 +19,20 @@ def page() -> str:
     from hftpipe.ui.app import CONFIG_KEY
 
     cfg = current_app.config[CONFIG_KEY]
-    step = request.args.get("step", "train")
-    step = step if step in STEPS else "train"
-    error = None
+    asked = request.args.get("step")
+    step = asked if asked in STEPS else "train"
+    error = note = None
     runs: list[catalog.RunView] = []
     try:
         runs = catalog.recent_runs(cfg, step=None if step == "all" else step)
+        if not runs and asked not in STEPS:
+            # The default tab is empty: open the first one that has runs rather than an empty table.
+            for other in ("evaluate", "register", "all"):
+                runs = catalog.recent_runs(cfg, step=None if other == "all" else other)
+                if runs:
+                    note = f"No training run yet: showing {STEPS[other].lower()}."
+                    step = other
+                    break
     except HftpipeError as exc:
         error = str(exc)
     metrics = catalog.key_metric_names(runs)
@@ -32,5 +40,5 @@ def page() -> str:
              "runs": [{"name": r.name, "started": r.started, "id": r.run_id[:8],
                        "values": {m: r.metrics.get(m) for m in metrics}} for r in reversed(runs)]}
     return render_template("runs.html", runs=runs, metrics=metrics, params=PARAMS_SHOWN, chart=chart,
-                           error=error, experiment=cfg.register.experiment, steps=STEPS, step=step,
+                           error=error, note=note, experiment=cfg.register.experiment, steps=STEPS, step=step,
                            active="runs")

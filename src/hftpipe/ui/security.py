@@ -6,7 +6,9 @@ Environment:
   (``python -c "from werkzeug.security import generate_password_hash as g; print(g('...'))"``);
 - ``HFTPIPE_UI_USER`` + ``HFTPIPE_UI_PASSWORD_HASH``: one more user (name defaults to ``trader``);
 - ``HFTPIPE_UI_SECRET_KEY``: signs the session cookie (at least 32 characters);
-- ``HFTPIPE_ENV=production``: refuse to start without users and a secret key, and mark cookies Secure.
+- ``HFTPIPE_ENV``: ``development`` (the default when unset or empty) or ``production``: refuse to start
+  without users and a secret key, and mark cookies Secure. Any other value (``prd``, ``staging``...) is
+  an error at start, so a mistyped production flag never silently runs in development mode.
 
 In development, with no users configured, a random password is generated for ``trader`` (the CLI prints
 it once) and the secret key is random per process (sessions end when the server restarts).
@@ -24,6 +26,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from hftpipe.errors import ConfigError
 
 ENV_MODE = "HFTPIPE_ENV"
+MODES = ("development", "production")
 ENV_USERS = "HFTPIPE_UI_USERS"
 ENV_USER = "HFTPIPE_UI_USER"
 ENV_PASSWORD_HASH = "HFTPIPE_UI_PASSWORD_HASH"
@@ -51,10 +54,26 @@ class Credentials:
         return ok and stored is not None
 
 
-def is_production(env: Mapping[str, str] | None = None) -> bool:
-    """True when ``HFTPIPE_ENV`` says production (``production`` or ``prod``)."""
+def runtime_mode(env: Mapping[str, str] | None = None) -> str:
+    """``HFTPIPE_ENV`` as one of :data:`MODES` (unset or empty: ``development``).
+
+    Raises:
+        ConfigError: any other value; failing open (development mode, generated password, cookies
+            without Secure) on a typo such as ``prd`` would be the worst outcome.
+    """
     env = os.environ if env is None else env
-    return env.get(ENV_MODE, "").strip().lower() in {"production", "prod"}
+    value = env.get(ENV_MODE, "").strip()
+    if not value:
+        return "development"
+    if value.lower() in MODES:
+        return value.lower()
+    raise ConfigError(f"{ENV_MODE}={value!r} is not a known mode: set it to one of {', '.join(MODES)} "
+                      "(or leave it unset for development)")
+
+
+def is_production(env: Mapping[str, str] | None = None) -> bool:
+    """True when ``HFTPIPE_ENV`` is ``production``; raises :class:`ConfigError` on an unknown value."""
+    return runtime_mode(env) == "production"
 
 
 def _check_hash(name: str, hashed: str, source: str) -> str:

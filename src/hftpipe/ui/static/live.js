@@ -111,6 +111,14 @@
       $("hit-rate").textContent = (100 * stats.hit_rate).toFixed(1) + "%";
       $("hit-detail").textContent = stats.hits + " of " + stats.scored + " realised outcomes (k = " + horizon + " events)";
     }
+    if (stats.baselines) {
+      var parts = [];
+      ["persistence", "momentum"].forEach(function (name) {
+        var b = stats.baselines[name];
+        if (b && b.hit_rate !== null) { parts.push(name + " " + (100 * b.hit_rate).toFixed(1) + "%"); }
+      });
+      if (parts.length) { $("hit-baselines").textContent = "baselines: " + parts.join(" · "); }
+    }
     var pnl = $("pnl");
     pnl.textContent = (stats.net_pnl >= 0 ? "+" : "\u2212") + "$" + Math.abs(stats.net_pnl).toFixed(3);
     pnl.className = "big " + (stats.net_pnl > 0 ? "pos" : stats.net_pnl < 0 ? "neg" : "");
