@@ -33,7 +33,8 @@ import torch
 
 from hftpipe import paths
 from hftpipe.config import Config, load_config
-from hftpipe.data import ingest, read_events, write_events
+from hftpipe.data import read_events, write_events
+from hftpipe.prepare import ingest
 from hftpipe.data.schema import EventTable
 from hftpipe.evaluation import evaluate
 from hftpipe.features import build_features, load_feature_set
