@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import hftpipe.prepare as prepare
+from hftpipe import prepare
 from hftpipe.config import DataConfig, FeaturesConfig, ValidateConfig
 from hftpipe.data import read_events
 from hftpipe.errors import ConfigError, ValidationFailed

@@ -168,7 +168,7 @@ def _required_fields(cls: type) -> list[str]:
 
 def inferenceservice_schema() -> dict[str, Any]:
     """Generate the InferenceService (v1beta1) JSON schema from the installed kserve SDK models."""
-    import kserve.models as models
+    from kserve import models
 
     local: dict[str, Any] = {}
     unresolved: set[str] = set()

@@ -120,7 +120,7 @@ def test_runtime_is_multi_stage_and_non_root(instructions):
     users = [i for i in runtime if i.keyword == "USER"]
     assert users, "the runtime stage must set USER"
     uid = arg_defaults(instructions)["UID"]
-    assert users[-1].value in (f"${{UID}}:${{UID}}", uid)
+    assert users[-1].value in ("${UID}:${UID}", uid)
     assert int(uid) >= 1000
     # Nothing after the last USER runs as root again.
     assert runtime.index(users[-1]) > max(runtime.index(i) for i in runtime if i.keyword == "RUN")

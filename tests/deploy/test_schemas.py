@@ -6,8 +6,15 @@ import json
 
 import pytest
 
-from tests.deploy.schemas import (CUSTOM_SCHEMAS, INFERENCESERVICE_FILE, SCHEMA_DIR, _registry,
-                                  custom_schema, inferenceservice_schema, k8s_definitions)
+from tests.deploy.schemas import (
+    CUSTOM_SCHEMAS,
+    INFERENCESERVICE_FILE,
+    SCHEMA_DIR,
+    _registry,
+    custom_schema,
+    inferenceservice_schema,
+    k8s_definitions,
+)
 
 
 def test_inferenceservice_schema_matches_the_installed_kserve_sdk():

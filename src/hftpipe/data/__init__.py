@@ -3,6 +3,7 @@
 Load, validate and write (``ingest``) is ``hftpipe.prepare``: data/ never imports validation/.
 """
 
+from hftpipe.data.lobster import LobsterSource, discover, load_lobster
 from hftpipe.data.schema import (
     EVENT_COLUMNS,
     EventTable,
@@ -11,7 +12,6 @@ from hftpipe.data.schema import (
     read_events,
     write_events,
 )
-from hftpipe.data.lobster import LobsterSource, discover, load_lobster
 
 __all__ = [
     "EVENT_COLUMNS",

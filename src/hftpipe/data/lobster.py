@@ -14,8 +14,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from hftpipe.config import DataConfig
-from hftpipe.data.schema import EVENT_COLUMNS, EVENT_DTYPES, EventMeta, EventTable, book_columns, write_events
+from hftpipe.data.schema import EVENT_COLUMNS, EVENT_DTYPES, EventMeta, EventTable, book_columns
 from hftpipe.errors import DataFormatError
 
 log = logging.getLogger(__name__)

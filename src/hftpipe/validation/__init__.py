@@ -10,8 +10,8 @@ __all__ = [
     "Failure",
     "Templates",
     "ValidationResult",
-    "validate_features_frame",
     "structure_failure",
+    "validate_features_frame",
     "validate_frame",
     "validate_table",
 ]
