@@ -110,8 +110,8 @@ def test_torch_is_the_pinned_version_from_the_variant_index(instructions):
     runs = " ".join(i.value for i in stages(instructions)["builder"] if i.keyword == "RUN")
     assert '"torch==${TORCH_VERSION}"' in runs
     assert 'cpu)  index="$TORCH_INDEX_CPU"' in runs and 'cuda) index="$TORCH_INDEX_CUDA"' in runs
-    # The package is installed after torch, from the same environment.
-    assert runs.index("torch==") < runs.index("pip install .")
+    # The package is installed after torch, from the same environment, with every other version pinned.
+    assert runs.index("torch==") < runs.index("pip install -c constraints.txt .")
 
 
 def test_runtime_is_multi_stage_and_non_root(instructions):
