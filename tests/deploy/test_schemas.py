@@ -8,8 +8,8 @@ import pytest
 
 from tests.deploy.schemas import (
     CUSTOM_SCHEMAS,
-    ISTIO_SOURCE,
     INFERENCESERVICE_FILE,
+    ISTIO_SOURCE,
     SCHEMA_DIR,
     _registry,
     custom_schema,
