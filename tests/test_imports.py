@@ -7,57 +7,16 @@ what keeps each part testable on its own.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hftpipe"
+from tests.import_graph import part_graph
 
 
-def _node(module: str) -> str | None:
-    """The part of ``hftpipe`` a dotted module belongs to: ``hftpipe.data.lobster`` -> ``hftpipe.data``."""
-    parts = module.split(".")
-    if parts[0] != "hftpipe" or len(parts) < 2:
-        return None
-    return ".".join(parts[:2])
-
-
-def _module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root.parent).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
-    """Part -> the other parts it imports, from every import statement anywhere in every file."""
-    graph: dict[str, set[str]] = {}
-    for path in sorted(root.rglob("*.py")):
-        module = _module_name(path, root)
-        here = _node(module)
-        if here is None:  # hftpipe/__init__.py: the package itself, not a part
-            continue
-        is_package = path.name == "__init__.py"
-        targets: list[str] = []
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                targets += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:  # relative: resolve against this module's package
-                    base = module.split(".")
-                    base = base[: len(base) - node.level + (1 if is_package else 0)]
-                    absolute = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    absolute = node.module or ""
-                # `from hftpipe import paths` imports the part hftpipe.paths
-                targets += [f"{absolute}.{alias.name}" for alias in node.names] if absolute == "hftpipe" \
-                    else [absolute]
-        for target in targets:
-            there = _node(target)
-            if there and there != here:
-                graph.setdefault(here, set()).add(there)
-    return graph
+def import_graph(src: Path | None = None) -> dict[str, set[str]]:
+    """Part (sub-package or top-level module of hftpipe) -> the other parts it imports."""
+    return part_graph(src) if src is not None else part_graph()
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -98,11 +57,12 @@ def test_the_data_layers_import_one_way():
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
+    """A fake src/ folder holding an hftpipe package made of ``files``."""
     for name, text in files.items():
         path = root / "hftpipe" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    return root / "hftpipe"
+    return root
 
 
 @pytest.mark.parametrize("files, cycle", [

@@ -1,4 +1,6 @@
-"""Which parts of src/hftpipe a `dvc.yaml` stage runs, from its command's imports (for tests/test_dvc.py)."""
+"""The imports between hftpipe's modules, read from the source (every import statement, function-local
+ones included): the import-circle test (tests/test_imports.py) and the DVC dependency test
+(tests/test_dvc.py) both walk this graph."""
 
 from __future__ import annotations
 
@@ -12,18 +14,33 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PART_DATA = {"hftpipe.validation": ("expectations",)}
 
 
-def module_file(module: str) -> Path | None:
+def module_file(module: str, src: Path = SRC) -> Path | None:
     """The source file of an hftpipe module (package -> its __init__.py); None when there is none."""
-    base = SRC.joinpath(*module.split("."))
+    base = src.joinpath(*module.split("."))
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
             return path
     return None
 
 
-def imported_modules(module: str) -> set[str]:
+def all_modules(src: Path = SRC) -> list[str]:
+    """Every module of the hftpipe package under ``src``."""
+    names = []
+    for path in sorted((src / "hftpipe").rglob("*.py")):
+        parts = list(path.relative_to(src).with_suffix("").parts)
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def part_of(module: str) -> str | None:
+    """The part (sub-package or top-level module) a module belongs to: hftpipe.data.lobster -> hftpipe.data."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 and parts[0] == "hftpipe" else None
+
+
+def imported_modules(module: str, src: Path = SRC) -> set[str]:
     """hftpipe modules one module imports anywhere in its file (function-local imports included)."""
-    path = module_file(module)
+    path = module_file(module, src)
     if path is None:
         return set()
     is_package = path.name == "__init__.py"
@@ -38,7 +55,7 @@ def imported_modules(module: str) -> set[str]:
                 parts = parts[: len(parts) - node.level + (1 if is_package else 0)]
                 base = ".".join(parts + ([node.module] if node.module else []))
             # `from pkg import name` may import the sub-module pkg.name
-            names = [base] + [f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}")]
+            names = [base] + [f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}", src)]
         else:
             continue
         for name in names:
@@ -47,7 +64,7 @@ def imported_modules(module: str) -> set[str]:
             # Importing a.b.c runs a/__init__ and a/b/__init__ first.
             parts = name.split(".")
             for i in range(2, len(parts) + 1):
-                if module_file(".".join(parts[:i])):
+                if module_file(".".join(parts[:i]), src):
                     found.add(".".join(parts[:i]))
     found.discard(module)
     return found
@@ -64,12 +81,25 @@ def reached_modules(start: str, skip: frozenset[str] = frozenset({"hftpipe.cli"}
     return seen
 
 
+def part_graph(src: Path = SRC) -> dict[str, set[str]]:
+    """Part -> the other parts its modules import."""
+    graph: dict[str, set[str]] = {}
+    for module in all_modules(src):
+        here = part_of(module)
+        if here is None:  # hftpipe/__init__.py: the package itself, not a part
+            continue
+        there = {part_of(m) for m in imported_modules(module, src)} - {here, None}
+        if there:
+            graph.setdefault(here, set()).update(there)
+    return graph
+
+
 def part_path(module: str) -> str | None:
     """Repository path of the part a module belongs to: src/hftpipe/data or src/hftpipe/config.py."""
-    parts = module.split(".")
-    if len(parts) < 2:
+    part = part_of(module)
+    if part is None:
         return None  # hftpipe/__init__.py holds only the version
-    path = module_file(".".join(parts[:2]))
+    path = module_file(part)
     assert path is not None, module
     target = path.parent if path.name == "__init__.py" else path
     return str(target.relative_to(SRC.parent))
