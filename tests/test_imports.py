@@ -1,8 +1,8 @@
 """No import circles between the parts of src/hftpipe (sub-packages and top-level modules).
 
 Every import counts, function-local ones included: a lazy import hides a circle from Python's import
-machinery, not from a reader, and the layering (data -> validation -> features -> ... -> pipeline) is
-what keeps each part testable on its own.
+machinery, not from a reader. The layering (validation/ and features/ read data/; hftpipe.prepare
+orchestrates all three; pipeline/ and the CLI sit on top) is what keeps each part testable on its own.
 """
 
 from __future__ import annotations
