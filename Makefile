@@ -32,7 +32,8 @@ sysdeps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Idempotent: the stamp only goes stale when pyproject.toml changes, so a second `make test` installs nothing.
+# Idempotent: the stamp only goes stale when pyproject.toml or constraints.txt changes, so a second
+# `make test` installs nothing.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
