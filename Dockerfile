@@ -49,10 +49,11 @@ RUN case "$VARIANT" in \
     esac \
  && pip install "torch==${TORCH_VERSION}" --index-url "$index"
 WORKDIR /build
-# Metadata first so the dependency layer is cached while only the source changes.
-COPY pyproject.toml README.md ./
+# Metadata first so the dependency layer is cached while only the source changes. constraints.txt pins
+# every dependency's version, so two builds of one commit install the same packages.
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-RUN pip install . ${EXTRA_PACKAGES} \
+RUN pip install -c constraints.txt . ${EXTRA_PACKAGES} \
  && python -c "import torch, hftpipe; assert torch.__version__.startswith('${TORCH_VERSION}'), torch.__version__"
 
 # ---- runtime ----------------------------------------------------------------------------------------

@@ -33,11 +33,12 @@ import torch
 
 from hftpipe import paths
 from hftpipe.config import Config, load_config
-from hftpipe.data import ingest, read_events, write_events
+from hftpipe.data import read_events, write_events
 from hftpipe.data.schema import EventTable
 from hftpipe.evaluation import evaluate
 from hftpipe.features import build_features, load_feature_set
 from hftpipe.paths import repo_root
+from hftpipe.prepare import ingest
 from hftpipe.training import train
 
 log = logging.getLogger("bench.quality")

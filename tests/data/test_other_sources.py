@@ -9,7 +9,8 @@ import pytest
 from hftpipe.config import DataConfig, ValidateConfig
 from hftpipe.data import load_lobster
 from hftpipe.data.schema import EventTable
-from hftpipe.validation import validate_path, validate_table
+from hftpipe.prepare import validate_path
+from hftpipe.validation import validate_table
 from tests.data.lobster_pairs import (
     ASK_SENTINEL,
     BID_SENTINEL,

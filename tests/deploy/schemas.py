@@ -35,7 +35,15 @@ K8S_DEFS_ID = "https://kubernetes.io/api/_definitions.json"
 CUSTOM_SCHEMAS = {
     ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice.serving.kserve.io_v1beta1.json",
     ("kubeflow.org/v1", "PyTorchJob"): "pytorchjob.kubeflow.org_v1.json",
+    # Istio (kubernetes/mesh): converted from the CRDs by istio_schema() below, see ISTIO_SOURCE.
+    ("security.istio.io/v1", "PeerAuthentication"): "peerauthentication.security.istio.io_v1.json",
+    ("security.istio.io/v1", "AuthorizationPolicy"): "authorizationpolicy.security.istio.io_v1.json",
+    ("networking.istio.io/v1", "VirtualService"): "virtualservice.networking.istio.io_v1.json",
+    ("networking.istio.io/v1", "DestinationRule"): "destinationrule.networking.istio.io_v1.json",
+    ("networking.istio.io/v1", "Gateway"): "gateway.networking.istio.io_v1.json",
 }
+ISTIO_SOURCE = {"repo": "istio/istio", "commit": "86c9f01fd735fb01d8192f5bcaf0d424afb7f14c",
+                "path": "manifests/charts/base/files/crd-all.gen.yaml"}
 INFERENCESERVICE_FILE = SCHEMA_DIR / CUSTOM_SCHEMAS[("serving.kserve.io/v1beta1", "InferenceService")]
 
 
@@ -168,7 +176,7 @@ def _required_fields(cls: type) -> list[str]:
 
 def inferenceservice_schema() -> dict[str, Any]:
     """Generate the InferenceService (v1beta1) JSON schema from the installed kserve SDK models."""
-    import kserve.models as models
+    from kserve import models
 
     local: dict[str, Any] = {}
     unresolved: set[str] = set()
@@ -235,6 +243,92 @@ def write_inferenceservice_schema(path: Path = INFERENCESERVICE_FILE) -> Path:
     """Regenerate the committed InferenceService schema (run after upgrading kserve)."""
     path.write_text(json.dumps(inferenceservice_schema(), indent=1, sort_keys=True) + "\n")
     return path
+
+
+# ---- Istio schemas from the Istio CRDs ---------------------------------------------------------------
+
+# OpenAPI keys that carry no structure for an offline check (CEL rules need an API server to run).
+_OPENAPI_DROP = {"description", "x-kubernetes-validations", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+                 "x-kubernetes-map-type"}
+
+
+def _openapi_to_json_schema(node: Any) -> Any:
+    """One OpenAPI v3 (structural, Kubernetes flavour) node as JSON Schema 2020-12.
+
+    - objects with ``properties`` get ``additionalProperties: false``: the API server prunes unknown
+      fields silently, so a misspelt field would be lost without an error; here it is one;
+    - ``x-kubernetes-preserve-unknown-fields: true`` keeps an object open;
+    - ``x-kubernetes-int-or-string: true`` becomes integer-or-string; ``nullable: true`` admits null.
+    """
+    if isinstance(node, list):
+        return [_openapi_to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+    for key, value in node.items():
+        if key in _OPENAPI_DROP or key in ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string",
+                                           "nullable"):
+            continue
+        if key == "properties":
+            out[key] = {name: _openapi_to_json_schema(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = _openapi_to_json_schema(value)
+        elif key in ("oneOf", "anyOf", "allOf"):
+            out[key] = [_openapi_to_json_schema(sub) for sub in value]
+        else:
+            out[key] = value
+    if node.get("x-kubernetes-int-or-string") is True:
+        out.pop("type", None)
+        out["anyOf"] = out.get("anyOf", []) + [{"type": "integer"}, {"type": "string"}]
+    if node.get("nullable") is True and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out and not preserve:
+        out["additionalProperties"] = False
+    return out
+
+
+def istio_schema(crd: dict[str, Any], version: str = "v1") -> dict[str, Any]:
+    """The JSON schema of one Istio CustomResourceDefinition's ``version`` (see _openapi_to_json_schema)."""
+    group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    spec = _openapi_to_json_schema(served["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": (
+            f"Converted by tests/deploy/schemas.py:istio_schema() from {ISTIO_SOURCE['repo']} "
+            f"{ISTIO_SOURCE['path']} at commit {ISTIO_SOURCE['commit']} (the CustomResourceDefinition "
+            f"{crd['metadata']['name']}, version {version}): spec.openAPIV3Schema.properties.spec, with "
+            "additionalProperties false where the API server prunes unknown fields, int-or-string and nullable "
+            "spelled out, descriptions and CEL rules (x-kubernetes-validations) dropped. status is written "
+            "by Istio, not validated."
+        ),
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["apiVersion", "kind", "metadata"],
+        "properties": {
+            "apiVersion": {"const": f"{group}/{version}"},
+            "kind": {"const": kind},
+            "metadata": _k8s_ref("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+            "spec": spec,
+            "status": {"type": "object"},
+        },
+    }
+
+
+def write_istio_schemas(crd_all: Path) -> list[Path]:
+    """Regenerate the Istio schemas from a checkout's crd-all.gen.yaml (at ISTIO_SOURCE's commit)."""
+    import yaml
+
+    crds = {d["spec"]["names"]["kind"]: d for d in yaml.safe_load_all(crd_all.read_text()) if d}
+    written = []
+    for (api_version, kind), name in CUSTOM_SCHEMAS.items():
+        if api_version.split("/")[0].endswith("istio.io"):
+            path = SCHEMA_DIR / name
+            path.write_text(json.dumps(istio_schema(crds[kind], api_version.split("/")[1]), indent=1,
+                                       sort_keys=True) + "\n")
+            written.append(path)
+    return written
 
 
 if __name__ == "__main__":

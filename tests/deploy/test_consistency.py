@@ -11,7 +11,7 @@ import pytest
 from hftpipe.config import Config
 from tests.deploy.conftest import OVERLAYS, REPO, containers, find, pod_specs
 
-WORKLOADS = ("Deployment", "Job", "PyTorchJob", "InferenceService")
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "PyTorchJob", "InferenceService")
 
 
 def pod_labels(res: dict[str, Any]) -> list[dict[str, str]]:
@@ -30,7 +30,7 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def long_running(res: dict[str, Any]) -> bool:
-    return res["kind"] in ("Deployment", "InferenceService")
+    return res["kind"] in ("Deployment", "StatefulSet", "InferenceService")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -102,7 +102,7 @@ def test_every_pod_is_behind_a_default_deny_and_an_allow_rule(rendered, overlay)
     policies = [r for r in rendered[overlay] if r["kind"] == "NetworkPolicy"]
     assert any(p["spec"]["podSelector"] == {} and "ingress" not in p["spec"] for p in policies)
     for res in rendered[overlay]:
-        if res["kind"] in ("Deployment", "InferenceService", "PyTorchJob"):
+        if res["kind"] in ("Deployment", "StatefulSet", "InferenceService", "PyTorchJob"):
             for labels in pod_labels(res):
                 assert any(p["spec"].get("ingress") and selects(p["spec"]["podSelector"].get("matchLabels", {}), labels)
                            for p in policies), f"{res['kind']}/{res['metadata']['name']}: no allow rule"

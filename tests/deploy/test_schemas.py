@@ -6,8 +6,16 @@ import json
 
 import pytest
 
-from tests.deploy.schemas import (CUSTOM_SCHEMAS, INFERENCESERVICE_FILE, SCHEMA_DIR, _registry,
-                                  custom_schema, inferenceservice_schema, k8s_definitions)
+from tests.deploy.schemas import (
+    CUSTOM_SCHEMAS,
+    INFERENCESERVICE_FILE,
+    ISTIO_SOURCE,
+    SCHEMA_DIR,
+    _registry,
+    custom_schema,
+    inferenceservice_schema,
+    k8s_definitions,
+)
 
 
 def test_inferenceservice_schema_matches_the_installed_kserve_sdk():
@@ -55,5 +63,7 @@ def test_every_reference_resolves(api_version, kind):
 def test_schema_files_have_provenance():
     for name in CUSTOM_SCHEMAS.values():
         comment = json.loads((SCHEMA_DIR / name).read_text())["$comment"]
-        assert ("kubeflow/training-operator" in comment and "c20bf65e" in comment) or "kserve==" in comment
+        assert (("kubeflow/training-operator" in comment and "c20bf65e" in comment) or "kserve==" in comment
+                or (ISTIO_SOURCE["repo"] in comment and ISTIO_SOURCE["commit"] in comment
+                    and ISTIO_SOURCE["path"] in comment)), name
     assert "io.k8s.api.core.v1.PodTemplateSpec" in k8s_definitions()["$defs"]

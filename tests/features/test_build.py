@@ -14,6 +14,7 @@ from hftpipe.data import EventTable, book_columns, load_lobster, write_events
 from hftpipe.errors import ConfigError, DataFormatError, ValidationFailed
 from hftpipe.features import build_features, build_frame, feature_names, load_feature_set
 from hftpipe.features.build import FEATURES_FILE, META_FILE
+from hftpipe.prepare import build_feature_set
 from tests.conftest import lobster_zip
 
 SMALL = FeaturesConfig(windows=(10, 50), horizons=(10, 50))
@@ -110,7 +111,7 @@ def test_failed_validation_writes_nothing(tmp_path, goog1_table: EventTable) -> 
     events = write_events(EventTable(frame=frame, meta=goog1_table.meta), tmp_path / "bad.parquet")
     out = tmp_path / "features"
     with pytest.raises(ValidationFailed):
-        build_features(SMALL, events, out)
+        build_feature_set(SMALL, events, out)
     assert not out.exists() or not any(out.iterdir())
 
 

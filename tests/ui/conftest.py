@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pytest
@@ -142,7 +142,7 @@ class ServeProcess:
         self.timeout_s = timeout_s
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> ServeProcess:
+    def __enter__(self) -> Self:
         env = {**os.environ, "HFTPIPE_HOME": str(self.home), "OMP_NUM_THREADS": "1"}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.home)
@@ -191,7 +191,7 @@ class UIServer:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="ui-test-server", daemon=True)
 
-    def __enter__(self) -> UIServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

@@ -57,7 +57,7 @@ def test_dev_mode_prints_a_generated_password_that_works(replay_events: Path, hf
 
 def test_production_mode_refuses_without_secrets(replay_events: Path, hftpipe_home: Path) -> None:
     result = subprocess.run(_cmd(replay_events, free_port()), env=_env(hftpipe_home, HFTPIPE_ENV="production"),
-                            capture_output=True, text=True, timeout=120, cwd=hftpipe_home)
+                            capture_output=True, text=True, timeout=120, cwd=hftpipe_home, check=False)
     assert result.returncode == 2
     assert "error: HFTPIPE_ENV=production: set HFTPIPE_UI_USERS or HFTPIPE_UI_PASSWORD_HASH" in result.stderr
     assert "Traceback" not in result.stderr and "password" not in result.stdout

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from hftpipe.config import Config
-from hftpipe.ui import create_app
-from hftpipe.ui import modelinfo
+from hftpipe.ui import create_app, modelinfo
 from tests.ui.conftest import HORIZON, PASSWORD, USER, closed_port_url, tiny_bundle, ui_config
 
 pytestmark = pytest.mark.slow  # creating the MLflow sqlite schema alone takes 10-20 s here

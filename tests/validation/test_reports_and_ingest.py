@@ -10,7 +10,7 @@ import pytest
 from hftpipe.config import ValidateConfig
 from hftpipe.data import read_events
 from hftpipe.errors import ValidationFailed
-from hftpipe.validation import validate_path
+from hftpipe.prepare import validate_path
 from tests.data.lobster_pairs import raw_slice, write_pair
 from tests.validation.conftest import run_cli
 

@@ -15,7 +15,8 @@ import pytest
 from hftpipe.config import ValidateConfig
 from hftpipe.data import load_lobster
 from hftpipe.data.schema import EventTable
-from hftpipe.validation import Templates, validate_path, validate_table
+from hftpipe.prepare import validate_path
+from hftpipe.validation import Templates, validate_table
 from hftpipe.validation.suites import expand_suite, fill, load_suite_json
 from tests.conftest import REPO, lobster_zip
 from tests.data.lobster_pairs import ASK_SENTINEL, BID_SENTINEL, raw_slice, write_pair

@@ -19,7 +19,7 @@ def register(group: click.Group) -> None:
 @click.pass_obj
 def ingest(obj, source: str | None, output: str | None) -> None:
     """Load a LOBSTER zip or CSV pair, validate it, and write the canonical event table."""
-    from hftpipe.data import ingest as run_ingest
+    from hftpipe.prepare import ingest as run_ingest
 
     cfg = obj.config
     table = run_ingest(cfg.data, source=source, output=output, validate_cfg=cfg.validate)
@@ -33,7 +33,7 @@ def ingest(obj, source: str | None, output: str | None) -> None:
 @click.pass_obj
 def validate(obj, path: str | None, report_dir: str | None) -> None:
     """Validate a LOBSTER zip, CSV pair, canonical Parquet or feature-set folder; exit 1 if any check fails."""
-    from hftpipe.validation import validate_path
+    from hftpipe.prepare import validate_path
 
     cfg = obj.config
     result = validate_path(path or cfg.data.source, cfg.validate, data_cfg=cfg.data)
@@ -50,8 +50,8 @@ def validate(obj, path: str | None, report_dir: str | None) -> None:
 @click.pass_obj
 def features(obj, events: str | None, output: str | None) -> None:
     """Compute features, labels and time splits from a canonical event table."""
-    from hftpipe.features import build_features
+    from hftpipe.prepare import build_feature_set
 
     cfg = obj.config
-    result = build_features(cfg.features, events or cfg.data.output, output or cfg.features.output)
+    result = build_feature_set(cfg.features, events or cfg.data.output, output or cfg.features.output, cfg.validate)
     click.echo(result.summary())

@@ -1,5 +1,9 @@
-"""Market-data loaders into the canonical event table (one row per event, book after the event)."""
+"""Market-data loaders into the canonical event table (one row per event, book after the event).
 
+Load, validate and write (``ingest``) is ``hftpipe.prepare``: data/ never imports validation/.
+"""
+
+from hftpipe.data.lobster import LobsterSource, discover, load_lobster
 from hftpipe.data.schema import (
     EVENT_COLUMNS,
     EventTable,
@@ -8,7 +12,6 @@ from hftpipe.data.schema import (
     read_events,
     write_events,
 )
-from hftpipe.data.lobster import LobsterSource, discover, ingest, load_lobster
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -17,7 +20,6 @@ __all__ = [
     "book_columns",
     "book_matrix",
     "discover",
-    "ingest",
     "load_lobster",
     "read_events",
     "write_events",

@@ -14,8 +14,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from hftpipe.config import DataConfig
-from hftpipe.data.schema import EVENT_COLUMNS, EVENT_DTYPES, EventMeta, EventTable, book_columns, write_events
+from hftpipe.data.schema import EVENT_COLUMNS, EVENT_DTYPES, EventMeta, EventTable, book_columns
 from hftpipe.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -225,36 +224,3 @@ def load_lobster(
         halts=halt_list,
     )
     return EventTable(frame=frame[list(EVENT_COLUMNS) + book_columns(levels)], meta=meta)
-
-
-def ingest(cfg: DataConfig, source: str | Path | None = None, output: str | Path | None = None,
-           validate_cfg: object | None = None) -> EventTable:
-    """Load, validate and write the canonical table; on failed validation nothing is written.
-
-    Raises:
-        DataFormatError: the file is not a readable LOBSTER pair.
-        ValidationFailed: the data breaks an expectation (the report says which).
-    """
-    from hftpipe.config import ValidateConfig
-    from hftpipe.validation import validate_table
-
-    vcfg = validate_cfg if isinstance(validate_cfg, ValidateConfig) else ValidateConfig()
-    src = source or cfg.source
-    table = load_lobster(
-        src,
-        symbol=cfg.symbol,
-        date=cfg.date,
-        levels=cfg.levels,
-        halts=cfg.halts,
-        session=(vcfg.session_start, vcfg.session_end),
-    )
-    result = validate_table(table, vcfg)
-    if not result.success:
-        json_report, _ = result.write_reports()  # the user needs the details; the data is not written
-        log.error("validation failed; report %s", json_report)
-    result.raise_if_failed()
-    out = Path(output or cfg.output)
-    write_events(table, out)
-    log.info("wrote %d events of %s %s (%d levels) to %s", table.meta.rows, table.meta.symbol,
-             table.meta.date, table.meta.levels, out)
-    return table

@@ -407,9 +407,8 @@ def features_for_model(cfg: Config, bundle_dir: str | Path, source: str | Path, 
         DataFormatError / ValidationFailed: the file is not readable LOBSTER data or fails validation.
     """
     from hftpipe.config import config_from_dict
-    from hftpipe.data import ingest
-    from hftpipe.features import build_features
     from hftpipe.models.bundle import read_bundle_json
+    from hftpipe.prepare import build_feature_set, ingest
 
     info = read_bundle_json(bundle_dir)
     trained = config_from_dict(info["config"]) if info.get("config") else cfg
@@ -433,7 +432,7 @@ def features_for_model(cfg: Config, bundle_dir: str | Path, source: str | Path, 
         sampling=_trained_feature_setting(feature_meta, info.get("config") or {}, "sampling")
         or trained.features.sampling,
         output=str(workdir / "features"))
-    build_features(fcfg, events, workdir / "features")
+    build_feature_set(fcfg, events, workdir / "features", cfg.validate)
     return workdir / "features"
 
 

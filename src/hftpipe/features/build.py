@@ -1,7 +1,8 @@
-"""Build the feature set: events -> sampled stream -> features, labels, splits -> validated Parquet.
+"""Build the feature set: events -> sampled stream -> features, labels, splits -> checked Parquet.
 
 ``compute_features`` is the pure, vectorised core (arrays in, arrays out); ``build_features`` is the
-step (read the canonical table, compute, validate, write atomically); ``load_feature_set`` reads it back
+step (read the canonical table, compute, check, write atomically; ``hftpipe.prepare.build_feature_set``
+supplies the validation suite as the check); ``load_feature_set`` reads it back
 for training, evaluation and serving.
 """
 
@@ -14,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,21 +309,23 @@ def build_frame(cfg: FeaturesConfig, events: pd.DataFrame, levels: int,
     return frame, meta
 
 
-def build_features(cfg: FeaturesConfig, events_path: str | Path, output_dir: str | Path) -> FeatureSet:
-    """Read the canonical table, compute features/labels/splits, validate, then write both files atomically.
+def build_features(cfg: FeaturesConfig, events_path: str | Path, output_dir: str | Path,
+                   check: Callable[[pd.DataFrame, dict[str, Any]], None] | None = None) -> FeatureSet:
+    """Read the canonical table, compute features/labels/splits, check, then write both files atomically.
 
-    Nothing is written (and existing outputs stay as they were) when anything fails, validation included.
+    Nothing is written (and existing outputs stay as they were) when anything fails, the check included.
+
+    Args:
+        check: called with the frame and its metadata before anything is written; raises to refuse
+            them. ``hftpipe.prepare.build_feature_set`` passes the features expectation suite here, so
+            features/ never imports validation/.
 
     Raises:
         DataFormatError: the events file is missing or not a canonical table, or too short for the splits.
         ConfigError: inconsistent features settings (e.g. purge shorter than a horizon).
-        ValidationFailed: the features frame breaks the features expectation suite.
     """
-    from hftpipe.config import ValidateConfig
-    from hftpipe.validation import validate_features_frame
-
     output_dir = Path(output_dir)
-    steps = ["read events", "features, labels, splits", "validate", "write"]
+    steps = ["read events", "features, labels, splits", "check", "write"]
     with tqdm(total=len(steps), desc="features", unit="step", disable=not sys.stderr.isatty()) as bar:
         bar.set_postfix_str(steps[0])
         table = read_events(events_path)
@@ -331,8 +334,8 @@ def build_features(cfg: FeaturesConfig, events_path: str | Path, output_dir: str
         frame, meta = build_frame(cfg, table.frame, table.meta.levels, table.meta.to_dict())
         bar.update()
         bar.set_postfix_str(steps[2])
-        result = validate_features_frame(frame, meta, ValidateConfig())
-        result.raise_if_failed()
+        if check is not None:
+            check(frame, meta)
         bar.update()
         bar.set_postfix_str(steps[3])
         meta["build_id"] = uuid.uuid4().hex

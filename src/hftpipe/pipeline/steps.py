@@ -44,7 +44,7 @@ def validate_step(source: str, config_json: str, report_path: str) -> dict[str, 
     Raises:
         ValidationFailed: any expectation failed (the run must stop here).
     """
-    from hftpipe.validation import validate_path
+    from hftpipe.prepare import validate_path
 
     cfg = resolve_config(config_json)
     with step("validate") as out:
@@ -61,8 +61,8 @@ def validate_step(source: str, config_json: str, report_path: str) -> dict[str, 
 
 
 def ingest_step(source: str, config_json: str, events_path: str, artifact: Any = None) -> dict[str, Any]:
-    """Load, validate and write the canonical event table."""
-    from hftpipe.data import ingest
+    """Load, validate and write the canonical event table (validation is skipped when ``validate`` passed it)."""
+    from hftpipe.prepare import ingest
 
     cfg = resolve_config(config_json)
     with step("ingest") as out:
@@ -76,11 +76,11 @@ def ingest_step(source: str, config_json: str, events_path: str, artifact: Any =
 
 def features_step(events_path: str, config_json: str, features_dir: str, artifact: Any = None) -> dict[str, Any]:
     """Features, labels and time splits from the canonical table."""
-    from hftpipe.features import build_features
+    from hftpipe.prepare import build_feature_set
 
     cfg = resolve_config(config_json)
     with step("features") as out:
-        fs = build_features(cfg.features, events_path, features_dir)
+        fs = build_feature_set(cfg.features, events_path, features_dir, cfg.validate)
         out.update(features_dir=str(features_dir), rows=len(fs.frame), summary=fs.summary())
         _annotate(artifact, out)
     return out

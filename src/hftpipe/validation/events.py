@@ -1,15 +1,16 @@
-"""Validate canonical event tables: the ``messages`` and ``book`` suites, plus the file's structure."""
+"""Validate canonical event tables: the ``messages`` and ``book`` suites, plus the file's structure.
+
+Frames in, results out: loading files is ``hftpipe.prepare``'s job (it calls ``validate_table``).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
-from hftpipe.config import DataConfig, ValidateConfig
-from hftpipe.data.lobster import HALT_TYPE, discover, load_lobster
-from hftpipe.data.schema import EVENT_COLUMNS, EventTable, book_columns, read_events
-from hftpipe.errors import DataFormatError
+from hftpipe.config import ValidateConfig
+from hftpipe.data.lobster import HALT_TYPE
+from hftpipe.data.schema import EVENT_COLUMNS, EventTable, book_columns
 from hftpipe.validation.result import STRUCTURE_SUITE, Failure, ValidationResult
 from hftpipe.validation.runner import validate_frame
 from hftpipe.validation.suites import Templates
@@ -75,53 +76,3 @@ def structure_failure(path: str | Path, exc: Exception, seconds: float,
     failure = Failure(suite=STRUCTURE_SUITE, expectation=expectation, columns=(), description=description,
                       detail=str(exc))
     return ValidationResult(source=str(path), subject=subject, checks=1, failures=[failure], seconds=seconds)
-
-
-def validate_path(path: str | Path, cfg: ValidateConfig,
-                  data_cfg: DataConfig | None = None) -> ValidationResult:
-    """Validate a LOBSTER zip, CSV pair or folder, a canonical Parquet written by ``write_events``, or a
-    feature-set folder (``features_meta.json`` inside) written by ``build_features``.
-
-    Structural problems the loader reports (wrong column count, truncated pair, unparseable numbers,
-    missing partner file) come back as a failed check in the result rather than as an exception.
-
-    Args:
-        path: the file to check.
-        cfg: the ``validate`` section.
-        data_cfg: the ``data`` section (symbol/date/levels overrides and the halt policy); default: defaults.
-    """
-    start = time.perf_counter()
-    data_cfg = data_cfg or DataConfig()
-    path = Path(path)
-    if path.is_dir() and (path / "features_meta.json").exists():
-        return _validate_feature_set(path, cfg, start)
-    try:
-        if path.suffix.lower() == ".parquet":
-            table = read_events(path)
-        else:
-            named = discover(path)
-            # The symbol only labels the report here; an unnamed pair is still worth validating.
-            symbol = data_cfg.symbol or named.symbol or path.stem
-            table = load_lobster(path, symbol=symbol, date=data_cfg.date, levels=data_cfg.levels,
-                                 halts=data_cfg.halts, session=(cfg.session_start, cfg.session_end))
-    except DataFormatError as exc:
-        log.info("%s is not a readable event file: %s", path, exc)
-        return structure_failure(path, exc, time.perf_counter() - start)
-    result = validate_table(table, cfg, source=str(path))
-    result.checks += 1  # the structural check passed
-    result.seconds = time.perf_counter() - start
-    return result
-
-
-def _validate_feature_set(path: Path, cfg: ValidateConfig, start: float) -> ValidationResult:
-    from hftpipe.features.build import load_feature_set
-    from hftpipe.validation.features import validate_features_frame
-
-    try:
-        features = load_feature_set(path)
-    except DataFormatError as exc:
-        return structure_failure(path, exc, time.perf_counter() - start, subject="features")
-    result = validate_features_frame(features.frame, features.meta, cfg, source=str(path))
-    result.checks += 1
-    result.seconds = time.perf_counter() - start
-    return result

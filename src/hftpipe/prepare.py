@@ -1,0 +1,167 @@
+"""Load, validate, write: the orchestration of the data steps (validate, ingest, features).
+
+The layers below stay one-way: ``data/`` loads files into frames, ``validation/`` checks frames
+(frames in, results out) and ``features/`` computes feature frames; none of them imports another's
+orchestration. This module sits above all three, and everything that runs a data step calls it: the
+pipeline's steps, the CLI commands (so the DVC stages), and ``evaluation`` when it scores a model
+on another day's raw file. It lives outside ``pipeline/`` because ``pipeline/`` imports
+``evaluation/``, which needs these functions too.
+
+A source that passed validation with the same settings is not validated again: a successful check
+leaves a stamp named by the source's SHA-256 and a fingerprint of the settings and suites, so the
+pipeline's ``validate`` step followed by ``ingest`` pays for Great Expectations once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from hftpipe import paths
+from hftpipe.config import DataConfig, FeaturesConfig, ValidateConfig
+from hftpipe.data import EventTable, discover, load_lobster, read_events, write_events
+from hftpipe.errors import DataFormatError
+from hftpipe.features import FeatureSet, build_features, load_feature_set
+from hftpipe.validation import ValidationResult, validate_features_frame, validate_table
+from hftpipe.validation.events import structure_failure
+from hftpipe.validation.suites import suites_dir
+
+log = logging.getLogger(__name__)
+
+STAMP_DIR = "validated"  # under HFTPIPE_HOME
+
+
+def load_source(path: str | Path, data_cfg: DataConfig, session: tuple[float, float],
+                require_symbol: bool = True) -> EventTable:
+    """Load any market-data file the pipeline accepts into the canonical event table (the loader dispatch).
+
+    Args:
+        path: a canonical Parquet table, or a LOBSTER zip, CSV pair or folder.
+        data_cfg: the ``data`` section (symbol/date/levels overrides, halt policy).
+        session: session bounds used when the file name does not say them.
+        require_symbol: False when the symbol only labels a report (falls back to the file name).
+
+    Raises:
+        DataFormatError: the file is not a readable event file.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        return read_events(path)
+    symbol = data_cfg.symbol
+    if not require_symbol:
+        symbol = symbol or discover(path).symbol or path.stem
+    return load_lobster(path, symbol=symbol, date=data_cfg.date, levels=data_cfg.levels,
+                        halts=data_cfg.halts, session=session)
+
+
+def _fingerprint(cfg: ValidateConfig, data_cfg: DataConfig) -> str:
+    """Everything a validation result depends on besides the file: settings and the suites' text."""
+    digest = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), data_cfg.levels, data_cfg.halts, data_cfg.date,
+                                        importlib.metadata.version("great_expectations")],
+                                       sort_keys=True, default=str).encode())
+    for suite in sorted(suites_dir(cfg.suites_dir).glob("*.json")):
+        digest.update(suite.name.encode() + suite.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _stamp(source_sha256: str, cfg: ValidateConfig, data_cfg: DataConfig) -> Path:
+    return paths.sub(STAMP_DIR) / f"{source_sha256}-{_fingerprint(cfg, data_cfg)}.json"
+
+
+def _source_sha256(path: Path) -> str | None:
+    """SHA-256 of a raw LOBSTER source (None for anything the stamp does not cover)."""
+    if path.suffix.lower() == ".parquet" or (path.is_dir() and (path / "features_meta.json").exists()):
+        return None
+    try:
+        return discover(path).sha256()
+    except DataFormatError:
+        return None
+
+
+def validate_path(path: str | Path, cfg: ValidateConfig, data_cfg: DataConfig | None = None) -> ValidationResult:
+    """Validate a LOBSTER zip, CSV pair or folder, a canonical Parquet written by ``ingest``, or a
+    feature-set folder (``features_meta.json`` inside) written by ``build_feature_set``.
+
+    Structural problems the loader reports (wrong column count, truncated pair, unparseable numbers,
+    missing partner file) come back as a failed check in the result rather than as an exception.
+    """
+    start = time.perf_counter()
+    data_cfg = data_cfg or DataConfig()
+    path = Path(path)
+    if path.is_dir() and (path / "features_meta.json").exists():
+        try:
+            features = load_feature_set(path)
+        except DataFormatError as exc:
+            return structure_failure(path, exc, time.perf_counter() - start, subject="features")
+        result = validate_features_frame(features.frame, features.meta, cfg, source=str(path))
+    else:
+        try:
+            table = load_source(path, data_cfg, (cfg.session_start, cfg.session_end), require_symbol=False)
+        except DataFormatError as exc:
+            log.info("%s is not a readable event file: %s", path, exc)
+            return structure_failure(path, exc, time.perf_counter() - start)
+        result = validate_table(table, cfg, source=str(path))
+        sha = _source_sha256(path)
+        if result.success and sha:
+            stamp = _stamp(sha, cfg, data_cfg)
+            stamp.write_text(json.dumps({"source": str(path), "checks": result.checks + 1}))
+    result.checks += 1  # the structural check passed
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def ingest(cfg: DataConfig, source: str | Path | None = None, output: str | Path | None = None,
+           validate_cfg: ValidateConfig | None = None) -> EventTable:
+    """Load, validate and write the canonical table; on failed validation nothing is written.
+
+    A source that ``validate_path`` already passed with the same settings is not validated again.
+
+    Raises:
+        DataFormatError: the file is not a readable event file.
+        ValidationFailed: the data breaks an expectation (the report says which).
+    """
+    vcfg = validate_cfg or ValidateConfig()
+    src = Path(source or cfg.source)
+    table = load_source(src, cfg, (vcfg.session_start, vcfg.session_end))
+    # Only a raw source has a stamp: a Parquet table may have been written by anything, so it is checked.
+    raw = src.suffix.lower() != ".parquet" and table.meta.source_sha256
+    stamp = _stamp(table.meta.source_sha256, vcfg, cfg) if raw else None
+    if stamp is not None and stamp.exists():
+        log.info("%s already passed validation with these settings; not validating it again", src)
+    else:
+        result = validate_table(table, vcfg)
+        if not result.success:
+            json_report, _ = result.write_reports()  # the user needs the details; the data is not written
+            log.error("validation failed; report %s", json_report)
+        result.raise_if_failed()
+    out = Path(output or cfg.output)
+    write_events(table, out)
+    log.info("wrote %d events of %s %s (%d levels) to %s", table.meta.rows, table.meta.symbol,
+             table.meta.date, table.meta.levels, out)
+    return table
+
+
+def build_feature_set(cfg: FeaturesConfig, events_path: str | Path, output_dir: str | Path,
+                      validate_cfg: ValidateConfig | None = None) -> FeatureSet:
+    """Build features (``features.build_features``) and refuse to write a set that fails the features suite.
+
+    Args:
+        validate_cfg: the ``validate`` section (suites folder, sample rows); default: defaults.
+
+    Raises:
+        DataFormatError / ConfigError: see ``build_features``.
+        ValidationFailed: the features frame breaks the features expectation suite (nothing written).
+    """
+    vcfg = validate_cfg or ValidateConfig()
+
+    def check(frame: pd.DataFrame, meta: dict) -> None:
+        validate_features_frame(frame, meta, vcfg).raise_if_failed()
+
+    return build_features(cfg, events_path, output_dir, check=check)
