@@ -21,16 +21,22 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from hftpipe import paths
 from hftpipe.config import DataConfig, FeaturesConfig, ValidateConfig
 from hftpipe.data import EventTable, discover, load_lobster, read_events, write_events
+from hftpipe.data.bars import BarTable, write_bars
+from hftpipe.data.market import is_tick_file, load_market
+from hftpipe.data.ticks import TickTable, ticks_to_bars, write_ticks
 from hftpipe.errors import DataFormatError
 from hftpipe.features import FeatureSet, build_features, load_feature_set
 from hftpipe.validation import ValidationResult, validate_features_frame, validate_table
+from hftpipe.validation.bars import validate_bars, validate_ticks
 from hftpipe.validation.events import structure_failure
+from hftpipe.validation.result import STRUCTURE_SUITE, Failure
 from hftpipe.validation.suites import suites_dir
 
 log = logging.getLogger(__name__)
@@ -165,3 +171,52 @@ def build_feature_set(cfg: FeaturesConfig, events_path: str | Path, output_dir: 
         validate_features_frame(frame, meta, vcfg).raise_if_failed()
 
     return build_features(cfg, events_path, output_dir, check=check)
+
+
+# Bars and trade ticks (hftpipe.data.bars / ticks): the same load, validate, write steps.
+
+def validate_market_path(path: str | Path, cfg: ValidateConfig | None = None,
+                         **load_kwargs: Any) -> ValidationResult:
+    """Load a bar or tick file without the loader's own checks and validate it with GE.
+
+    A file the loader cannot read at all (missing columns, unreadable times, a nonexistent local
+    time) is one failed structural check, not an exception, so a report is always written.
+    """
+    start = time.perf_counter()
+    ticks = is_tick_file(path)
+    subject = "ticks" if ticks else "bars"
+    try:
+        table = load_market(path, check=False, **load_kwargs)
+        if isinstance(table, TickTable):
+            return validate_ticks(table, cfg, source=str(path))
+        return validate_bars(table, cfg, source=str(path))
+    except DataFormatError as exc:
+        failure = Failure(suite=STRUCTURE_SUITE, expectation=f"expect_readable_{subject}_file", columns=(),
+                          description=f"a {subject} file in a format hftpipe reads, with readable times",
+                          detail=str(exc))
+        return ValidationResult(source=str(path), subject=subject, checks=1, failures=[failure],
+                                seconds=time.perf_counter() - start)
+
+
+def ingest_market(path: str | Path, output: str | Path, validate_cfg: Any = None,
+                  to_bars: str | None = None, **options: Any) -> BarTable | TickTable:
+    """Load, validate (GE) and write the canonical table; on failed validation nothing is written.
+
+    Args:
+        to_bars: for a trade file, aggregate into time bars of this size ("1min") instead of ticks.
+    Raises:
+        DataFormatError: unreadable file or a structural problem (named row).
+        ValidationFailed: the table breaks an expectation of ``bars.json`` / ``ticks.json``.
+    """
+    table = load_market(path, **options)
+    if isinstance(table, TickTable) and to_bars:
+        validate_ticks(table, validate_cfg).raise_if_failed()
+        table = ticks_to_bars(table, to_bars)
+    result = validate_bars(table, validate_cfg) if isinstance(table, BarTable) else validate_ticks(table, validate_cfg)
+    if not result.success:
+        json_report, _ = result.write_reports()
+        log.error("validation failed; report %s", json_report)
+    result.raise_if_failed()
+    out = write_bars(table, output) if isinstance(table, BarTable) else write_ticks(table, output)
+    log.info("wrote %d rows of %s to %s", table.meta.rows, table.meta.symbol, out)
+    return table

@@ -26,7 +26,8 @@ from hftpipe.data.bars import (
     write_bars,
 )
 from hftpipe.errors import DataFormatError
-from hftpipe.validation.bars import validate_bars, validate_market_path
+from hftpipe.prepare import validate_market_path
+from hftpipe.validation.bars import validate_bars
 from tests.conftest import RAW, REPO
 
 SPY = RAW / "spy-1min-2011-01" / "nt-spy-minute-2011.csv.gz"

@@ -21,7 +21,8 @@ from hftpipe.data.ticks import (
     write_ticks,
 )
 from hftpipe.errors import DataFormatError
-from hftpipe.validation.bars import validate_market_path, validate_ticks
+from hftpipe.prepare import validate_market_path
+from hftpipe.validation.bars import validate_ticks
 from tests.conftest import RAW
 
 BITSTAMP = RAW / "btcusd-trades-2011-2013" / "bitstampUSD.csv.gz"

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 import requests
@@ -49,7 +50,7 @@ class GunicornUI:
                     "HFTPIPE_UI_SECRET_KEY": "s" * 48}
         self.home = home
 
-    def __enter__(self) -> GunicornUI:
+    def __enter__(self) -> Self:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=self.home, start_new_session=True)

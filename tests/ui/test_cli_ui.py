@@ -64,7 +64,7 @@ def test_production_mode_refuses_without_secrets(replay_events: Path, hftpipe_ho
 
 
 def test_a_mistyped_mode_is_an_error_not_development(replay_events: Path, hftpipe_home: Path) -> None:
-    result = subprocess.run(_cmd(replay_events, free_port()), env=_env(hftpipe_home, HFTPIPE_ENV="prd"),
+    result = subprocess.run(_cmd(replay_events, free_port()), check=False, env=_env(hftpipe_home, HFTPIPE_ENV="prd"),
                             capture_output=True, text=True, timeout=120, cwd=hftpipe_home)
     assert result.returncode == 2
     assert "error: HFTPIPE_ENV='prd' is not a known mode: set it to one of development, production" in result.stderr

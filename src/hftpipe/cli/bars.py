@@ -45,7 +45,7 @@ def bars() -> None:
 @click.pass_obj
 def validate(obj: Any, path: str, report_dir: str | None, **kwargs: Any) -> None:
     """Validate a bar or trade file (or its canonical Parquet) with GE; exit 1 if any check fails."""
-    from hftpipe.validation.bars import validate_market_path
+    from hftpipe.prepare import validate_market_path
 
     result = validate_market_path(path, obj.config.validate, **_options(kwargs))
     paths = result.write_reports(Path(report_dir) if report_dir else None)
@@ -64,7 +64,7 @@ def validate(obj: Any, path: str, report_dir: str | None, **kwargs: Any) -> None
 def ingest(obj: Any, path: str, output: str, to_bars: str | None, **kwargs: Any) -> None:
     """Load a bar or trade file, validate it and write the canonical table (nothing written on failure)."""
     from hftpipe.data.bars import BarTable
-    from hftpipe.data.market import ingest_market
+    from hftpipe.prepare import ingest_market
 
     table = ingest_market(path, output, obj.config.validate, to_bars=to_bars, **_options(kwargs))
     m = table.meta

@@ -1,6 +1,6 @@
 """One entry point for bar and trade files: sniff, load, validate with GE, write canonical Parquet.
 
-Other callers (the partitioned dataset, the CLI) use :func:`load_market` / :func:`ingest_market` and
+Other callers (the partitioned dataset, the CLI) use :func:`load_market` (and `hftpipe.prepare.ingest_market`) and
 never look at a vendor format.
 """
 
@@ -10,8 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hftpipe.data.bars import BarTable, load_bars, write_bars
-from hftpipe.data.ticks import TickTable, load_ticks, sniff_tick_format, ticks_to_bars, write_ticks
+from hftpipe.data.bars import BarTable, load_bars
+from hftpipe.data.ticks import TickTable, load_ticks, sniff_tick_format
 from hftpipe.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -44,29 +44,3 @@ def load_market(path: str | Path, *, check: bool = True, **options: Any) -> BarT
         tick_options = {k: v for k, v in options.items() if k not in _BAR_ONLY and v is not None}
         return load_ticks(path, check=check, **tick_options)
     return load_bars(path, check=check, **{k: v for k, v in options.items() if v is not None})
-
-
-def ingest_market(path: str | Path, output: str | Path, validate_cfg: Any = None,
-                  to_bars: str | None = None, **options: Any) -> BarTable | TickTable:
-    """Load, validate (GE) and write the canonical table; on failed validation nothing is written.
-
-    Args:
-        to_bars: for a trade file, aggregate into time bars of this size ("1min") instead of ticks.
-    Raises:
-        DataFormatError: unreadable file or a structural problem (named row).
-        ValidationFailed: the table breaks an expectation of ``bars.json`` / ``ticks.json``.
-    """
-    from hftpipe.validation.bars import validate_bars, validate_ticks
-
-    table = load_market(path, **options)
-    if isinstance(table, TickTable) and to_bars:
-        validate_ticks(table, validate_cfg).raise_if_failed()
-        table = ticks_to_bars(table, to_bars)
-    result = validate_bars(table, validate_cfg) if isinstance(table, BarTable) else validate_ticks(table, validate_cfg)
-    if not result.success:
-        json_report, _ = result.write_reports()
-        log.error("validation failed; report %s", json_report)
-    result.raise_if_failed()
-    out = write_bars(table, output) if isinstance(table, BarTable) else write_ticks(table, output)
-    log.info("wrote %d rows of %s to %s", table.meta.rows, table.meta.symbol, out)
-    return table

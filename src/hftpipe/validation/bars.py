@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
 from hftpipe.config import ValidateConfig
 from hftpipe.data.bars import BAR_COLUMNS, BarTable
-from hftpipe.data.market import is_tick_file, load_market
 from hftpipe.data.ticks import TICK_COLUMNS, TickTable
-from hftpipe.errors import DataFormatError
-from hftpipe.validation.result import STRUCTURE_SUITE, Failure, ValidationResult
+from hftpipe.validation.result import ValidationResult
 from hftpipe.validation.runner import validate_frame
 
 BAR_SUITE = "bars"
@@ -55,26 +51,3 @@ def validate_ticks(table: TickTable, cfg: ValidateConfig | None = None,
         subject="ticks",
         meta=_meta(table.meta),
     )
-
-
-def validate_market_path(path: str | Path, cfg: ValidateConfig | None = None,
-                         **load_kwargs: Any) -> ValidationResult:
-    """Load a bar or tick file without the loader's own checks and validate it with GE.
-
-    A file the loader cannot read at all (missing columns, unreadable times, a nonexistent local
-    time) is one failed structural check, not an exception, so a report is always written.
-    """
-    start = time.perf_counter()
-    ticks = is_tick_file(path)
-    subject = "ticks" if ticks else "bars"
-    try:
-        table = load_market(path, check=False, **load_kwargs)
-        if isinstance(table, TickTable):
-            return validate_ticks(table, cfg, source=str(path))
-        return validate_bars(table, cfg, source=str(path))
-    except DataFormatError as exc:
-        failure = Failure(suite=STRUCTURE_SUITE, expectation=f"expect_readable_{subject}_file", columns=(),
-                          description=f"a {subject} file in a format hftpipe reads, with readable times",
-                          detail=str(exc))
-        return ValidationResult(source=str(path), subject=subject, checks=1, failures=[failure],
-                                seconds=time.perf_counter() - start)
