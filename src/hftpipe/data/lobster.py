@@ -227,6 +227,17 @@ def load_lobster(
     return EventTable(frame=frame[list(EVENT_COLUMNS) + book_columns(levels)], meta=meta)
 
 
+def load_events(path: str | Path, cfg: DataConfig, *, session: tuple[float, float] = (34200.0, 57600.0),
+                symbol: str | None = None) -> EventTable:
+    """Load any supported raw format (LOBSTER, Bitstamp L3 capture) into the canonical table."""
+    from hftpipe.data.bitstamp import is_bitstamp_capture, load_bitstamp
+
+    if is_bitstamp_capture(path):
+        return load_bitstamp(path, levels=cfg.levels, symbol=cfg.symbol, date=cfg.date)
+    return load_lobster(path, symbol=symbol or cfg.symbol, date=cfg.date, levels=cfg.levels, halts=cfg.halts,
+                        session=session)
+
+
 def ingest(cfg: DataConfig, source: str | Path | None = None, output: str | Path | None = None,
            validate_cfg: object | None = None) -> EventTable:
     """Load, validate and write the canonical table; on failed validation nothing is written.
@@ -240,14 +251,7 @@ def ingest(cfg: DataConfig, source: str | Path | None = None, output: str | Path
 
     vcfg = validate_cfg if isinstance(validate_cfg, ValidateConfig) else ValidateConfig()
     src = source or cfg.source
-    table = load_lobster(
-        src,
-        symbol=cfg.symbol,
-        date=cfg.date,
-        levels=cfg.levels,
-        halts=cfg.halts,
-        session=(vcfg.session_start, vcfg.session_end),
-    )
+    table = load_events(src, cfg, session=(vcfg.session_start, vcfg.session_end))
     result = validate_table(table, vcfg)
     if not result.success:
         json_report, _ = result.write_reports()  # the user needs the details; the data is not written
@@ -257,4 +261,6 @@ def ingest(cfg: DataConfig, source: str | Path | None = None, output: str | Path
     write_events(table, out)
     log.info("wrote %d events of %s %s (%d levels) to %s", table.meta.rows, table.meta.symbol,
              table.meta.date, table.meta.levels, out)
+    if table.meta.source_report:
+        log.info("loader report: %s", table.meta.source_report)
     return table

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from hftpipe.config import DataConfig, ValidateConfig
-from hftpipe.data.lobster import HALT_TYPE, discover, load_lobster
+from hftpipe.data.bitstamp import is_bitstamp_capture
+from hftpipe.data.lobster import HALT_TYPE, discover, load_events, load_lobster
 from hftpipe.data.schema import EVENT_COLUMNS, EventTable, book_columns, read_events
 from hftpipe.errors import DataFormatError
 from hftpipe.validation.result import STRUCTURE_SUITE, Failure, ValidationResult
@@ -58,7 +59,8 @@ def validate_table(table: EventTable, cfg: ValidateConfig, source: str | None = 
         subject="events",
         meta={"symbol": meta.symbol, "date": meta.date, "levels": meta.levels, "rows": meta.rows,
               "session_start": meta.session_start, "session_end": meta.session_end,
-              "halts": len(meta.halts), "source_sha256": meta.source_sha256},
+              "halts": len(meta.halts), "source_sha256": meta.source_sha256,
+              **({"source_report": meta.source_report} if meta.source_report else {})},
     )
 
 
@@ -98,6 +100,8 @@ def validate_path(path: str | Path, cfg: ValidateConfig,
     try:
         if path.suffix.lower() == ".parquet":
             table = read_events(path)
+        elif is_bitstamp_capture(path):
+            table = load_events(path, data_cfg)
         else:
             named = discover(path)
             # The symbol only labels the report here; an unnamed pair is still worth validating.
