@@ -9,18 +9,15 @@ from hftpipe.data.schema import (
     write_events,
 )
 from hftpipe.data.lobster import LobsterSource, discover, ingest, load_events, load_lobster
-from hftpipe.data.bitstamp import L3Book, load_bitstamp
 
 __all__ = [
     "EVENT_COLUMNS",
     "EventTable",
-    "L3Book",
     "LobsterSource",
     "book_columns",
     "book_matrix",
     "discover",
     "ingest",
-    "load_bitstamp",
     "load_events",
     "load_lobster",
     "read_events",

@@ -41,7 +41,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -812,8 +812,8 @@ def load_bitstamp(
     if len(rows) == 0:
         raise DataFormatError(f"{path}: no event left after the warm-up; lower the warm-up")
     exch_ms = stream.exchange_ms[rows.source]
-    day = datetime.fromtimestamp(exch_ms[0] / 1000.0, tz=timezone.utc).date()
-    midnight_ms = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp() * 1000)
+    day = datetime.fromtimestamp(exch_ms[0] / 1000.0, tz=UTC).date()
+    midnight_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
     frame = pd.DataFrame({
         "time": (exch_ms - midnight_ms) / 1000.0,
         "type": rows.event_type,

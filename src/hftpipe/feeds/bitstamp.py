@@ -40,8 +40,19 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from hftpipe.contracts import BookUpdate, Gap, Message, now
-from hftpipe.data.bitstamp import ASK, BID, CHANGED, CREATED, CROSS_GRACE, DEFAULT_LEVELS, DELETED, TRADE, VENUE, \
-    L3Book, to_units
+from hftpipe.data.bitstamp import (
+    ASK,
+    BID,
+    CHANGED,
+    CREATED,
+    CROSS_GRACE,
+    DEFAULT_LEVELS,
+    DELETED,
+    TRADE,
+    VENUE,
+    L3Book,
+    to_units,
+)
 from hftpipe.errors import HftpipeError
 
 log = logging.getLogger(__name__)
@@ -145,7 +156,7 @@ class BitstampClient:
                 reason = str(exc)
                 if self.book_synced:
                     attempt = 0
-            except (ConnectionClosed, OSError, asyncio.TimeoutError, InvalidHandshake, FeedError) as exc:
+            except (TimeoutError, ConnectionClosed, OSError, InvalidHandshake, FeedError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             except InvalidURI as exc:
                 raise FeedError(f"bad feed URL {self.url}: {exc}") from None
@@ -158,7 +169,7 @@ class BitstampClient:
             log.warning("bitstamp %s: %s; reconnecting in %.1f s", self.pair, reason, delay)
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     book_synced = False

@@ -37,8 +37,20 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from hftpipe.data.bitstamp import ASK, BID, CHANGED, CREATED, DELETED, EMIT, SIZE_SCALE, TRADE, WARMUP, \
-    EventStream, L3Book, capture_events, find_capture
+from hftpipe.data.bitstamp import (
+    ASK,
+    BID,
+    CHANGED,
+    CREATED,
+    DELETED,
+    SIZE_SCALE,
+    TRADE,
+    WARMUP,
+    EventStream,
+    L3Book,
+    capture_events,
+    find_capture,
+)
 
 log = logging.getLogger(__name__)
 

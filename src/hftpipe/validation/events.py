@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from hftpipe.config import DataConfig, ValidateConfig
-from hftpipe.data.bitstamp import is_bitstamp_capture
 from hftpipe.data.lobster import HALT_TYPE, discover, load_events, load_lobster
 from hftpipe.data.schema import EVENT_COLUMNS, EventTable, book_columns, read_events
 from hftpipe.errors import DataFormatError
@@ -100,7 +99,7 @@ def validate_path(path: str | Path, cfg: ValidateConfig,
     try:
         if path.suffix.lower() == ".parquet":
             table = read_events(path)
-        elif is_bitstamp_capture(path):
+        elif _is_bitstamp_capture(path):
             table = load_events(path, data_cfg)
         else:
             named = discover(path)
@@ -115,6 +114,12 @@ def validate_path(path: str | Path, cfg: ValidateConfig,
     result.checks += 1  # the structural check passed
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _is_bitstamp_capture(path: Path) -> bool:
+    from hftpipe.data.bitstamp import is_bitstamp_capture  # imported on use: it loads numba
+
+    return is_bitstamp_capture(path)
 
 
 def _validate_feature_set(path: Path, cfg: ValidateConfig, start: float) -> ValidationResult:
