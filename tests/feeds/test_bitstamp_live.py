@@ -53,6 +53,7 @@ def test_client_reconnects_emits_a_gap_and_matches_the_batch_book() -> None:
     sim, client, messages = asyncio.run(scenario())
     gaps = [i for i, m in enumerate(messages) if isinstance(m, Gap)]
     assert len(gaps) == 1 and client.stats.reconnects == 1 and client.stats.snapshots == 2
+    assert client.stats.heartbeats > 0  # bts:heartbeat answered by the exchange
     updates = [m for m in messages if isinstance(m, BookUpdate)]
     before = [m for m in messages[: gaps[0]] if isinstance(m, BookUpdate)]
     after = [m for m in messages[gaps[0] + 1:] if isinstance(m, BookUpdate)]
@@ -72,6 +73,59 @@ def test_client_reconnects_emits_a_gap_and_matches_the_batch_book() -> None:
         np.testing.assert_array_equal(np.asarray(m.book), expected, err_msg=f"seq {m.seq}")
         compared += 1
     assert compared > 1000
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    async def noop(message) -> None:
+        return None
+
+    client = BitstampClient(noop, url="ws://127.0.0.1:9", backoff_initial=0.5, backoff_max=4.0)
+    assert [client.backoff(k) for k in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert client.rest_url == "http://127.0.0.1:9/api/v2/order_book/btcusd/?group=2"
+
+
+def test_unreachable_exchange_is_retried_with_back_off() -> None:
+    async def scenario():
+        async def noop(message) -> None:
+            return None
+
+        client = BitstampClient(noop, url="ws://127.0.0.1:9", backoff_initial=0.05, backoff_max=0.1)
+        task = asyncio.create_task(client.run())
+        await asyncio.sleep(0.5)
+        client.stop()
+        await asyncio.wait_for(task, 5)
+        return client.stats
+
+    stats = asyncio.run(scenario())
+    assert stats.reconnects >= 3 and stats.connects == 0 and stats.gaps == 0
+
+
+@pytest.mark.slow
+def test_exchange_request_to_reconnect_is_obeyed_with_a_gap() -> None:
+    async def scenario():
+        sim = ExchangeSim(CAPTURE, speed=None)
+        port = await sim.start()
+        messages: list = []
+        client = BitstampClient(lambda m: _append(messages, m), url=f"ws://127.0.0.1:{port}", backoff_initial=0.05)
+        task = asyncio.create_task(client.run())
+        try:
+            while client.stats.updates < 200:
+                await asyncio.sleep(0.02)
+            assert await sim.request_reconnect() == 1
+            while client.stats.snapshots < 2 or client.stats.updates < 400:
+                await asyncio.sleep(0.02)
+        finally:
+            client.stop()
+            await asyncio.wait_for(task, 10)
+            await sim.stop()
+        return client, messages
+
+    client, messages = asyncio.run(asyncio.wait_for(scenario(), 90))
+    assert client.stats.reconnects == 1 and sum(isinstance(m, Gap) for m in messages) == 1
+
+
+async def _append(messages: list, message) -> None:
+    messages.append(message)
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ drop buffered events at or before the snapshot's ``microtimestamp`` and apply th
 :class:`hftpipe.data.bitstamp.L3Book`, the batch loader's builder, so live and batch books agree.
 
 Failures: the connection is watched (heartbeats every ``heartbeat_s``; no message for ``stale_s`` means
-dead), and on any loss the client reconnects with exponential back-off (``backoff_initial`` doubling up
+dead; at most 1024 messages are queued unread, so a client that falls behind pushes back on the
+socket instead of buffering without bound), and on any loss the client reconnects with exponential back-off (``backoff_initial`` doubling up
 to ``backoff_max``, reset after a successful synchronisation). Events lost while disconnected cannot be
 recovered, so after a reconnect the book is rebuilt from a fresh snapshot and a
 :class:`hftpipe.contracts.Gap` is emitted before the first update that follows it.
@@ -145,7 +146,7 @@ class BitstampClient:
             reason = "connection lost"
             try:
                 async with websockets.connect(self.url, ping_interval=self.heartbeat_s, ping_timeout=self.stale_s,
-                                              open_timeout=10, max_queue=None) as ws:
+                                              open_timeout=10, max_queue=1024) as ws:
                     self.stats.connects += 1
                     synced = await self._session(ws)
                     if synced:

@@ -23,6 +23,7 @@ loader, so a client synchronised from its snapshot must show the batch loader's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -193,6 +194,15 @@ class ExchangeSim:
         for ws in list(self._connections):
             ws.transport.abort()
             n += 1
+        return n
+
+    async def request_reconnect(self) -> int:
+        """Send ``bts:request_reconnect`` to every open connection (Bitstamp does so before maintenance)."""
+        n = 0
+        for ws in list(self._connections):
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(json.dumps({"event": "bts:request_reconnect", "channel": "", "data": ""}))
+                n += 1
         return n
 
     @property
