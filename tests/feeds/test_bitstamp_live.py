@@ -32,7 +32,7 @@ def batch_books(sim: ExchangeSim) -> dict[tuple[int, int], np.ndarray]:
 @pytest.mark.slow
 def test_client_reconnects_emits_a_gap_and_matches_the_batch_book() -> None:
     async def scenario():
-        sim = ExchangeSim(CAPTURE, speed=40.0, drop_after=1500)
+        sim = ExchangeSim(CAPTURE, speed=20.0, drop_after=1500)
         port = await sim.start()
         messages: list = []
         client: BitstampClient
@@ -43,7 +43,7 @@ def test_client_reconnects_emits_a_gap_and_matches_the_batch_book() -> None:
                 client.stop()
 
         client = BitstampClient(emit, url=f"ws://127.0.0.1:{port}", pair="btcusd", backoff_initial=0.2,
-                                heartbeat_s=1.0, stale_s=5.0)
+                                heartbeat_s=1.0, stale_s=30.0)  # generous: a loaded CI machine is slow
         try:
             await asyncio.wait_for(client.run(), timeout=90)
         finally:
@@ -66,8 +66,6 @@ def test_client_reconnects_emits_a_gap_and_matches_the_batch_book() -> None:
     books = batch_books(sim)
     compared = 0
     for m in after + before:
-        if m.event_type == 4:
-            continue  # a trade that waited for an uncrossed book carries the releasing event's time
         micro = int(m.correlation_id.split(":")[0])
         expected = books[(micro, m.event_type)]
         np.testing.assert_array_equal(np.asarray(m.book), expected, err_msg=f"seq {m.seq}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 import logging
 import urllib.error
 import urllib.request
@@ -125,6 +126,7 @@ class BitstampClient:
         self.stats = FeedStats()
         self._synced_once = False
         self._snapshot_micro = 0
+        self._held_trades: deque[tuple[int, int]] = deque()
         self._stop = asyncio.Event()
 
     @property
@@ -266,6 +268,7 @@ class BitstampClient:
         prices = np.array([r[2] for r in rows], dtype=np.float64)
         sizes = to_units(np.array([float(r[3]) for r in rows], dtype=np.float64))
         self.book.load_snapshot(ids, sides, prices, sizes)
+        self._held_trades.clear()
         self._snapshot_micro = micro
         self.stats.snapshots += 1
         if self._synced_once:
@@ -305,14 +308,19 @@ class BitstampClient:
             return
         rows = self.book.apply(np.array([action], np.int8), np.array([side], np.int8), np.array([oid], np.int64),
                                np.array([price]), np.array([size], np.int64))
+        if action == TRADE and len(rows) == 0 and self.book.crossed:
+            self._held_trades.append((micro, oid))  # the builder emits it once the book uncrosses
         for r in range(len(rows)):
+            # Rows before the last are trades that waited for an uncrossed book: they keep their own time.
+            ev_micro, ev_oid = self._held_trades.popleft() if r < len(rows) - 1 and self._held_trades \
+                else (micro, oid)
             self.seq += 1
             self.stats.updates += 1
             await self.emit(BookUpdate(
-                venue=VENUE, symbol=self.symbol, seq=self.seq, event_time=micro / 1e6, recv_time=recv_time,
+                venue=VENUE, symbol=self.symbol, seq=self.seq, event_time=ev_micro / 1e6, recv_time=recv_time,
                 publish_time=now(), levels=self.levels, book=rows.book[r].tolist(),
                 event_type=int(rows.event_type[r]), price=float(rows.price[r]), size=float(rows.size[r]),
-                direction=int(rows.direction[r]), correlation_id=f"{micro}:{oid}"))
+                direction=int(rows.direction[r]), correlation_id=f"{ev_micro}:{ev_oid}"))
 
 
 def _micro(msg: dict[str, Any]) -> int:
