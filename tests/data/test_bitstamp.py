@@ -153,3 +153,16 @@ def test_shipped_capture_ingests_and_validates(tmp_path) -> None:
     book = back.book()
     assert (book[:, 0] > book[:, 2]).all()
     assert 78_000 < np.median(book[:, 0]) < 79_000
+
+
+@pytest.mark.slow
+def test_the_orders_file_alone_is_enough(tmp_path) -> None:
+    import shutil
+
+    shutil.copy(CAPTURE / "orders.csv.gz", tmp_path / "orders.csv.gz")  # no trades.csv, no meta.json
+    table = load_bitstamp(tmp_path / "orders.csv.gz", levels=5)
+    report = table.meta.source_report
+    assert (table.frame["type"] == 4).sum() == 0 and table.meta.levels == 5
+    assert report["warmup_rows"] >= 6490 and report["closing_rows_dropped"] == 6518  # found without meta.json
+    result = validate_path(tmp_path / "orders.csv.gz", ValidateConfig(), data_cfg=DataConfig(levels=5))
+    assert result.success, "\n".join(result.summary_lines())

@@ -59,6 +59,7 @@ DEFAULT_LEVELS = 10
 SATOSHI = 1e-8  # BTC per size unit
 SIZE_SCALE = 100_000_000  # size units per BTC
 OUTLIER_PRICE = 999_999_999.0
+CLOSING_BURST_MIN = 1000  # trailing deletions at one millisecond taken for a collector's closing burst
 CROSS_GRACE = 200  # events a crossed book may last before stale crossing orders are removed
 
 # Actions of the builder's event stream (trades are folded in as a fourth kind).
@@ -714,13 +715,22 @@ def capture_events(capture: Capture, *, warmup_s: float = 0.0, trades: bool = Tr
 
     The snapshot burst (meta.json's ``synthetic_created`` first rows, else every row at the first
     timestamp) and the first ``warmup_s`` seconds are warm-up; meta.json's ``synthetic_deleted`` last rows
-    (every order closed at the end time) are dropped, since a book that empties in one millisecond is an
+    (every order closed at the end time; without meta.json, at least ``CLOSING_BURST_MIN`` trailing
+    deletions at the final millisecond) are dropped, since a book that empties in one millisecond is an
     artefact of the capture. Trades are merged in by exchange time, then receive time.
     """
     orders = read_orders(capture.orders)
     if orders.empty:
         raise DataFormatError(f"{capture.orders}: no order events")
     closing = int(capture.meta.get("synthetic_deleted", 0) or 0)
+    if not capture.meta:
+        # No meta.json: a collector's closing burst still shows as every trailing row a deletion at the
+        # final millisecond, more of them than any market deletes at once.
+        exch_all = orders["exchange_timestamp"].to_numpy(np.int64)
+        last = int(np.searchsorted(exch_all, exch_all[-1], side="left"))
+        tail_n = len(orders) - last
+        if tail_n >= CLOSING_BURST_MIN and (orders["action"].iloc[last:] == "deleted").all():
+            closing = tail_n
     if closing:
         tail = orders.iloc[-closing:]
         if not ((tail["action"] == "deleted").all() and tail["exchange_timestamp"].nunique() == 1):
