@@ -552,7 +552,7 @@ class L3Book:
         price = np.ascontiguousarray(price, dtype=np.float64)
         size = np.ascontiguousarray(size, dtype=np.int64)
         emit = np.full(n, EMIT, dtype=np.int8) if emit is None else np.ascontiguousarray(emit, dtype=np.int8)
-        cap = n + _MAX_PENDING + 1
+        cap = n + int(self._st[S_PENDING]) + 1  # every event emits at most itself plus the trades waiting
         out = (np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.int8), np.empty(cap, dtype=np.int64),
                np.empty(cap, dtype=np.float64), np.empty(cap, dtype=np.int8),
                np.empty((cap, 4 * self.levels), dtype=np.float64))
@@ -568,7 +568,7 @@ class L3Book:
             elif status == _GROW_LEVELS:
                 self._grow_levels()
             else:  # pragma: no cover - cap is sized for every event plus every waiting trade
-                raise RuntimeError("L3Book output buffer too small")
+                raise AssertionError("L3Book output buffer too small")
         self._st[C_ROWS] += r
         src, typ, sz, pr, dr, book = out
         return BookRows(src[:r], typ[:r], sz[:r], pr[:r], dr[:r], book[:r])
