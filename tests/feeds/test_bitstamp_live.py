@@ -101,7 +101,7 @@ def test_unreachable_exchange_is_retried_with_back_off() -> None:
 @pytest.mark.slow
 def test_exchange_request_to_reconnect_is_obeyed_with_a_gap() -> None:
     async def scenario():
-        sim = ExchangeSim(CAPTURE, speed=None)
+        sim = ExchangeSim(CAPTURE, speed=20.0)
         port = await sim.start()
         messages: list = []
         client = BitstampClient(lambda m: _append(messages, m), url=f"ws://127.0.0.1:{port}", backoff_initial=0.05)
@@ -129,7 +129,7 @@ async def _append(messages: list, message) -> None:
 @pytest.mark.slow
 def test_cli_commands_serve_and_follow_the_capture(tmp_path) -> None:
     sim = subprocess.Popen([sys.executable, "-m", "hftpipe.cli.feed_live", "exchange-sim", str(CAPTURE),
-                            "--port", "0", "--speed", "max"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            "--port", "0", "--speed", "20"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                            text=True)
     try:
         line = sim.stdout.readline()
@@ -152,3 +152,13 @@ def test_cli_commands_serve_and_follow_the_capture(tmp_path) -> None:
     finally:
         sim.terminate()
         sim.wait(timeout=10)
+
+
+@pytest.mark.parametrize("speed,message", [("0", "must be > 0"), ("fast", "is not a number or 'max'")])
+def test_exchange_sim_rejects_a_bad_speed(speed: str, message: str) -> None:
+    from click.testing import CliRunner
+
+    from hftpipe.cli.feed_live import exchange_sim_cmd
+
+    result = CliRunner().invoke(exchange_sim_cmd, [str(CAPTURE), "--speed", speed])
+    assert result.exit_code == 2 and message in result.output

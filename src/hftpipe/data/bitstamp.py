@@ -744,7 +744,7 @@ def capture_events(capture: Capture, *, warmup_s: float = 0.0, trades: bool = Tr
     warm = np.zeros(len(orders), dtype=bool)
     warm[:snapshot] = True
     if warmup_s > 0:
-        warm |= exch < exch[0] + int(round(warmup_s * 1000))
+        warm |= exch < exch[0] + round(warmup_s * 1000)
     ev = pd.DataFrame({
         "action": orders["action"].map(ACTION_CODES).to_numpy(np.int8),
         "side": np.where(orders["direction"].to_numpy() == "bid", BID, ASK).astype(np.int8),
@@ -769,7 +769,7 @@ def capture_events(capture: Capture, *, warmup_s: float = 0.0, trades: bool = Tr
             "exchange_ms": tr["exchange_timestamp"].to_numpy(np.int64),
             "recv_ms": tr["timestamp"].to_numpy(np.int64),
             "warm": tr["exchange_timestamp"].to_numpy(np.int64) < (exch[snapshot - 1] if snapshot else exch[0])
-            + int(round(warmup_s * 1000)),
+            + round(warmup_s * 1000),
             "kind": np.ones(len(tr), dtype=np.int8),
         })
         # Trades inside the snapshot burst or after the capture's end cannot be placed: drop them.

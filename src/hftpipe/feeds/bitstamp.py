@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
 import logging
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
