@@ -60,11 +60,25 @@ def load_source(path: str | Path, data_cfg: DataConfig, session: tuple[float, fl
     path = Path(path)
     if path.suffix.lower() == ".parquet":
         return read_events(path)
+    if _is_bitstamp_capture(path):
+        return load_bitstamp(path, levels=data_cfg.levels, symbol=data_cfg.symbol, date=data_cfg.date)
     symbol = data_cfg.symbol
     if not require_symbol:
         symbol = symbol or discover(path).symbol or path.stem
     return load_lobster(path, symbol=symbol, date=data_cfg.date, levels=data_cfg.levels,
                         halts=data_cfg.halts, session=session)
+
+
+def _is_bitstamp_capture(path: Path) -> bool:
+    from hftpipe.data.bitstamp import is_bitstamp_capture  # imported on use: the builder loads numba
+
+    return is_bitstamp_capture(path)
+
+
+def load_bitstamp(path: Path, **options: object) -> EventTable:
+    from hftpipe.data.bitstamp import load_bitstamp as _load
+
+    return _load(path, **options)
 
 
 def _fingerprint(cfg: ValidateConfig, data_cfg: DataConfig) -> str:

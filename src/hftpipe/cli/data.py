@@ -25,6 +25,8 @@ def ingest(obj, source: str | None, output: str | None) -> None:
     table = run_ingest(cfg.data, source=source, output=output, validate_cfg=cfg.validate)
     click.echo(f"ingested {table.meta.rows} events: {table.meta.symbol} {table.meta.date} "
                f"{table.meta.levels} level(s) -> {output or cfg.data.output}")
+    if table.meta.source_report:  # L3 captures: what the book builder ignored and repaired
+        click.echo("loader report: " + ", ".join(f"{k}={v}" for k, v in table.meta.source_report.items()))
 
 
 @click.command()

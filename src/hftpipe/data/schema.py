@@ -73,6 +73,8 @@ class EventMeta:
     session_end: float
     halts: list[dict[str, float]] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
+    venue: str = ""  # exchange, e.g. "bitstamp"; empty for LOBSTER files (NASDAQ)
+    source_report: dict[str, int] = field(default_factory=dict)  # loader counts (L3: unknown deletes, repairs...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -70,6 +70,8 @@ def ingest_step(source: str, config_json: str, events_path: str, artifact: Any =
         out.update(events_path=str(events_path), symbol=table.meta.symbol, date=table.meta.date,
                    levels=table.meta.levels,
                    rows=table.meta.rows, source_sha256=table.meta.source_sha256)
+        # L3 captures: what the book builder ignored and repaired (unknown deletes, outliers, repairs...)
+        out.update({f"loader_{k}": v for k, v in table.meta.source_report.items()})
         _annotate(artifact, out)
     return out
 
