@@ -145,6 +145,7 @@ class ExecutionModel:
         self._next_id = 1
         self.submitted_qty = 0.0
         self.filled_qty = 0.0
+        self.cancelled: list[SimOrder] = []  # orders closed with an unfilled rest (drained by the caller)
 
     def decision_time(self, event_time: float) -> float:
         """Local time at which the strategy sees an event of exchange time ``event_time``."""
@@ -194,6 +195,7 @@ class ExecutionModel:
                 return
         if order.price is None:
             order.status = OrderStatus.CANCELLED  # the unfilled rest of a market order
+            self.cancelled.append(order)
             return
         order.status = OrderStatus.RESTING
         order.queue_ahead = level_size(book, order.side, order.tick)
@@ -204,10 +206,12 @@ class ExecutionModel:
             if order.status is OrderStatus.IN_FLIGHT and order.arrives_at < time:
                 if order.cancel_at is not None and order.cancel_at <= order.arrives_at:
                     order.status = OrderStatus.CANCELLED
+                    self.cancelled.append(order)
                 else:
                     self._arrive(order, out)
             if order.status is OrderStatus.RESTING and order.cancel_at is not None and order.cancel_at < time:
                 order.status = OrderStatus.CANCELLED
+                self.cancelled.append(order)
 
     def on_event(self, time: float, etype: int, order_id: int, size: float, price: float, direction: int,
                  book: Sequence[float]) -> list[Fill]:
