@@ -13,7 +13,8 @@ PnL is in dollars for the shares actually traded:
 - ``gross_pnl``: at the fill prices, before fees and rebates (the spread crossed by market orders is
   in it; the spread earned by passive fills too);
 - ``net_pnl``: gross minus fees plus rebates; the per-event net curve marks open inventory at the
-  price it could be closed at (bid for a long, ask for a short);
+  price it could be closed at (bid for a long, ask for a short), and so does the final number when
+  the end-of-day close could not fill everything (``final_inventory`` != 0; gross marks it at the mid);
 - ``adverse_selection_bps``: for passive fills, the mid move against us ``markout_events`` events after
   the fill, bps of the mid (positive = we were picked off);
 - ``sharpe``: mean / standard deviation of net PnL per equal wall-clock bucket (not annualised);
@@ -58,6 +59,7 @@ class BacktestResult:
     markout_bps: float  # all fills: (mid after - fill price) * side, bps; includes the spread paid or earned
     mean_abs_inventory: float  # shares, per event
     max_abs_inventory: float
+    final_inventory: float  # shares the end-of-day close could not fill (the visible book was too thin)
     sharpe: float
     n_buckets: int
     max_drawdown: float  # $, of the net curve
@@ -79,6 +81,8 @@ class BacktestResult:
                 value = value.to_dict()
             elif isinstance(value, (np.integer, np.floating)):
                 value = value.item()
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None  # e.g. adverse selection without a passive fill; JSON has no NaN
             out[name] = value
         return out
 
@@ -244,7 +248,7 @@ def _summarise(policy: str, fills: list[Fill], idx: np.ndarray, n: int, times: n
     equity_net = cash - fee_cum + position * liquidation
     gross = float(cash[-1] + position[-1] * mid[-1])
     fees_paid = float(fee[fee > 0].sum())
-    rebates = float(-fee[fee < 0].sum())
+    rebates = float(-fee[fee < 0].sum()) + 0.0  # + 0.0: no '-0.00' when there is none
 
     later = mid[np.minimum(idx + markout_events, n - 1)] if fills else np.zeros(0)
     at_fill = mid[idx] if fills else np.zeros(0)
@@ -269,6 +273,7 @@ def _summarise(policy: str, fills: list[Fill], idx: np.ndarray, n: int, times: n
         fill_ratio=float(ex.filled_qty / ex.submitted_qty) if ex.submitted_qty else 0.0,
         adverse_selection_bps=adverse, markout_bps=markout,
         mean_abs_inventory=float(np.abs(position).mean()), max_abs_inventory=float(np.abs(position).max()),
+        final_inventory=float(position[-1]),
         sharpe=sharpe, n_buckets=int(edges.size), max_drawdown=drawdown,
         risk_denials={r.value: c for r, c in sorted(risk.denials.items(), key=lambda kv: kv[0].value)},
         risk_state=risk.state.value, n_events=n, elapsed_s=elapsed, fills=fills, equity_net=equity_net,
