@@ -46,14 +46,14 @@ def postgres_url() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             ready = subprocess.run([str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                                   capture_output=True)
+                                   capture_output=True, check=False)
             if ready.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"),
-                       capture_output=True, timeout=60)
+                       capture_output=True, timeout=60, check=False)
         shutil.rmtree(base, ignore_errors=True)
 
 

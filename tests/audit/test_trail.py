@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import sqlite3
 from typing import Any
@@ -45,7 +46,7 @@ def _fill(url: str, n: int = 5) -> list[audit.AuditRecord]:
 def test_records_are_chained_and_verify(store_url: str) -> None:
     recs = _fill(store_url)
     assert [r.id for r in recs] == [1, 2, 3, 4, 5]
-    assert recs[0].prev_hash == GENESIS and all(b.prev_hash == a.hash for a, b in zip(recs, recs[1:]))
+    assert recs[0].prev_hash == GENESIS and all(b.prev_hash == a.hash for a, b in itertools.pairwise(recs))
     assert recs[2].hash == record_hash({**recs[2].to_dict(), "details": recs[2].details})
     with audit.open_trail(store_url) as trail:
         assert trail.records() == recs  # read back identically (details round-trip)

@@ -50,7 +50,7 @@ def test_backtest_reports_model_and_baselines_under_each_policy(goog: tuple[Path
     report = json.loads(out.read_text())
     assert report["data"]["scope"] == "test" and report["model"]["horizon"] == K
     assert list(report["results"]) == ["threshold", "passive"]
-    for policy, by in report["results"].items():
+    for by in report["results"].values():
         assert list(by) == ["model", "majority", "persistence", "momentum"]
         for r in by.values():
             iv = r["net_pnl_interval"]
@@ -61,7 +61,7 @@ def test_backtest_reports_model_and_baselines_under_each_policy(goog: tuple[Path
                 assert r["net_pnl"] < r["gross_pnl"] - r["fees"] + r["rebates"]
     assert sum(r["maker_fills"] for r in report["results"]["passive"].values()) > 0
     assert all(r["maker_fills"] == 0 for r in report["results"]["threshold"].values())
-    table = [line for line in result.output.splitlines() if line.startswith("| threshold") or line.startswith("| passive")]
+    table = [line for line in result.output.splitlines() if line.startswith(("| threshold", "| passive"))]
     assert len(table) == 8
 
 

@@ -27,8 +27,8 @@ def frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def loose_risk(**kw: float) -> RiskEngine:
-    base = dict(max_position=1e9, max_order_size=1e9, max_order_notional=1e12, max_orders=0, price_band_bps=1e9,
-                max_daily_loss=math.inf, max_daily_drawdown=math.inf, max_book_age_s=1e9, max_signal_age_s=1e9)
+    base = {"max_position": 1e9, "max_order_size": 1e9, "max_order_notional": 1e12, "max_orders": 0, "price_band_bps": 1e9,
+                "max_daily_loss": math.inf, "max_daily_drawdown": math.inf, "max_book_age_s": 1e9, "max_signal_age_s": 1e9}
     base.update(kw)
     return RiskEngine(RiskLimits(**base))
 

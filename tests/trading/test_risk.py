@@ -9,7 +9,7 @@ import pytest
 from hftpipe.trading.risk import DenyReason, HaltCause, RiskEngine, RiskLimits, RiskState
 
 SYM = "GOOG"
-OFF = dict(max_orders=0, max_daily_loss=math.inf, max_daily_drawdown=math.inf)
+OFF = {"max_orders": 0, "max_daily_loss": math.inf, "max_daily_drawdown": math.inf}
 
 
 def engine(**limits: float) -> RiskEngine:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hftpipe.audit.trail import FIELDS, GENESIS, AuditError
 
@@ -45,7 +45,7 @@ class SqlStore:
     """A store over a DB-API connection; subclasses set the dialect."""
 
     marker = "?"
-    triggers: list[str] = []
+    triggers: ClassVar[list[str]] = []
 
     def __init__(self, url: str, conn: Any) -> None:
         self.url = url
@@ -122,7 +122,7 @@ class _SqliteTx:
         self.cur.execute("BEGIN IMMEDIATE")  # one writer at a time: the head read and the insert are atomic
         return self.cur
 
-    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
             self.conn.commit()
         else:
@@ -179,7 +179,7 @@ class _PgTx:
         self.cur = self.conn.cursor()
         return self.cur
 
-    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
             self.conn.commit()
         else:

@@ -22,8 +22,8 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol, Self
 
 from hftpipe.errors import HftpipeError
 
@@ -102,7 +102,7 @@ class AuditStore(Protocol):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def normalise_time(text: str) -> str:
@@ -112,8 +112,8 @@ def normalise_time(text: str) -> str:
     except ValueError as exc:
         raise AuditError(f"{text!r} is not an ISO date or time (e.g. 2026-12-01 or 2026-12-01T09:30:00Z)") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def default_actor() -> str:
@@ -176,7 +176,7 @@ class AuditTrail:
             expected_id += 1
         head_id, head_hash = self.store.head()
         if head_id != expected_id - 1 or head_hash != prev:
-            return Verification(False, count, expected_id if head_id >= expected_id else head_id,
+            return Verification(False, count, min(expected_id, head_id),
                                 f"the head says the last record is {head_id} but the log ends at {expected_id - 1}: "
                                 "the newest record(s) were deleted")
         return Verification(True, count)
@@ -200,10 +200,10 @@ class AuditTrail:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> AuditTrail:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -4,6 +4,14 @@ Domain code only (no bus, no HTTP, no MLflow): the backtest, the paper trader an
 share these objects, so a number measured offline means the same thing live.
 """
 
-from hftpipe.trading.risk import Decision, DenyReason, HaltCause, RiskEngine, RiskLimits, RiskState, StateChange
+from hftpipe.trading.risk import (
+    Decision,
+    DenyReason,
+    HaltCause,
+    RiskEngine,
+    RiskLimits,
+    RiskState,
+    StateChange,
+)
 
 __all__ = ["Decision", "DenyReason", "HaltCause", "RiskEngine", "RiskLimits", "RiskState", "StateChange"]

@@ -39,7 +39,7 @@ NEW, PARTIAL_CANCEL, DELETE, EXECUTE, HIDDEN_EXECUTE = 1, 2, 3, 4, 5
 
 
 def to_ticks(price: float) -> int:
-    return int(round(price * PRICE_SCALE))
+    return round(price * PRICE_SCALE)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def _levels(book: Sequence[float], side: int) -> list[tuple[float, float]]:
     out = []
     for j in range(offset, len(book), 4):
         price, size = float(book[j]), float(book[j + 1])
-        if price == price and size > 0:
+        if not math.isnan(price) and size > 0:
             out.append((price, size))
     return out
 
@@ -221,7 +221,7 @@ class ExecutionModel:
             self._book = book
             return out
         self._due(time, out)
-        tick = to_ticks(price) if price == price else 0
+        tick = 0 if math.isnan(price) else to_ticks(price)
         for order in self._open:
             if order.status is not OrderStatus.RESTING:
                 continue

@@ -46,7 +46,7 @@ def to_hftbacktest_l2(events: pd.DataFrame, feed_latency_s: float = 0.0, hidden_
     price = events["price"].to_numpy(dtype=np.float64)
     size = events["size"].to_numpy(dtype=np.float64)
     side = events["direction"].to_numpy()
-    lat = int(round(feed_latency_s * 1e9))
+    lat = round(feed_latency_s * 1e9)
 
     # Size at the event's price on its side after the event: match the price among that side's levels.
     cols = np.arange(levels) * 4

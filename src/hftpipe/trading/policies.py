@@ -17,6 +17,7 @@ the risk engine and the execution model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -137,7 +138,7 @@ class PassivePolicy:
         room = self.max_inventory - side * position
         qty = min(self.order_size, room)
         best = view.bid if side > 0 else view.ask
-        if qty <= 0 or best != best:
+        if qty <= 0 or math.isnan(best):
             return None
         against = probs is not None and (probs[0] if side > 0 else probs[2]) > self.threshold
         if against:

@@ -158,11 +158,11 @@ def _hold_forward(signals: np.ndarray) -> np.ndarray:
 def render_table(report: dict[str, Any]) -> list[str]:
     """The report as a Markdown table, one row per (policy, signal)."""
     m, d = report["model"], report["data"]
-    lines = [f"Backtest: {m['name']} (k={m['horizon']}) `{m['ref']}` on {d['symbol']} {d['date']}, scope {d['scope']}, "
-             f"{d['events']} events",
+    lines = [(f"Backtest: {m['name']} (k={m['horizon']}) `{m['ref']}` on {d['symbol']} {d['date']}, scope {d['scope']}, "
+             f"{d['events']} events"),
              "",
-             "| policy | signal | net $ | 95% interval $ | gross $ | fees $ | rebates $ | fills | fill ratio | "
-             "adverse sel. bps | markout bps | mean abs inv | Sharpe/bucket | max DD $ | risk |",
+             ("| policy | signal | net $ | 95% interval $ | gross $ | fees $ | rebates $ | fills | fill ratio | "
+             "adverse sel. bps | markout bps | mean abs inv | Sharpe/bucket | max DD $ | risk |"),
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     def bps(x: float | None) -> str:
         return "n/a" if x is None else f"{x:+.2f}"

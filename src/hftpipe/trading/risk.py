@@ -189,7 +189,7 @@ class RiskEngine:
         if qty > lim.max_order_size:
             return self._deny(DenyReason.MAX_ORDER_SIZE, f"order of {qty:g} shares exceeds {lim.max_order_size:g}")
         mid = book.mid
-        if mid != mid:  # NaN: no book seen for this symbol yet
+        if math.isnan(mid):  # no book seen for this symbol yet
             return self._deny(DenyReason.NO_MID, f"no mid price known for {symbol}")
         notional = qty * (mid if price is None else price)
         if notional > lim.max_order_notional:
@@ -254,7 +254,7 @@ class RiskEngine:
         book = self.books.get(symbol)
         if book is None:
             book = self.book(symbol)
-        if mid == mid:
+        if not math.isnan(mid):
             book.mid = mid
         if book.position == 0.0:
             return self.state
@@ -263,8 +263,7 @@ class RiskEngine:
     def _check_loss(self, symbol: str, book: SymbolBook, now: float | None) -> RiskState:
         lim = self.per_symbol.get(symbol, self.default)
         day = book.day_pnl()
-        if day > book.day_peak_pnl:
-            book.day_peak_pnl = day
+        book.day_peak_pnl = max(book.day_peak_pnl, day)
         if self.state is RiskState.HALTED:
             return self.state
         if -day > lim.max_daily_loss:
