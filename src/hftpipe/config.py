@@ -170,6 +170,9 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     ui: UIConfig = field(default_factory=UIConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    trading: TradingConfig = field(default_factory=lambda: TradingConfig())
+    risk: RiskConfig = field(default_factory=lambda: RiskConfig())
+    audit: AuditConfig = field(default_factory=lambda: AuditConfig())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (tuples as lists) for YAML/JSON and MLflow params."""
@@ -289,3 +292,49 @@ def load_config(path: str | Path | None = "params.yaml", overrides: list[str] | 
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Rebuild a Config saved with a model or run (strict, like params.yaml)."""
     return build(Config, raw)
+
+
+@dataclass(frozen=True)
+class TradingConfig:
+    """Section ``trading``: execution model, costs and policies of ``hftpipe backtest`` (and the paper trader)."""
+
+    policy: Literal["threshold", "passive"] = "threshold"  # default policy of `hftpipe backtest`
+    order_size: int = 100  # shares per order (GOOG: one round lot)
+    max_inventory: int = 100  # the policy's own target bound in shares (the risk engine has the hard limit)
+    threshold: float = 0.5  # threshold: trade when P(up) or P(down) beats this; passive: skew/pull above it
+    hold_events: int | None = None  # threshold: events a position is held after a signal; None: the model's k
+    passive_skew: Literal["pull", "skew"] = "pull"  # passive: pull the quote against the signal, or quote 1 tick behind
+    feed_latency_s: float = 0.0005  # market data reaches the strategy this late (and fills are reported this late)
+    order_latency_s: float = 0.0005  # an order or cancel reaches the exchange this late
+    maker_fee_per_share: float = -0.002  # dollars; negative = rebate (NASDAQ-like)
+    taker_fee_per_share: float = 0.003  # dollars
+    fee_bps: float = 0.0  # extra fee per side in bps of the traded notional
+    markout_events: int | None = None  # adverse selection: mid move this many events after a fill; None: k
+    sharpe_buckets: int = 50  # equal wall-clock buckets for the Sharpe ratio
+    bootstrap: int = 500  # block-bootstrap resamples for the net-PnL interval
+    block_events: int = 1000  # bootstrap block length in events
+    flatten_at_end: bool = True  # close any open inventory at the last event with a market order
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Section ``risk``: pre-trade limits applied to every symbol (see hftpipe.trading.risk)."""
+
+    max_position: float = 500.0  # shares, position plus working orders on the same side
+    max_order_size: float = 500.0  # shares per order
+    max_order_notional: float = 500_000.0  # dollars per order
+    max_orders: int = 50  # orders per rate window; 0: off
+    rate_window_s: float = 1.0
+    price_band_bps: float = 50.0  # limit prices further from the mid are refused
+    max_daily_loss: float = 5_000.0  # dollars; breach -> HALTED
+    max_daily_drawdown: float = 7_500.0  # dollars below the day's peak; breach -> HALTED
+    max_book_age_s: float = 5.0  # stale-data guard on the book
+    max_signal_age_s: float = 5.0  # stale-data guard on the model output
+    state_db: str | None = None  # risk-state store (sqlite); None: HFTPIPE_HOME/risk.db
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Section ``audit``: the hash-chained audit trail."""
+
+    url: str | None = None  # None: sqlite at HFTPIPE_HOME/audit.db; or sqlite:///PATH, postgresql://...

@@ -16,7 +16,8 @@ import click
 from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 
-COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run", "bars")
+COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run", "bars",
+                   "backtest", "risk", "audit")
 
 
 class Context:
