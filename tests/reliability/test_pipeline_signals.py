@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.pipeline.test_pipeline_e2e import FAST, write_slice
+from tests.registry.conftest import features_dir  # noqa: F401 - a small real feature set (session fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
@@ -48,13 +49,13 @@ def _tree(root: int) -> set[int]:
     """Live descendants of ``root`` (an independent /proc walk: not the code under test)."""
     parents = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (info := _stat(int(entry))) is not None and info[1] != "Z":
-            parents[int(entry)] = info[0]
+        if entry.isdigit() and (info := _stat(int(entry))) is not None:
+            parents[int(entry)] = info[0]  # zombies too: their children may still be listed under them
     found, frontier = set(), {root}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
         found |= frontier
-    return found
+    return {pid for pid in found if _live(pid)}
 
 
 def _session(sid: int) -> set[int]:
@@ -109,11 +110,12 @@ def _cleanup(pids: set[int]) -> None:
                 pass
 
 
-def _assert_all_stopped(pids: set[int], sid: int) -> None:
+def _assert_all_stopped(pids: set[int], sid: int, log: Path | None = None) -> None:
     survivors = {pid for pid in pids if _live(pid)} | _session(sid)
     details = {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:120] for pid in survivors
                if Path(f"/proc/{pid}/cmdline").exists()}
-    assert not survivors, f"processes of the interrupted run still alive: {details}"
+    tail = log.read_text()[-2000:] if log else ""
+    assert not survivors, f"processes of the interrupted run still alive: {details}\n{tail}"
 
 
 def test_sigterm_stops_every_process_and_kills_the_mlflow_runs(tmp_path: Path) -> None:
@@ -129,7 +131,7 @@ def test_sigterm_stops_every_process_and_kills_the_mlflow_runs(tmp_path: Path) -
         started = time.monotonic()
         returncode = proc.wait(timeout=90)
         stop_seconds = time.monotonic() - started
-        _assert_all_stopped(seen, proc.pid)
+        _assert_all_stopped(seen, proc.pid, log)
     finally:
         _cleanup(seen | _tree(proc.pid))
         if proc.poll() is None:
@@ -166,7 +168,7 @@ def test_retrain_holds_its_lock_until_no_child_is_left(tmp_path: Path) -> None:
             fcntl.flock(lock, fcntl.LOCK_UN)
         assert not alive, f"the lock was free while these processes of the first retrain still ran: {alive}"
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-        _assert_all_stopped(seen, proc.pid)
+        _assert_all_stopped(seen, proc.pid, log)
     finally:
         _cleanup(seen | _tree(proc.pid))
         if proc.poll() is None:
@@ -176,3 +178,29 @@ def test_retrain_holds_its_lock_until_no_child_is_left(tmp_path: Path) -> None:
     assert "retrain started" in retrain_log and "step train started" in retrain_log
     assert "retrain failed: pipeline interrupted by SIGTERM during step 'train'" in retrain_log
     assert [status for _, status, step in _runs(home) if step == "train"] == ["KILLED"]
+
+
+def test_sigterm_to_distributed_train_stops_its_ranks(features_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """`hftpipe train --nproc 2` alone: torchrun's ranks sit in sessions of their own; SIGTERM must reach them."""
+    home, log = tmp_path / "home", tmp_path / "train.out"
+    args = ["-S", "features.horizons=[10]", "-S", "train.horizon=10", "-S", "train.window=10", "-S",
+            "train.model=lstm", "-S", "train.epochs=500", "-S", "train.patience=500",
+            "-v", "train", str(features_dir), "-o", str(tmp_path / "model"), "--nproc", "2", "--no-tracking"]
+    proc = _start(args, home, log)
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while len(_tree(proc.pid)) < 3:  # torchrun and its two ranks
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no ranks after 180 s: {log.read_text()[-3000:]}"
+            time.sleep(0.3)
+        time.sleep(3.0)  # the ranks are past start-up (a signal before that is as good, but less telling)
+        seen = _tree(proc.pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+        _assert_all_stopped(seen, proc.pid, log)
+    finally:
+        _cleanup(seen | _tree(proc.pid))
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -39,26 +39,31 @@ def _stat(pid: int) -> tuple[int, str] | None:
     return int(fields[1]), fields[0]
 
 
-def children_map() -> dict[int, list[int]]:
-    """Parent pid -> child pids of every live (non-zombie) process visible in /proc."""
+def children_map(include_zombies: bool = False) -> dict[int, list[int]]:
+    """Parent pid -> child pids of every process visible in /proc (live ones only, unless asked)."""
     tree: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         info = _stat(int(entry))
-        if info is not None and info[1] != "Z":
+        if info is not None and (include_zombies or info[1] != "Z"):
             tree.setdefault(info[0], []).append(int(entry))
     return tree
 
 
 def descendants(pid: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
-    """Every live descendant of ``pid`` (children first), skipping the subtrees rooted at ``exclude``."""
-    tree = children_map()
+    """Every live descendant of ``pid`` (children first), skipping the subtrees rooted at ``exclude``.
+
+    The walk goes through zombies: a parent just killed shows as a zombie while /proc still lists its
+    children under it for a moment, before they are re-parented (measured with torchrun's ranks).
+    """
+    tree = children_map(include_zombies=True)
     out: list[int] = []
     stack = [c for c in tree.get(pid, []) if c not in exclude]
     while stack:
         child = stack.pop(0)
-        out.append(child)
+        if alive(child):
+            out.append(child)
         stack.extend(tree.get(child, []))
     return out
 
