@@ -77,7 +77,8 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
                     "(the UI labels it as such)", fg="yellow")
     # Both ports are checked before either server starts: a taken UI port must not leave a lone model server.
     from hftpipe.errors import PipelineError
-    from hftpipe.pipeline.services import port_taken, stop as stop_service
+    from hftpipe.pipeline.services import port_taken
+    from hftpipe.pipeline.services import stop as stop_service
 
     for name, host, port, setting in (("serve", cfg.serve.host, cfg.serve.port, "serve.port"),
                                       ("ui", cfg.ui.host, cfg.ui.port, "ui.port")):
