@@ -37,3 +37,11 @@ class PipelineError(HftpipeError):
 
 class HftpipeWarning(UserWarning):
     """Warnings of our own; the test-suite turns them into errors."""
+
+
+class PipelineInterrupted(PipelineError):
+    """A pipeline run was stopped by SIGINT / SIGTERM; its processes were stopped, its MLflow runs killed."""
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # what a shell reports for a process ended by that signal

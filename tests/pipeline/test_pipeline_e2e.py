@@ -92,3 +92,16 @@ def test_corrupted_file_stops_at_validation_and_registers_nothing(tmp_path: Path
     assert "failed at step 'validate'" in result.output
     assert [s["step"] for s in summary["steps"]] == ["validate"]
     assert _registered_versions(hftpipe_home) == []
+
+
+def test_retrain_logs_a_successful_run(tmp_path: Path, hftpipe_home: Path) -> None:
+    """Issue 10 finding 16: retrain.log stayed empty for a successful run (INFO fell below the root's WARNING)."""
+    source = write_slice(tmp_path / "slice")
+    result = CliRunner().invoke(main, [*FAST, "retrain", "--data", str(source)])
+    assert result.exit_code == 0, result.output
+    log = (hftpipe_home / "logs" / "retrain.log").read_text()
+    for expected in ("INFO hftpipe.retrain: retrain started", "step validate started", "step train succeeded in",
+                     "step register succeeded in", "pipeline succeeded in", "model macro-F1",
+                     "retrain finished with exit 0"):
+        assert expected in log, log
+    assert json.loads((hftpipe_home / "logs" / "retrain-last.json").read_text())["status"] == "succeeded"

@@ -67,3 +67,18 @@ def test_cluster_steps_share_the_tracking_server(monkeypatch) -> None:
     resolved = resolve_config(json.dumps(cfg.to_dict()))
     assert resolved == cfg
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://hftpipe-mlflow.hftpipe:5000"
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:9", "http://kfp.invalid"])
+@pytest.mark.parametrize("command", [["pipeline", "schedule", "--cron", "0 0 2 * * 1-5"], ["pipeline", "run"]])
+def test_unreachable_kfp_host_is_one_line_not_a_traceback(host: str, command: list[str], capfd) -> None:
+    """Issue 10 finding 16: `pipeline schedule` with an unreachable host printed a 126-line traceback."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hftpipe.cli", *command, "--host", host],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(f"error: cannot reach Kubeflow Pipelines at {host}: ")
+    assert "Traceback" not in done.stderr

@@ -143,6 +143,9 @@ def test_pyfunc_model_and_resolution(scored, features_dir: Path, tmp_path: Path)
     # the same data: the gate refuses rather than compare numbers from different data.
     moved = json.loads(Path(report).read_text())
     moved["data"]["features_dir"] = str(tmp_path / "gone")
+    # A report that names its data's sha256 lets the champion's recorded score on that same table count;
+    # without it (an older report) the data is unknown.
+    del moved["data"]["features_sha256"]
     (tmp_path / "moved.json").write_text(json.dumps(moved))
     blind = register(cfg, own, tmp_path / "moved.json")
     assert (blind.version, blind.alias) == ("2", "challenger")
@@ -271,3 +274,53 @@ def test_champion_moved_during_scoring_is_not_overwritten(scored, features_dir: 
     assert late.reasons[-1].startswith("fail: the champion changed to v- while this version was compared with v1")
     assert _client().get_model_version(NAME, late.version).tags["gate.decision"] == "fail"
     assert _alias("champion") is None
+
+
+def test_report_is_bound_to_its_bundle_and_its_data(scored, features_dir: Path, tmp_path: Path) -> None:
+    """Issue 10 finding 2: another model's report, an edited hash or other data never pass the gate."""
+    bundle0, report0, _ = scored[0]
+    _bundle1, report1, _ = scored[1]
+    cfg = registry_config(*LENIENT)  # a gate every model passes: only the binding can refuse
+    runner = CliRunner()
+    lenient = [f"-S{item}" for item in (*LENIENT, "features.horizons=[10]", "features.windows=[10]",
+                                         "train.window=10", "train.model=mlp", "evaluate.bootstrap=50")]
+
+    # The other model's report (same architecture, horizon, window: only the weights differ).
+    other = runner.invoke(main, [*lenient, "register", str(bundle0), "--report", str(report1),
+                                 "--features", str(features_dir)])
+    assert other.exit_code == 2, other.output
+    assert "scored another model" in other.output and "Traceback" not in other.output
+    assert len([line for line in other.output.splitlines() if line.strip()]) == 1
+
+    # This model's report with the hash edited (or removed) to match nothing / bypass the check.
+    tampered = json.loads(Path(report0).read_text())
+    tampered["model_info"]["bundle_sha256"] = "0" * 64
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    with pytest.raises(RegistryError, match="scored another model"):
+        register(cfg, bundle0, tmp_path / "tampered.json", features_dir=features_dir)
+    del tampered["model_info"]["bundle_sha256"]
+    (tmp_path / "stripped.json").write_text(json.dumps(tampered))
+    with pytest.raises(RegistryError, match="does not name the bundle it scored"):
+        register(cfg, bundle0, tmp_path / "stripped.json", features_dir=features_dir)
+
+    # The right report, but registered against another feature set than the one it scored.
+    import pandas as pd
+
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    (shifted / "features_meta.json").write_text((features_dir / "features_meta.json").read_text())
+    pd.read_parquet(features_dir / "features.parquet").iloc[1:].to_parquet(shifted / "features.parquet")
+    with pytest.raises(RegistryError, match="computed on other data than"):
+        register(cfg, bundle0, report0, features_dir=shifted)
+    # The data the report names was changed after the report was written (no --features given).
+    moved = json.loads(Path(report0).read_text())
+    moved["data"]["features_dir"] = str(shifted)
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    with pytest.raises(RegistryError, match="computed on other data than"):
+        register(cfg, bundle0, tmp_path / "moved.json")
+    assert _alias("champion") is None and _alias("challenger") is None  # nothing was registered
+
+    right = runner.invoke(main, [*lenient, "register", str(bundle0), "--report", str(report0),
+                                 "--features", str(features_dir)])
+    assert right.exit_code == 0, right.output
+    assert _alias("champion") == "1"

@@ -96,3 +96,55 @@ def test_dvc_hash_from_lock_and_pointer(tmp_path: Path) -> None:
     assert tags["data.input_dvc_md5"] == "feedbeef"
     assert tags["data.input_sha256"] == file_sha256(tmp_path / "data" / "raw.zip")
     assert "git.commit" not in tags  # tmp_path is no git checkout
+
+
+def test_continued_run_keeps_the_step_that_created_it(hftpipe_home: Path) -> None:
+    """Issue 10 finding 16: the pipeline's evaluate step re-tagged its training run as an evaluation."""
+    cfg = load_config(None, ["register.experiment=unit-exp"])
+    with mlflow_run(cfg, "train-like", {"step": "train"}) as tracker:
+        run_id = tracker.run_id
+    with mlflow_run(cfg, "evaluate-like", {"step": "evaluate"}, run_id=run_id):
+        pass
+    tags = MlflowClient(paths.mlflow_tracking_uri()).get_run(run_id).data.tags
+    assert tags["step"] == "train" and tags["steps"] == "train,evaluate"
+    with mlflow_run(cfg, "evaluate-again", {"step": "evaluate"}, run_id=run_id):
+        pass
+    assert MlflowClient(paths.mlflow_tracking_uri()).get_run(run_id).data.tags["steps"] == "train,evaluate"
+
+
+def test_pipeline_training_run_stays_a_training_run(features_dir: Path, tmp_path: Path) -> None:
+    """train_tracked + evaluate_tracked (what the pipeline's steps call): the UI's Training tab finds the run."""
+    from hftpipe.pipeline.tracked import evaluate_tracked
+    from tests.registry.conftest import make_bundle, registry_config
+
+    cfg = registry_config("register.experiment=unit-exp")
+    with mlflow_run(cfg, "train-mlp", {"step": "train"}, features_dir=features_dir) as tracker:
+        run_id = tracker.run_id
+    bundle = make_bundle(tmp_path / "bundle", features_dir, seed=0, cfg=cfg, mlflow_run_id=run_id)
+    evaluate_tracked(cfg, bundle, features_dir, tmp_path / "report")
+    client = MlflowClient(paths.mlflow_tracking_uri())
+    experiment = client.get_experiment_by_name("unit-exp").experiment_id
+    training = client.search_runs([experiment], filter_string="tags.step = 'train'")
+    assert [r.info.run_id for r in training] == [run_id]
+    assert "test_macro_f1" in training[0].data.metrics  # the evaluation went into the same run
+
+
+def test_evaluation_run_records_the_evaluated_model_not_the_config(features_dir: Path, tmp_path: Path) -> None:
+    """Issue 10 finding 16: `hftpipe evaluate --model <mlp bundle>` logged params.yaml's model (lstm)."""
+    from click.testing import CliRunner
+
+    from hftpipe.cli import main
+    from tests.registry.conftest import make_bundle, registry_config
+
+    bundle = make_bundle(tmp_path / "bundle", features_dir, seed=0, cfg=registry_config())
+    result = CliRunner().invoke(main, ["-S", "train.model=lstm", "-S", "train.window=50", "-S",
+                                       "register.experiment=unit-exp", "-S", "evaluate.bootstrap=20",
+                                       "evaluate", "--model", str(bundle), "--data", str(features_dir),
+                                       "-o", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(paths.mlflow_tracking_uri())
+    experiment = client.get_experiment_by_name("unit-exp").experiment_id
+    (run,) = client.search_runs([experiment], filter_string="tags.step = 'evaluate'")
+    assert run.data.params["train.model"] == "mlp" and run.data.params["train.window"] == "10"
+    assert run.data.params["evaluate.bootstrap"] == "20"  # the evaluation's own settings are this run's
+    assert run.data.tags["model.name"] == "mlp"

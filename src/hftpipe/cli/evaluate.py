@@ -29,6 +29,28 @@ def headline_metrics(report: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
+def evaluated_config(cfg: Any, info: dict[str, Any]) -> Any:
+    """The config an evaluation run records: the evaluated model's own ``train`` / ``features`` sections.
+
+    Before, the run logged this invocation's config, so a run scoring a deeplob bundle showed the
+    params.yaml model (e.g. lstm). Settings of the evaluation itself (evaluate, register, data) stay ours.
+    """
+    import dataclasses
+    import logging
+
+    from hftpipe.config import config_from_dict
+    from hftpipe.errors import ConfigError
+
+    if isinstance(info.get("config"), dict):
+        try:
+            trained = config_from_dict(info["config"])
+            return cfg.replace(train=trained.train, features=trained.features)
+        except ConfigError as exc:  # a bundle from another hftpipe version: keep what bundle.json says for sure
+            logging.getLogger(__name__).info("bundle config not readable (%s); logging its model fields only", exc)
+    known = {key: info[key] for key in ("horizon", "window", "hidden", "dropout") if info.get(key) is not None}
+    return cfg.replace(train=dataclasses.replace(cfg.train, model=info.get("model", cfg.train.model), **known))
+
+
 @click.command()
 @click.option("--model", "model_ref", metavar="DIR_OR_URI",
               help="Model bundle folder, or a registry URI models:/NAME@champion, models:/NAME/3 "
@@ -85,14 +107,15 @@ def evaluate(obj: Any, model_ref: str | None, data: str | None, output: str | No
     if track:
         from hftpipe.registry import mlflow_run
 
-        tags = {"step": "evaluate", "evaluated_model": ref}
+        tags = {"step": "evaluate", "evaluated_model": ref, "model.name": str(info.get("model"))}
         if info.get("mlflow_run_id"):
             tags["model_run_id"] = str(info["mlflow_run_id"])
         if name:
             tags.update({"model_name": name, "model_version": str(version)})
         source = Path(data_path)
         lineage = {"features_dir": source} if (source / "features_meta.json").is_file() else {"data_path": source}
-        with mlflow_run(cfg, f"evaluate-{info.get('model')}-{source.stem}", tags, **lineage) as tracker:
+        with mlflow_run(evaluated_config(cfg, info), f"evaluate-{info.get('model')}-{source.stem}", tags,
+                        **lineage) as tracker:
             result = run(tracker)
     else:
         result = run()

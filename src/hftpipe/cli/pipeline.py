@@ -5,8 +5,8 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +43,8 @@ def step_printer() -> Callable[[dict], None]:
     return print_step
 
 
-def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str | None) -> int:
+def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str | None,
+         log_to: logging.Logger | None = None) -> int:
     from hftpipe.pipeline.runner import run_local, submit
 
     cfg = obj.config
@@ -51,13 +52,25 @@ def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str 
     if host:
         info = submit(cfg, source, host, nproc=nproc)
         click.echo(f"submitted run {info['run_id']} to {host}")
+        if log_to:
+            log_to.info("submitted run %s to %s", info["run_id"], host)
         if summary_json:
             Path(summary_json).write_text(json.dumps(info, indent=2))
         return 0
     click.echo(f"running the training pipeline locally (kfp.local) on {source}")
-    summary = run_local(cfg, source, nproc=nproc, on_step=step_printer())
+    printer = step_printer()
+
+    def on_step(record: dict) -> None:
+        printer(record)
+        if log_to:
+            log_to.info("step %s %s%s", record["step"], record["status"],
+                        f" in {record['seconds']:.1f} s" if "seconds" in record else "")
+
+    summary = run_local(cfg, source, nproc=nproc, on_step=on_step)
     for line in summary.lines():
         click.echo(line)
+        if log_to:
+            log_to.info("%s", line)
     if summary_json:
         Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(summary_json).write_text(json.dumps(summary.to_dict(), indent=2, default=str))
@@ -110,24 +123,53 @@ def retrain(obj, data: str | None, host: str | None, log_file: str | None) -> No
 
     Exit status: 0 done, 1 a step failed (the log names it), 2 bad configuration,
     75 another retrain is still running (nothing done).
+    130 / 143 interrupted by SIGINT / SIGTERM (every process of the run stopped first).
     """
     lock_path = paths.home() / "retrain.lock"
     log_path = Path(log_file) if log_file else paths.logs_dir() / "retrain.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
+    logger, handler = _retrain_logger(log_path)
+    try:
+        _retrain_locked(obj, data, host, lock_path, logger)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _retrain_locked(obj, data: str | None, host: str | None, lock_path: Path, logger: logging.Logger) -> None:
+    from hftpipe.errors import HftpipeError
+
     with open(lock_path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            logging.getLogger("hftpipe.retrain").warning("another retrain holds %s; exiting", lock_path)
+            logger.warning("another retrain holds %s; exiting", lock_path)
             click.echo(f"another retrain is running (lock {lock_path}); nothing done", err=True)
             sys.exit(EXIT_LOCKED)
-        start = time.strftime("%Y-%m-%dT%H:%M:%S")
-        logging.getLogger("hftpipe.retrain").info("retrain started %s", start)
+        logger.info("retrain started (pid %d) on %s", os.getpid(), data or obj.config.data.source)
         summary_path = paths.logs_dir() / "retrain-last.json"
-        code = _run(obj, data, host, 1, str(summary_path))
-        logging.getLogger("hftpipe.retrain").info("retrain finished with exit %d; summary %s", code,
-                                                  summary_path)
+        try:
+            # The lock is held until _run returns or raises, and an interrupted run returns only once every
+            # process it started is gone: a second retrain can never overlap an orphaned train step.
+            code = _run(obj, data, host, 1, str(summary_path), log_to=logger)
+        except HftpipeError as exc:  # interrupted, bad data or settings: the log says so, then the CLI's one line
+            logger.error("retrain failed: %s", exc)
+            raise
+        logger.info("retrain finished with exit %d; summary %s", code, summary_path)
     sys.exit(code)
+
+
+def _retrain_logger(log_path: Path) -> tuple[logging.Logger, logging.Handler]:
+    """``hftpipe.retrain`` writing INFO and above to ``log_path``, whatever the console's verbosity.
+
+    The file handler sits on this logger (not the root, whose level is WARNING without -v): before, a
+    successful run's INFO lines were dropped and the log stayed empty.
+    """
+    logger = logging.getLogger("hftpipe.retrain")
+    handler = logging.FileHandler(log_path)
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the console gets the CLI's own lines; cron mail stays quiet on success
+    return logger, handler

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import secrets
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
+import yaml
 
 from hftpipe import paths
 
@@ -28,6 +31,17 @@ def _served_uri(model_name: str) -> tuple[str, str]:
             continue
         return uri, alias
     raise RegistryError(f"model {model_name} has neither a champion nor a challenger; run the pipeline first")
+
+
+def resolved_params(cfg: Any) -> Path:
+    """Write the resolved config (params.yaml plus every -S) where the started servers read it.
+
+    Before, the servers were started with bare ``hftpipe serve`` / ``hftpipe ui`` and re-read params.yaml,
+    so ``-S serve.port=8090 run`` still bound 8080.
+    """
+    path = paths.sub("run") / "params.resolved.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path
 
 
 @click.command()
@@ -61,16 +75,34 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     if alias != "champion":
         click.secho(f"no version passed the promotion gate: serving the challenger {uri} "
                     "(the UI labels it as such)", fg="yellow")
+    # Both ports are checked before either server starts: a taken UI port must not leave a lone model server.
+    from hftpipe.errors import PipelineError
+    from hftpipe.pipeline.services import port_taken
+    from hftpipe.pipeline.services import stop as stop_service
+
+    for name, host, port, setting in (("serve", cfg.serve.host, cfg.serve.port, "serve.port"),
+                                      ("ui", cfg.ui.host, cfg.ui.port, "ui.port")):
+        stop_service(name)  # our own previous instance may hold it
+        holder = port_taken(host, port)
+        if holder:
+            raise PipelineError(f"{name}: port {port} on {host} is taken by {holder}; stop it or choose another "
+                                f"with -S {setting}=PORT")
+    params = ["--params", str(resolved_params(cfg))]
     serve_url = f"http://{cfg.serve.host}:{cfg.serve.port}"
     click.echo(f"starting the model server on {serve_url} ...")
-    start(Service("serve", ["serve", "--model-uri", uri], f"{serve_url}/v2/health/ready", {}))
+    start(Service("serve", [*params, "serve", "--model-uri", uri], f"{serve_url}/v2/health/ready", {},
+                  host=cfg.serve.host, port=cfg.serve.port, port_setting="serve.port"))
     password = secrets.token_urlsafe(12)
     ui_url = f"http://{cfg.ui.host}:{cfg.ui.port}"
     env = {"HFTPIPE_UI_USER": "trader", "HFTPIPE_UI_PASSWORD_HASH": generate_password_hash(password),
            "HFTPIPE_UI_SECRET_KEY": secrets.token_hex(32)}
     click.echo(f"starting the UI on {ui_url} ...")
-    start(Service("ui", ["-S", f"ui.replay_source={replay}", "-S", f"ui.serving_url={serve_url}", "ui"],
-                  f"{ui_url}/login", env))
+    try:
+        start(Service("ui", [*params, "-S", f"ui.replay_source={replay}", "-S", f"ui.serving_url={serve_url}",
+                             "ui"], f"{ui_url}/login", env, host=cfg.ui.host, port=cfg.ui.port, port_setting="ui.port"))
+    except PipelineError:
+        stop_service("serve")  # half a stack is worse than none: the message says what to fix
+        raise
     login = paths.home() / "ui-login.txt"
     login.write_text(f"user: trader\npassword: {password}\n")
     login.chmod(0o600)

@@ -82,7 +82,16 @@ def train(obj: Any, features_dir: str | None, output: str | None, nproc: int | N
         command = torchrun_command(nproc, obj.params, obj.overrides, args, _free_port(), verbosity)
         env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
         click.echo(f"launching {nproc} processes: {' '.join(command)}", err=True)
-        raise SystemExit(subprocess.call(command, env=env))
+        from hftpipe.pipeline.interrupt import stop_tree_on_signal
+
+        try:
+            # torchrun starts each rank in a session of its own: on SIGINT / SIGTERM stop them all, not just us.
+            with stop_tree_on_signal() as interrupt:
+                code = subprocess.call(command, env=env)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted by {interrupt.name}: stopped {interrupt.stopped} process(es)", err=True)
+            raise SystemExit(128 + (interrupt.signum or 2)) from None
+        raise SystemExit(code)
 
     from hftpipe.training import train as run_train
     from hftpipe.training.trainer import default_checkpoint_dir

@@ -17,6 +17,7 @@ the classes mean on new data what they meant in training.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -178,6 +179,40 @@ def _check_compatible(bundle: Any, feature_set: Any) -> tuple[np.ndarray, str]:
                     f"was replaced)")
 
 
+# bundle.json keys that decide what the model predicts; run ids, metrics and lineage do not.
+_PREDICTIVE_KEYS = ("format", "model", "levels", "window", "horizon", "alpha", "hidden", "dropout", "class_names",
+                    "window_stats")
+
+
+def bundle_sha256(bundle_dir: str | Path) -> str:
+    """Fingerprint of what a bundle predicts: its weights' sha256 plus the bundle.json keys that shape predictions.
+
+    A report carries it so the registry can refuse a report that scored another model. The training run id
+    and metrics are left out: the same weights logged into another run are the same model.
+
+    Raises:
+        ModelError: the folder is not a complete bundle.
+    """
+    from hftpipe.models.bundle import MODEL_FILE, read_bundle_json
+
+    info = read_bundle_json(bundle_dir)
+    weights = Path(bundle_dir) / MODEL_FILE
+    if not weights.is_file():
+        raise ModelError(f"{bundle_dir}: {MODEL_FILE} is missing; the bundle is incomplete, train again")
+    described = {key: info.get(key) for key in _PREDICTIVE_KEYS}
+    described["weights_sha256"] = file_sha256(weights)  # the file itself, not what bundle.json claims
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _interval(iv: Any) -> dict[str, float]:
     return iv.to_dict()
 
@@ -282,11 +317,15 @@ def _build_report(cfg: Config, bundle: Any, fs: Any, metrics: dict[str, dict[str
             "model": bundle.model_name, "ref": model_ref or str(model_dir), "horizon": bundle.horizon,
             "window": bundle.window, "levels": bundle.levels, "alpha": bundle.alpha, "alpha_note": alpha_note,
             "trained_on": dict(bundle.feature_meta), "mlflow_run_id": bundle.mlflow_run_id,
+            # Binds the report to the model it scored: `hftpipe register` refuses it for any other bundle.
+            "bundle_sha256": bundle_sha256(model_dir),
         },
         "data": {
             "symbol": meta.get("symbol"), "date": meta.get("date"), "source_sha256": meta.get("source_sha256"),
             "levels": meta.get("levels"), "sampling": meta.get("sampling"), "label": meta.get("label"),
             "label_known_at_t": bool(meta.get("label_known_at_t", False)), "features_dir": str(features_dir),
+            # Binds the report to the rows it scored: `hftpipe register --features` checks it.
+            "features_sha256": file_sha256(Path(features_dir) / "features.parquet"),
             "rows": int(meta.get("rows", len(times))), "scope": scope, "scored_rows": int(score.size),
             "backtest_events": int(span.size), "first_row": int(score[0]), "last_row": int(span[-1]),
             "time_from": float(times[score[0]]), "time_to": float(times[span[-1]]),

@@ -22,7 +22,8 @@ from typing import Any
 
 from hftpipe import paths
 from hftpipe.config import Config
-from hftpipe.errors import ConfigError, PipelineError
+from hftpipe.errors import ConfigError, PipelineError, PipelineInterrupted
+from hftpipe.pipeline.interrupt import stop_tree_on_signal
 from hftpipe.pipeline.ledger import LEDGER_ENV, read_ledger
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,15 @@ def latest_artifacts() -> dict[str, str]:
 
 
 def run_local(cfg: Config, source: str | Path, nproc: int = 1,
-              on_step: Callable[[dict[str, Any]], None] | None = None) -> RunSummary:
+              on_step: Callable[[dict[str, Any]], None] | None = None, stop_timeout: float = 10.0) -> RunSummary:
     """Run the training pipeline on this machine with kfp.local; never raises for a failed step.
 
     kfp.local's own chatter (every task's inputs, outputs and executor logs) goes to ``kfp.log`` in the
     run folder; ``on_step`` receives each step's start and end as they happen.
+
+    Raises:
+        PipelineInterrupted: SIGINT / SIGTERM arrived; every process the run started has been stopped
+            (SIGTERM, then SIGKILL after ``stop_timeout`` seconds) and its RUNNING MLflow runs marked KILLED.
     """
     from kfp import local
 
@@ -214,6 +219,9 @@ def run_local(cfg: Config, source: str | Path, nproc: int = 1,
     run_dir.mkdir(parents=True, exist_ok=True)
     ledger = run_dir / "steps.jsonl"
     os.environ[LEDGER_ENV] = str(ledger)
+    from hftpipe.registry.tracker import PIPELINE_RUN_ENV
+
+    os.environ[PIPELINE_RUN_ENV] = run_dir.name  # tags every step's MLflow run (found again on interrupt)
     pipeline = load_pipeline("training")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.pipeline_root()),
                raise_on_error=True)
@@ -222,11 +230,17 @@ def run_local(cfg: Config, source: str | Path, nproc: int = 1,
     if watcher:
         watcher.start()
     kfp_log = run_dir / "kfp.log"
+    interrupt = None
     try:
-        with open(kfp_log, "w") as fh, contextlib.redirect_stdout(fh), warnings.catch_warnings():
+        with stop_tree_on_signal(stop_timeout) as interrupt, open(kfp_log, "w") as fh, \
+                contextlib.redirect_stdout(fh), warnings.catch_warnings():
             # Locally the project image is not used (the installed package is): kfp's warning says so.
             warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
             pipeline(source=str(src), config_json=json.dumps(cfg.to_dict()), nproc=nproc)
+    except KeyboardInterrupt:
+        if interrupt is None:  # before the guard was in place: nothing was started yet
+            raise
+        raise _interrupted(cfg, interrupt, ledger, run_dir) from None
     except Exception as exc:  # noqa: BLE001 - the ledger names the failed step; we report it below
         log.debug("pipeline raised %s (details in %s)", exc, kfp_log)
         records = [r for r in read_ledger(ledger) if r["status"] != "started"]
@@ -240,7 +254,72 @@ def run_local(cfg: Config, source: str | Path, nproc: int = 1,
         if watcher:
             watcher.stop()
         os.environ.pop(LEDGER_ENV, None)
+        os.environ.pop(PIPELINE_RUN_ENV, None)
     return _summarise(read_ledger(ledger), str(src), time.perf_counter() - start, run_dir)
+
+
+def _interrupted(cfg: Config, interrupt: Any, ledger: Path, run_dir: Path) -> PipelineInterrupted:
+    """Record an interrupted run (ledger, MLflow runs KILLED) once its processes are gone; the error to raise."""
+    from hftpipe.registry.tracker import kill_pipeline_runs
+
+    records = read_ledger(ledger)
+    finished = {r["step"] for r in records if r["status"] != "started"}
+    running = [r["step"] for r in records if r["status"] == "started" and r["step"] not in finished]
+    step_name = running[-1] if running else "unknown"
+    with open(ledger, "a") as fh:
+        fh.write(json.dumps({"step": step_name, "status": "failed", "seconds": 0.0,
+                             "error": f"interrupted by {interrupt.name}"}) + "\n")
+    try:
+        killed = kill_pipeline_runs(run_dir.name, cfg.register.experiment)
+    except Exception as exc:  # noqa: BLE001 - the store being unreachable must not hide the interrupt
+        log.warning("could not mark the MLflow runs of %s as KILLED: %s", run_dir.name, exc)
+        killed = []
+    log.warning("pipeline run %s interrupted by %s during %s: %d process(es) stopped, %d MLflow run(s) KILLED",
+                run_dir.name, interrupt.name, step_name, interrupt.stopped, len(killed))
+    return PipelineInterrupted(
+        f"pipeline interrupted by {interrupt.name} during step '{step_name}': stopped {interrupt.stopped} "
+        f"process(es), marked {len(killed)} MLflow run(s) KILLED (run folder {run_dir})",
+        signum=interrupt.signum or 2)
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The innermost, human part of a connection error (urllib3 nests three levels of repr)."""
+    reason: Any = exc
+    while getattr(reason, "reason", None) is not None and reason.reason is not reason:
+        reason = reason.reason
+    text = str(reason)
+    match = re.search(r"(\[Errno -?\d+\][^\"')]*|Failed to resolve[^\"(]*|timed out|Connection refused)", text)
+    return (match.group(1) if match else text.splitlines()[0] if text else type(exc).__name__).strip(" :")
+
+
+@contextlib.contextmanager
+def kfp_endpoint(host: str) -> Any:
+    """Turn an unreachable or failing Kubeflow Pipelines endpoint into one PipelineError line.
+
+    urllib3 also logs a warning per retry: quiet while connecting, the error says it all.
+    """
+    import urllib3
+
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # kfp.Client warns on every construction that it needs KFP >= 2.0.0-beta.2: noise, not news.
+            warnings.filterwarnings("ignore", message="This client only works", category=FutureWarning)
+            yield
+    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
+        raise PipelineError(f"cannot reach Kubeflow Pipelines at {host}: {_short_reason(exc)}; check --host "
+                            "(e.g. http://127.0.0.1:8080 after `kubectl port-forward svc/ml-pipeline-ui`)") from None
+    except Exception as exc:
+        # kfp_server_api.ApiException (4xx/5xx from the API server) and friends: say status and reason only.
+        status = getattr(exc, "status", None)
+        if status is None or not type(exc).__module__.startswith("kfp"):
+            raise
+        raise PipelineError(f"Kubeflow Pipelines at {host} answered {status} {getattr(exc, 'reason', '')}".rstrip()
+                            + "; check --host and your access to it") from None
+    finally:
+        pool_log.setLevel(level)
 
 
 def submit(cfg: Config, source: str, host: str, nproc: int = 1, accelerator_type: str = "",
@@ -248,14 +327,15 @@ def submit(cfg: Config, source: str, host: str, nproc: int = 1, accelerator_type
     """Submit one run of the training pipeline to a Kubeflow Pipelines endpoint."""
     import kfp
 
-    client = kfp.Client(host=host)
-    result = client.create_run_from_pipeline_func(
+    with kfp_endpoint(host):
+        client = kfp.Client(host=host)
+        result = client.create_run_from_pipeline_func(
         load_pipeline("training"),
-        arguments={"source": source, "config_json": json.dumps(cfg.to_dict()), "nproc": nproc,
-                   "accelerator_type": accelerator_type, "accelerator_count": accelerator_count},
-        experiment_name=experiment or cfg.pipeline.experiment,
-        enable_caching=False,
-    )
+            arguments={"source": source, "config_json": json.dumps(cfg.to_dict()), "nproc": nproc,
+                       "accelerator_type": accelerator_type, "accelerator_count": accelerator_count},
+            experiment_name=experiment or cfg.pipeline.experiment,
+            enable_caching=False,
+        )
     return {"run_id": result.run_id, "host": host}
 
 
@@ -302,9 +382,9 @@ def schedule(cfg: Config, source: str, host: str, cron: str, job_name: str = "hf
     import kfp
 
     validate_cron(cron)
-    client = kfp.Client(host=host)
-    experiment = client.create_experiment(cfg.pipeline.experiment)
-    with tempfile.TemporaryDirectory() as tmp:
+    with kfp_endpoint(host), tempfile.TemporaryDirectory() as tmp:
+        client = kfp.Client(host=host)
+        experiment = client.create_experiment(cfg.pipeline.experiment)
         package = Path(tmp) / "training_pipeline.yaml"
         from kfp import compiler
 

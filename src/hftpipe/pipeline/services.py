@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +29,9 @@ class Service:
     args: list[str]
     ready_url: str
     env: dict[str, str]
+    host: str = ""  # where it binds: checked free before the start, and owned by it once ready
+    port: int = 0  # 0: no port check
+    port_setting: str = ""  # the config key that moves it (e.g. serve.port), named in the error
 
     @property
     def pid_file(self) -> Path:
@@ -64,9 +69,88 @@ def stop(name: str, timeout: float = 10.0) -> bool:
     return True
 
 
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes of every TCP socket listening on ``port`` (IPv4 and IPv6, any address)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is HEXIP:HEXPORT; state 0A is LISTEN; field 9 is the inode.
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    out = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    out.add(target[8:-1])
+    return out
+
+
+def port_owners(port: int) -> list[int]:
+    """Pids (of processes we may inspect: our user's) holding a socket that listens on ``port``."""
+    inodes = listening_inodes(port)
+    if not inodes:
+        return []
+    return sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and _socket_inodes(int(p)) & inodes)
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """True when ``pid`` or one of its descendants (server workers) listens on ``port``."""
+    from hftpipe.pipeline.interrupt import descendants
+
+    inodes = listening_inodes(port)
+    return bool(inodes) and any(_socket_inodes(p) & inodes for p in (pid, *descendants(pid)))
+
+
+def _describe(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return f"pid {pid}"
+    return f"pid {pid} ({cmd[:80]})"
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """None when ``host:port`` can be bound now, else who holds it (as far as /proc tells)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers do: a socket in TIME_WAIT from a previous run does not make the port "taken".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            owners = port_owners(port)
+            return ", ".join(_describe(p) for p in owners) if owners else "another process"
+    return None
+
+
+def _port_error(service: Service, holder: str) -> PipelineError:
+    hint = f" or choose another with -S {service.port_setting}=PORT" if service.port_setting else ""
+    return PipelineError(f"{service.name}: port {service.port} on {service.host} is taken by {holder}; "
+                         f"stop it{hint}")
+
+
 def start(service: Service, timeout: float = 120.0) -> int:
-    """Start a service in its own process group, wait until its ready URL answers 200, return its pid."""
+    """Start a service in its own process group, wait until its ready URL answers 200, return its pid.
+
+    With ``service.port`` set, the port must be free before the start (a clear error names who holds it),
+    and the answer must come from the started process: another server answering the readiness URL on the
+    same port does not count as ours being ready.
+    """
     stop(service.name)
+    if service.port:
+        holder = port_taken(service.host or "127.0.0.1", service.port)
+        if holder:
+            raise _port_error(service, holder)
     log_fh = open(service.log_file, "ab")  # noqa: SIM115 - the child owns it for its lifetime
     proc = subprocess.Popen(
         [sys.executable, "-m", "hftpipe.cli", *service.args],
@@ -75,17 +159,28 @@ def start(service: Service, timeout: float = 120.0) -> int:
     )
     service.pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout
+    foreign = False
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            service.pid_file.unlink(missing_ok=True)
+            owners = [p for p in port_owners(service.port) if p != proc.pid] if service.port else []
+            if owners:  # it lost the port to a process that bound it after our check
+                raise _port_error(service, ", ".join(_describe(p) for p in owners))
             tail = service.log_file.read_text(errors="replace")[-2000:]
             raise PipelineError(f"{service.name} exited with {proc.returncode} while starting; "
                                 f"log {service.log_file}:\n{tail}")
         try:
-            if requests.get(service.ready_url, timeout=1.0).status_code == 200:
-                return proc.pid
+            answered = requests.get(service.ready_url, timeout=1.0).status_code == 200
         except requests.RequestException:
-            pass
+            answered = False
+        if answered and (not service.port or owns_port(proc.pid, service.port)):
+            return proc.pid
+        foreign = answered  # an answer, but not from the process we started
         time.sleep(0.3)
     stop(service.name)
+    if foreign:
+        holder = ", ".join(_describe(p) for p in port_owners(service.port)) or "another process"
+        raise PipelineError(f"{service.name}: {service.ready_url} answers, but from {holder}, not from the "
+                            f"server started here; see {service.log_file}")
     raise PipelineError(f"{service.name} did not become ready at {service.ready_url} within {timeout:.0f} s; "
                         f"see {service.log_file}")

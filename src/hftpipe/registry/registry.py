@@ -168,11 +168,20 @@ def eval_data_id(features_dir: str | Path | None, report: dict[str, Any]) -> str
     return None
 
 
-def _check_report_matches(report: dict[str, Any], bundle_info: dict[str, Any], report_path: str | Path) -> None:
-    """Refuse a report written for another model (a wrong --report would gate the wrong numbers)."""
+def _check_report_matches(report: dict[str, Any], bundle_info: dict[str, Any], report_path: str | Path,
+                          model_dir: str | Path | None = None) -> None:
+    """Refuse a report written for another model: a wrong --report would gate the wrong numbers.
+
+    The report must name the bundle it scored (``model_info.bundle_sha256``, written by ``hftpipe evaluate``)
+    and that fingerprint must be this bundle's; a report without one is refused too, or stripping the hash
+    would bypass the check. The lineage the report recorded must be this bundle's training data.
+    """
+    from hftpipe.evaluation.evaluate import bundle_sha256
+
     info = report.get("model_info")
     if not isinstance(info, dict):
-        return  # an older or hand-written report: nothing to cross-check
+        raise RegistryError(f"{report_path} does not say which model it scored (no model_info); evaluate this "
+                            "model with `hftpipe evaluate` and register it with that report")
     for key in ("horizon", "window", "levels"):
         if info.get(key) is not None and int(info[key]) != int(bundle_info[key]):
             raise RegistryError(f"{report_path} was computed for a model with {key}={info[key]}, but this bundle has "
@@ -180,6 +189,36 @@ def _check_report_matches(report: dict[str, Any], bundle_info: dict[str, Any], r
     if info.get("model") is not None and info["model"] != bundle_info.get("model"):
         raise RegistryError(f"{report_path} was computed for a {info['model']!r} model, but this bundle is "
                             f"{bundle_info.get('model')!r}; evaluate this model first (`hftpipe evaluate`)")
+    reported = info.get("bundle_sha256")
+    if not isinstance(reported, str) or not reported:
+        raise RegistryError(f"{report_path} does not name the bundle it scored (no model_info.bundle_sha256); "
+                            "evaluate this model with `hftpipe evaluate` and register it with that report")
+    if model_dir is not None:
+        actual = bundle_sha256(model_dir)
+        if reported != actual:
+            raise RegistryError(f"{report_path} scored another model (bundle sha256 {reported[:12]}..., this bundle "
+                                f"is {actual[:12]}...); evaluate this model first (`hftpipe evaluate`)")
+    trained_on = info.get("trained_on")
+    lineage = bundle_info.get("feature_meta") or {}
+    if isinstance(trained_on, dict) and trained_on.get("source_sha256") and lineage.get("source_sha256") \
+            and trained_on["source_sha256"] != lineage["source_sha256"]:
+        raise RegistryError(f"{report_path} scored a model trained on other data (source sha256 "
+                            f"{str(trained_on['source_sha256'])[:12]}..., this bundle's is "
+                            f"{str(lineage['source_sha256'])[:12]}...); evaluate this model first")
+
+
+def _check_report_data(report: dict[str, Any], features_dir: Path, report_path: str | Path) -> None:
+    """Refuse a report computed on other rows than ``features_dir`` holds (the champion is re-scored there)."""
+    data = report.get("data") if isinstance(report.get("data"), dict) else {}
+    reported = data.get("features_sha256")
+    actual = file_sha256(features_dir / "features.parquet")
+    if not reported:
+        raise RegistryError(f"{report_path} does not record the data it scored (no data.features_sha256); "
+                            f"evaluate the model on {features_dir} with `hftpipe evaluate` first")
+    if reported != actual:
+        raise RegistryError(f"{report_path} was computed on other data than {features_dir} (features sha256 "
+                            f"{str(reported)[:12]}..., the folder holds {actual[:12]}...); evaluate the model on "
+                            "this feature set, or pass the one the report used")
 
 
 def _report_features_dir(report: dict[str, Any]) -> Path | None:
@@ -362,16 +401,23 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
         run_id: log into this MLflow run instead of the bundle's own.
 
     Raises:
-        ModelError: ``model_dir`` is not a bundle. RegistryError: the report is missing or incomplete.
+        ModelError: ``model_dir`` is not a bundle. RegistryError: the report is missing or incomplete, scored
+            another bundle (``model_info.bundle_sha256``) or other data than ``features_dir``
+            (``data.features_sha256``); nothing is registered then.
     """
     from hftpipe.models.bundle import read_bundle_json
 
     model_dir = Path(model_dir)
     bundle_info = read_bundle_json(model_dir)
     report = read_report(report_path)
-    _check_report_matches(report, bundle_info, report_path)
+    # Every check runs before anything is written: a refused report registers nothing.
+    _check_report_matches(report, bundle_info, report_path, model_dir)
     if features_dir is None:
         features_dir = _report_features_dir(report)
+    else:
+        eval_data_id(features_dir, report)  # a folder that is no feature set: its own clear error first
+    if features_dir is not None:
+        _check_report_data(report, Path(features_dir), report_path)
     data_id = eval_data_id(features_dir, report)
     candidate = candidate_from_report(report, horizon=int(bundle_info["horizon"]), data_id=data_id)
     name = cfg.register.model_name

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 _BATCH = 100
 _PARAM_MAX_CHARS = 6000
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+PIPELINE_RUN_ENV = "HFTPIPE_PIPELINE_RUN"  # set by the local pipeline runner: every step's run is tagged with it
+PIPELINE_RUN_TAG = "pipeline.run"
 
 
 class MlflowTracker:
@@ -252,6 +254,8 @@ def mlflow_run(cfg: Config, run_name: str, tags: dict[str, str] | None = None, *
     mlflow_client = client()
     experiment_id = ensure_experiment(mlflow_client, cfg.register.experiment)
     all_tags = {**lineage_tags(features_dir, data_path), **(tags or {})}
+    if os.environ.get(PIPELINE_RUN_ENV):
+        all_tags[PIPELINE_RUN_TAG] = os.environ[PIPELINE_RUN_ENV]  # how an interrupted run's runs are found
     if run_id is None:
         run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=all_tags)
         tracker = MlflowTracker(mlflow_client, run.info.run_id, experiment_id)
@@ -260,7 +264,7 @@ def mlflow_run(cfg: Config, run_name: str, tags: dict[str, str] | None = None, *
         run = mlflow_client.get_run(run_id)
         mlflow_client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         tracker = MlflowTracker(mlflow_client, run_id, run.info.experiment_id)
-        tracker.set_tags(all_tags)
+        tracker.set_tags(_continued_tags(run.data.tags, all_tags))
     log.info("MLflow run %s (%s) in experiment %s at %s", tracker.run_id, run_name,
              cfg.register.experiment, mlflow_client.tracking_uri)
     try:
@@ -272,6 +276,34 @@ def mlflow_run(cfg: Config, run_name: str, tags: dict[str, str] | None = None, *
         mlflow_client.set_terminated(tracker.run_id, RunStatus.to_string(RunStatus.FAILED))
         raise
     mlflow_client.set_terminated(tracker.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _continued_tags(existing: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    """Tags for a continued run: its ``step`` stays what created it (a training run evaluated in the
+    pipeline is still a training run); the steps that touched it accumulate in ``steps``."""
+    out = dict(new)
+    first = existing.get("step")
+    if first and "step" in out:
+        done = (existing.get("steps") or first).split(",")
+        if out["step"] not in done:
+            done.append(out["step"])
+        out["steps"] = ",".join(done)
+        out["step"] = first
+    return out
+
+
+def kill_pipeline_runs(pipeline_run: str, experiment: str) -> list[str]:
+    """Mark every still-RUNNING MLflow run of one interrupted pipeline run as KILLED; return their ids."""
+    mlflow_client = client()
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = mlflow_client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run}' and attributes.status = 'RUNNING'")
+    for run in runs:
+        mlflow_client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+    return [run.info.run_id for run in runs]
 
 
 @contextmanager
