@@ -82,7 +82,7 @@ def train(obj: Any, features_dir: str | None, output: str | None, nproc: int | N
         command = torchrun_command(nproc, obj.params, obj.overrides, args, _free_port(), verbosity)
         env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
         click.echo(f"launching {nproc} processes: {' '.join(command)}", err=True)
-        from hftpipe.pipeline.interrupt import stop_tree_on_signal
+        from hftpipe.proctree import stop_tree_on_signal
 
         try:
             # torchrun starts each rank in a session of its own: on SIGINT / SIGTERM stop them all, not just us.

@@ -106,7 +106,7 @@ def port_owners(port: int) -> list[int]:
 
 def owns_port(pid: int, port: int) -> bool:
     """True when ``pid`` or one of its descendants (server workers) listens on ``port``."""
-    from hftpipe.pipeline.interrupt import descendants
+    from hftpipe.proctree import descendants
 
     inodes = listening_inodes(port)
     return bool(inodes) and any(_socket_inodes(p) & inodes for p in (pid, *descendants(pid)))
