@@ -37,3 +37,7 @@ class PipelineError(HftpipeError):
 
 class HftpipeWarning(UserWarning):
     """Warnings of our own; the test-suite turns them into errors."""
+
+
+class InvalidBookState(HftpipeError, ValueError):
+    """A book state breaks the rules training data obeys (crossed or locked, absurd prices, NaN on a level)."""
