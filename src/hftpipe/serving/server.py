@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _REGISTERED_NAME = re.compile(r"^models:/([^@/]+)")
 _CLIENT_HEADER = CLIENT_HEADER.encode()
+REPOSITORY_PREFIX = "/v2/repository"
 
 
 def endpoint_name(cfg: Config) -> str:
@@ -71,9 +72,10 @@ class BodyLimit:
     """ASGI middleware: answer 413 for bodies over ``max_bytes`` before any parsing happens, and pass the
     client's address to the predictor as header ``x-hftpipe-client``."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, repository_api: bool = False) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.repository_api = repository_api
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -89,6 +91,10 @@ class BodyLimit:
         # The predictor only sees headers: hand it the socket's peer address for per-client limits.
         client = scope.get("client")
         scope["headers"] = [*headers, (_CLIENT_HEADER, (client[0] if client else "").encode())]
+        if not self.repository_api and scope["path"].startswith(REPOSITORY_PREFIX):
+            # Second guard, independent of how the routes were removed: the repository API is off.
+            await _send_json(send, 404, {"error": "the repository API is off (serve.repository_api)"})
+            return
         if declared is not None:
             if declared > self.max_bytes:
                 await self._reject(send, declared)
@@ -123,12 +129,15 @@ class BodyLimit:
 
     async def _reject(self, send: Any, declared: int | None) -> None:
         size = f"{declared} bytes" if declared is not None else f"more than {self.max_bytes} bytes"
-        body = orjson.dumps({"error": f"request body is {size}; the limit is {self.max_bytes} bytes "
-                                      "(serve.max_body_bytes): send fewer windows per request"})
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, {"error": f"request body is {size}; the limit is {self.max_bytes} bytes "
+                                              "(serve.max_body_bytes): send fewer windows per request"})
+
+
+async def _send_json(send: Any, status: int, content: dict[str, Any]) -> None:
+    body = orjson.dumps(content)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _RESTServer(RESTServer):
@@ -146,6 +155,9 @@ class _RESTServer(RESTServer):
         self.repository_token = repository_token
         self.config.host = host
         self.config.access_log = False  # a line per request costs more than a small model's forward pass
+        # uvicorn applies access_log when its Config is built (before this line): silence the logger itself.
+        access = logging.getLogger("uvicorn.access")
+        access.handlers, access.propagate = [], False
         # The C parser (not h11), with header/body timeouts and the connection cap uvicorn lacks.
         self.config.http = GuardedHttpToolsProtocol
         self.config.timeout_keep_alive = serve_cfg.keep_alive_timeout_s  # type: ignore[assignment]
@@ -155,14 +167,13 @@ class _RESTServer(RESTServer):
         self.client_errors = ClientErrorLog(serve_cfg.log_interval_s)
 
     def _add_middlewares(self, app: Any) -> None:
-        app.add_middleware(BodyLimit, max_bytes=self.max_body_bytes)
+        app.add_middleware(BodyLimit, max_bytes=self.max_body_bytes, repository_api=self.serve_cfg.repository_api)
 
     def _register_endpoints(self, app: Any) -> None:
         super()._register_endpoints(app)
         # KServe registers the model repository extension (load/unload) for anyone: an unauthenticated
         # unload takes the model out of service. Off unless serve.repository_api and a token are set.
-        app.router.routes = [r for r in app.router.routes
-                             if not getattr(r, "path", "").startswith("/v2/repository")]
+        _drop_routes(app.router, REPOSITORY_PREFIX)
         app.add_api_route("/v2/health/detail", self._health_detail, methods=["GET"], tags=["V2"],
                           summary="Served version versus the version serve.model_uri points at")
         if self.serve_cfg.repository_api:
@@ -219,11 +230,21 @@ class _RESTServer(RESTServer):
             message = str(exc)
             if isinstance(exc, NotImplementedError):
                 message = f"{message} (address the model without a version)"
-            self.client_errors(status, request.method, request.url.path, message)
+            # scope["path"], not request.url: urllib drops newlines, hiding what the client really sent.
+            self.client_errors(status, request.method, request.scope.get("path", ""), message)
             headers = {"www-authenticate": "Bearer"} if status == 401 else None
             return JSONResponse(status_code=status, content={"error": message}, headers=headers)
 
         return handler
+
+
+def _drop_routes(router: Any, prefix: str) -> None:
+    """Remove every route under ``prefix``, also inside included routers (FastAPI >= 0.120 nests them)."""
+    router.routes = [r for r in router.routes if not str(getattr(r, "path", "") or "").startswith(prefix)]
+    for route in router.routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            _drop_routes(inner, prefix)
 
 
 class Unauthorised(Exception):
@@ -238,7 +259,8 @@ _CLIENT_ERRORS: dict[type[Exception], int] = {
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("500 %s %s: %s", request.method, printable(request.url.path), printable(exc), exc_info=exc)
+    log.error("500 %s %s: %s", request.method, printable(request.scope.get("path", "")), printable(exc),
+              exc_info=exc)
     return JSONResponse(status_code=500, content={"error": f"internal error: {type(exc).__name__}"})
 
 
