@@ -81,6 +81,7 @@ def test_repository_api_needs_a_token_and_unload_makes_readiness_false(tmp_path,
         # No model served: readiness must say so (before the fix it stayed 200 while predictions were 404).
         assert server.session.get(f"{server.url}/v2/health/ready").status_code == 503
         assert server.session.get(f"{server.url}/v2/models/{NAME}/ready").status_code == 503
+        assert server.session.get(f"{server.url}/v1/models/{NAME}").status_code == 503
         assert server.post(V1, {"instances": _window(goog_book)}).status_code == 503
         assert server.post(f"/v2/repository/models/{NAME}/load", {}, headers=auth).status_code == 200
         assert server.session.get(f"{server.url}/v2/health/ready").status_code == 200

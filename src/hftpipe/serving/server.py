@@ -297,6 +297,9 @@ class ClientErrorLog:
         log.warning("%d %s %s: %s", status, printable(method, 16), printable(path, 200), printable(message))
 
 
+MAX_HEAD_BYTES = 64 * 1024  # request line + headers; ours need a few hundred bytes
+
+
 @dataclass(frozen=True)
 class ConnectionLimits:
     header_timeout_s: float  # from connect (or the end of the last response) to a complete request head
@@ -320,6 +323,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.limits: ConnectionLimits = self.config.hftpipe_limits
         self._deadline: asyncio.TimerHandle | None = None
         self.last_active = 0.0
+        self._head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections and not self._make_room():
@@ -365,8 +369,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_bytes = 0
         if self._deadline is None:  # a new request on a keep-alive connection: its head has a deadline
             self._arm(self.limits.header_timeout_s)
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        # httptools has no limit on the request head: raising here makes uvicorn answer 400 and close.
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise ValueError(f"request head over {MAX_HEAD_BYTES} bytes")
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
