@@ -24,6 +24,7 @@ import uvloop
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hftpipe.config import Config, ServeConfig
@@ -223,6 +224,7 @@ class _RESTServer(RESTServer):
         # and a forged log line when a value holds a newline): one escaped line per client error instead.
         for exc_type, status in _CLIENT_ERRORS.items():
             app.add_exception_handler(exc_type, self._client_error_handler(status))
+        app.add_exception_handler(ClientDisconnect, _client_went_away)
         app.add_exception_handler(Exception, _server_error)
 
     def _client_error_handler(self, status: int) -> Any:
@@ -256,6 +258,13 @@ _CLIENT_ERRORS: dict[type[Exception], int] = {
     InvalidInput: 400, UnsupportedProtocol: 400, ModelNotFound: 404, NotImplementedError: 404,
     Unauthorised: 401, TooManyRequests: 429, ModelNotReady: 503, ServerNotReady: 503, ServerNotLive: 503,
 }
+
+
+async def _client_went_away(request: Request, exc: Exception) -> JSONResponse:
+    """The client closed (or was closed for a timeout) before its body arrived: nobody reads the answer."""
+    log.info("client went away before sending its body: %s %s", request.method,
+             printable(request.scope.get("path", "")))
+    return JSONResponse(status_code=400, content={"error": "incomplete request body"})
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
