@@ -41,8 +41,8 @@ def _changed(book: np.ndarray, **values: float) -> np.ndarray:
 @pytest.mark.parametrize("changes, message", [
     ({"c0": 579.40}, "locked (best ask == best bid)"),  # row 5: best bid 579.40
     ({"c0": 579.30}, "crossed (best ask < best bid)"),
-    ({"c4": 1e308}, "ask prices must be between 0.0001 and 1e+12"),
-    ({"c6": 1e-300}, "bid prices must be between 0.0001 and 1e+12"),
+    ({"c4": 1e308}, "ask prices must be between 1e-08 and 1e+12"),
+    ({"c6": 1e-300}, "bid prices must be between 1e-08 and 1e+12"),
     ({"c8": float("nan")}, "ask price is missing on a level with size > 0"),
     ({"c9": 0.0}, "ask level has a price but size 0"),
     ({"c4": 600.0}, "ask prices must strictly increase with depth"),
@@ -66,7 +66,7 @@ def test_check_book_states_accepts_empty_deep_levels_and_refuses_gaps(goog_book)
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"c0": 579.30}, "crossed"), ({"c4": 1e308}, "between 0.0001"), ({"c6": 1e-300}, "between 0.0001"),
+    ({"c0": 579.30}, "crossed"), ({"c4": 1e308}, "between 1e-08"), ({"c6": 1e-300}, "between 1e-08"),
 ])
 def test_served_inputs_get_the_book_rules_in_both_modes(goog_book, changes, message):
     state = _changed(goog_book, **changes)

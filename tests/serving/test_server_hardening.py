@@ -130,7 +130,7 @@ def test_malformed_binary_tensors_get_400_and_no_traceback(served, goog_book):
 # ---------------------------------------------------------------------------------- book rules (17)
 
 @pytest.mark.parametrize("column, value, reason", [(0, 579.30, "crossed"), (0, 579.40, "locked"),
-                                                   (4, 1e308, "between 0.0001"), (6, 1e-300, "between 0.0001")])
+                                                   (4, 1e308, "between 1e-08"), (6, 1e-300, "between 1e-08")])
 def test_absurd_books_get_400_with_the_reason(served, goog_book, column, value, reason):
     server, _ = served
     window = np.asarray(_window(goog_book))

@@ -13,9 +13,10 @@ import numpy as np
 
 from hftpipe.errors import InvalidBookState
 
-# LOBSTER's price unit is 1/10,000 of a dollar: anything smaller is not a price but a unit mistake or an
-# attack on the normalisation (1e-300 makes a log-return of +700). The upper bounds are the suite's.
-MIN_PRICE = 1e-4
+# The smallest quoted price of any market we load: LOBSTER's unit is 1e-4 dollars, crypto books quote down
+# to 1e-8 (one satoshi). Anything smaller is a unit mistake or an attack on the normalisation (1e-300
+# makes a log-return of +700). The upper bounds are the book suite's (expectations/book.json).
+MIN_PRICE = 1e-8
 MAX_PRICE = 1e12
 MAX_SIZE = 1e12
 
@@ -52,7 +53,7 @@ def check_book_states(books: np.ndarray) -> None:
             an empty level has a NaN price and size 0.
     Raises:
         InvalidBookState: the first broken rule, e.g. a crossed or locked best level, a price outside
-            [1e-4, 1e12] dollars, a size outside [0, 1e12], a missing price on a level with size, a level
+            [1e-8, 1e12], a size outside [0, 1e12], a missing price on a level with size, a level
             with a price but size 0, prices out of order with depth, or an empty level above an occupied one.
     """
     books = np.asarray(books, dtype=np.float64)
