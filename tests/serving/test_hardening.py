@@ -207,13 +207,13 @@ def test_a_refused_version_is_retried_later_and_a_swap_is_logged_at_warning(tmp_
 # ---------------------------------------------------------------------------------- logging (9)
 
 def test_client_errors_are_one_escaped_line_each_and_bounded_per_interval(caplog):
-    from hftpipe.serving.server import ClientErrorLog, printable
+    from hftpipe.serving.http_guard import ClientErrorLog, printable
 
     assert printable("nope\nINFO forged line") == "nope\\nINFO forged line"
     assert "\n" not in printable("a\r\nb\x1b[31m" + "x" * 1000) and printable("x" * 1000).endswith("...")
     clock = Clock()
     errors = ClientErrorLog(interval_s=10.0, burst=5, clock=clock)
-    caplog.set_level(logging.WARNING, logger="hftpipe.serving.server")
+    caplog.set_level(logging.WARNING, logger="hftpipe.serving.http_guard")
     for _ in range(100):
         errors(404, "POST", "/v1/models/x\nERROR forged:predict", "Model with name x\nERROR forged does not exist.")
     clock.now += 11

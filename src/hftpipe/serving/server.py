@@ -10,13 +10,10 @@ import asyncio
 import gc
 import hmac
 import logging
-import math
 import os
 import re
 import sys
-import time
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,7 +22,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hftpipe.config import Config, ServeConfig
 from hftpipe.errors import ConfigError
@@ -44,6 +40,7 @@ from hftpipe.serving._kserve import (
     UnsupportedProtocol,
     model_server,
 )
+from hftpipe.serving.http_guard import ClientErrorLog, ConnectionLimits, apply_connection_limits, printable
 from hftpipe.serving.predictor import CLIENT_HEADER, LobPredictor, TooManyRequests
 from hftpipe.serving.protocol import INFERENCE_HEADER, BadRequest, split_v2_body
 from hftpipe.serving.runtime import model_source
@@ -160,10 +157,9 @@ class _RESTServer(RESTServer):
         access = logging.getLogger("uvicorn.access")
         access.handlers, access.propagate = [], False
         # The C parser (not h11), with header/body timeouts and the connection cap uvicorn lacks.
-        self.config.http = GuardedHttpToolsProtocol
-        self.config.timeout_keep_alive = serve_cfg.keep_alive_timeout_s  # type: ignore[assignment]
-        self.config.hftpipe_limits = ConnectionLimits(serve_cfg.header_timeout_s, serve_cfg.body_timeout_s,
-                                                      serve_cfg.max_connections)  # type: ignore[attr-defined]
+        apply_connection_limits(self.config, ConnectionLimits(serve_cfg.header_timeout_s, serve_cfg.body_timeout_s,
+                                                              serve_cfg.max_connections),
+                                serve_cfg.keep_alive_timeout_s)
         self.max_body_bytes = serve_cfg.max_body_bytes
         self.client_errors = ClientErrorLog(serve_cfg.log_interval_s)
 
@@ -271,142 +267,6 @@ async def _server_error(request: Request, exc: Exception) -> JSONResponse:
     log.error("500 %s %s: %s", request.method, printable(request.scope.get("path", "")), printable(exc),
               exc_info=exc)
     return JSONResponse(status_code=500, content={"error": f"internal error: {type(exc).__name__}"})
-
-
-def printable(value: object, limit: int = 300) -> str:
-    """``value`` as one log-safe line: control characters and non-ASCII escaped (no forged lines), cut."""
-    text = str(value)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return text.encode("unicode_escape").decode("ascii")
-
-
-class ClientErrorLog:
-    """One WARNING line per client error, at most ``burst`` per interval, then one summary line."""
-
-    def __init__(self, interval_s: float, burst: int = 20, clock: Any = time.monotonic) -> None:
-        self.interval_s = interval_s
-        self.burst = burst
-        self.clock = clock
-        self._start = -math.inf
-        self._logged = 0
-        self._suppressed = 0
-
-    def __call__(self, status: int, method: str, path: str, message: str) -> None:
-        now = self.clock()
-        if now - self._start >= self.interval_s:
-            if self._suppressed:
-                log.warning("%d more client errors in the last %.0f s were not logged one by one",
-                            self._suppressed, now - self._start)
-            self._start, self._logged, self._suppressed = now, 0, 0
-        if self._logged >= self.burst:
-            self._suppressed += 1
-            return
-        self._logged += 1
-        log.warning("%d %s %s: %s", status, printable(method, 16), printable(path, 200), printable(message))
-
-
-MAX_HEAD_BYTES = 64 * 1024  # request line + headers; ours need a few hundred bytes
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    header_timeout_s: float  # from connect (or the end of the last response) to a complete request head
-    body_timeout_s: float  # from the head to the complete body
-    max_connections: int
-
-
-_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\nconnection: close\r\n"
-                b"content-length: 24\r\n\r\nrequest not sent in time")
-_FULL_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\n"
-             b"content-length: 26\r\n\r\ntoo many open connections\n")
-
-
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus what it lacks: a deadline for a request's head and body (idle and
-    half-sent connections are closed with 408), and a cap on open connections that closes the longest-idle
-    connection to make room, so a probe still gets in while thousands of idle sockets are open."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.limits: ConnectionLimits = self.config.hftpipe_limits
-        self._deadline: asyncio.TimerHandle | None = None
-        self.last_active = 0.0
-        self._head_bytes = 0
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.connections) >= self.limits.max_connections and not self._make_room():
-            transport.write(_FULL_503)
-            transport.close()
-            return
-        super().connection_made(transport)
-        self.last_active = self.loop.time()
-        self._arm(self.limits.header_timeout_s)
-
-    def _make_room(self) -> bool:
-        """Close the longest-idle connection (no request in progress); False if every one is busy."""
-        idle = [c for c in self.connections
-                if isinstance(c, GuardedHttpToolsProtocol) and (c.cycle is None or c.cycle.response_complete)]
-        if not idle:
-            return False
-        victim = min(idle, key=lambda c: c.last_active)
-        self.connections.discard(victim)
-        victim._cancel()
-        victim.transport.close()
-        return True
-
-    def _arm(self, seconds: float) -> None:
-        self._cancel()
-        self._deadline = self.loop.call_later(seconds, self._expired)
-
-    def _cancel(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expired(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
-            return
-        if self.cycle is None or not self.cycle.response_started:
-            self.transport.write(_TIMEOUT_408)
-        self.transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        self.last_active = self.loop.time()
-        super().data_received(data)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._head_bytes = 0
-        if self._deadline is None:  # a new request on a keep-alive connection: its head has a deadline
-            self._arm(self.limits.header_timeout_s)
-
-    def on_url(self, url: bytes) -> None:
-        self._count_head(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value))
-        super().on_header(name, value)
-
-    def _count_head(self, size: int) -> None:
-        # httptools has no limit on the request head: raising here makes uvicorn answer 400 and close.
-        self._head_bytes += size
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise ValueError(f"request head over {MAX_HEAD_BYTES} bytes")
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self._arm(self.limits.body_timeout_s)
-
-    def on_message_complete(self) -> None:
-        self._cancel()
-        super().on_message_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
-        super().connection_lost(exc)
 
 
 class _DataPlane(DataPlane):
