@@ -118,6 +118,15 @@ class ServeConfig:
     symbols: tuple[str, ...] = ()  # streaming mode: accepted symbols; empty: any well-formed symbol
     max_symbols: int = 1000  # streaming mode: rolling windows kept (least recently used dropped beyond)
     torch_threads: int = 1  # intra-op threads; 1 keeps small-batch latency steady under concurrency
+    repository_api: bool = False  # /v2/repository load/unload; also needs env HFTPIPE_REPOSITORY_TOKEN (Bearer)
+    keep_alive_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
+    header_timeout_s: float = 10.0  # a connection must send a complete request head within this
+    body_timeout_s: float = 30.0  # ... and its complete body within this after the head
+    max_connections: int = 1000  # open connections; beyond it the longest-idle one is closed
+    allow_fallback: bool = True  # champion does not load at start: serve the 'previous' alias (loud warning)
+    retry_refused_s: float = 60.0  # a refused version is tried again after this (e.g. a restored artifact)
+    max_new_symbols_per_client: int = 120  # streaming: symbols new to the server per client IP per minute
+    log_interval_s: float = 60.0  # repeated warnings (evictions, client errors) become one summary per interval
 
 
 @dataclass(frozen=True)

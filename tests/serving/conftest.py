@@ -60,8 +60,8 @@ class ServerProcess:
     """``hftpipe serve`` as a subprocess on 127.0.0.1 and a free port; always stopped on exit."""
 
     def __init__(self, model_uri: str, home: Path, overrides: tuple[str, ...] = (), timeout_s: float = 90.0,
-                 log_path: Path | None = None) -> None:
-        self.port = free_port()
+                 log_path: Path | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()  # a fixed port: a restart in place, as a supervisor would do
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = home
         self.log_path = log_path or home / f"serve-{self.port}.log"
@@ -77,7 +77,7 @@ class ServerProcess:
         # The server must see the test's HFTPIPE_HOME (its MLflow registry); no tracking URI override.
         env = {**os.environ, "HFTPIPE_HOME": str(self.home), "OMP_NUM_THREADS": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab")  # a restart on the same port appends to the same log
         self.proc = subprocess.Popen(self.cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=self.home)
         deadline = time.monotonic() + self.timeout_s

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from hftpipe.models.bundle import load_bundle
+from hftpipe.serving.runtime import synthetic_window
 from tests.serving.conftest import LEVELS, WINDOW, ServerProcess, make_bundle
 
 pytestmark = pytest.mark.slow
@@ -118,7 +119,8 @@ BAD = [
                                                        "data": [1.0]}]}), 400, "unknown input 'x'"),
     ("v2 missing inputs", V2, b'{"id": "1"}', 422, "inputs"),
     ("v2 unknown output", V2, orjson.dumps({"inputs": [{"name": "windows", "shape": [1, 20, 40], "datatype": "FP64",
-                                                        "data": [100.0] * 800}], "outputs": [{"name": "nope"}]}),
+                                                        "data": synthetic_window(WINDOW, LEVELS).ravel().tolist()}],
+                                            "outputs": [{"name": "nope"}]}),
      400, "nope"),
     ("unknown model", "/v1/models/nope:predict", b'{"instances": []}', 404, "nope"),
 ]

@@ -605,15 +605,56 @@ def _bundle_in(model_root: Path) -> Path:
     return found[0].parent
 
 
+def _cache_problem(model_root: Path) -> str | None:
+    """Why a downloaded model cannot be used (bundle weights fail their sha256), or None if it is intact."""
+    from hftpipe.models.bundle import BUNDLE_FILE, MODEL_FILE, read_bundle_json
+
+    try:
+        bundle = _bundle_in(model_root)
+    except ModelError:
+        return None  # not a bundle at all: resolve_model's caller reports that, not a hash problem
+    try:
+        expected = read_bundle_json(bundle).get("model_sha256")
+        weights = bundle / MODEL_FILE
+        if not weights.is_file():
+            return f"{MODEL_FILE} is missing"
+        if file_sha256(weights) != expected:
+            return f"{MODEL_FILE} does not match the sha256 in {BUNDLE_FILE}"
+    except (ModelError, DataFormatError, OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def _download(artifact_uri: str, destination: Path) -> Path:
-    """Download once into ``destination`` (atomic: a half-finished download is never seen)."""
+    """Download once into ``destination`` (atomic: a half-finished download is never seen).
+
+    A cached copy is checked on every use: one that fails its hash (a download of an artifact corrupted
+    at the time, a disk error) is discarded and downloaded again, so restoring the artifact is enough.
+
+    Raises:
+        ModelError: the freshly downloaded artifact fails its hash too (the registry's copy is corrupt).
+    """
     if destination.is_dir():
-        return destination
+        problem = _cache_problem(destination)
+        if problem is None:
+            return destination
+        log.warning("cached copy of %s is corrupt (%s): discarding it and downloading again", artifact_uri, problem)
+        trash = destination.with_name(f".discard-{destination.name}-{os.getpid()}")
+        try:
+            os.replace(destination, trash)
+        except OSError:
+            pass  # another process discarded it first
+        shutil.rmtree(trash, ignore_errors=True)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=destination.parent))
     try:
         with fluent_store():
             mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(staging))
+        problem = _cache_problem(staging)
+        if problem is not None:
+            raise ModelError(f"{artifact_uri}: the artifact in the registry is corrupt ({problem}); restore it in "
+                             "the MLflow artifact store, or move the alias to a good version (`hftpipe registry "
+                             "rollback`); nothing was cached, so the next try downloads it again")
         try:
             os.replace(staging, destination)
         except OSError:

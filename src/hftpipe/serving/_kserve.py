@@ -14,12 +14,22 @@ try:
     import kserve
     from kserve import model_server
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-    from kserve.errors import InvalidInput
+    from kserve.errors import (
+        InvalidInput,
+        ModelNotFound,
+        ModelNotReady,
+        ServerNotLive,
+        ServerNotReady,
+        UnsupportedProtocol,
+    )
+    from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.grpc.server import GRPCServer
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
     from kserve.protocol.rest.server import RESTServer
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest
 finally:
     sys.argv = _argv
 
-__all__ = ["FASTAPI_APP_IMPORT_STRING", "GRPCServer", "InferOutput", "InferRequest", "InferResponse", "InvalidInput",
-           "RESTServer", "kserve", "model_server"]
+__all__ = ["FASTAPI_APP_IMPORT_STRING", "DataPlane", "GRPCServer", "InferOutput", "InferRequest", "InferResponse",
+           "InferenceRequest", "InvalidInput", "ModelNotFound", "ModelNotReady", "RESTServer", "ServerNotLive",
+           "ServerNotReady", "UnsupportedProtocol", "kserve", "model_server"]

@@ -29,6 +29,12 @@ STREAM_SYMBOLS = Gauge(
     "hftpipe_stream_symbols", "Symbols with a rolling window in streaming mode", ["model_name"],
 )
 
+IN_SYNC = Gauge(
+    "hftpipe_served_model_in_sync",
+    "1 when the served version is the one serve.model_uri points at; 0 during a fallback or a refused version",
+    ["model_name"],
+)
+
 
 def set_served(endpoint: str, version: str, previous: str | None = None) -> None:
     """Point the version gauges at ``version``."""

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from hftpipe.data.book_checks import check_book_states
+from hftpipe.errors import InvalidBookState
+
 SYMBOL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:^=/-]{0,31}$")
 WINDOW_INPUT = "windows"  # V2 input name in window mode
 BOOK_INPUT = "book"  # V2 input name in streaming mode
@@ -104,7 +107,7 @@ def _numbers(data: Any, what: str) -> np.ndarray:
 
 
 def check_books(books: np.ndarray, layout: Layout, what: str) -> None:
-    """Check raw book states (..., 4L): positive prices, best levels present, sizes >= 0.
+    """Check raw book states (..., 4L): shape, then the training data's book rules (check_book_states).
 
     Raises:
         BadRequest: naming the first offending column.
@@ -126,6 +129,10 @@ def check_books(books: np.ndarray, layout: Layout, what: str) -> None:
                              "the mid price is taken from them")
         if (prices[~missing] <= 0).any():
             raise BadRequest(f"{what}: prices must be > 0 (dollars); send null for an empty level")
+    try:
+        check_book_states(books)  # the training data's book rules: crossed/locked, absurd prices, NaN levels
+    except InvalidBookState as exc:
+        raise BadRequest(f"{what}: {exc}") from None
 
 
 def _check_windows(windows: np.ndarray, layout: Layout, what: str) -> np.ndarray:
@@ -239,3 +246,112 @@ def predictions(proba: np.ndarray, class_names: tuple[str, ...]) -> list[dict[st
     classes = proba.argmax(axis=1).tolist()
     return [{"class": c, "label": class_names[c], "probabilities": p}
             for c, p in zip(classes, proba.tolist(), strict=True)]
+
+
+# ------------------------------------------------------------------- V2 binary-tensor extension (REST)
+
+INFERENCE_HEADER = "inference-header-content-length"
+# Bytes per element of each fixed-size OIP datatype (little-endian on the wire); BYTES is length-prefixed.
+_ITEMSIZE = {"BOOL": 1, "UINT8": 1, "UINT16": 2, "UINT32": 4, "UINT64": 8, "INT8": 1, "INT16": 2, "INT32": 4,
+             "INT64": 8, "FP16": 2, "FP32": 4, "FP64": 8}
+_NUMPY = {"BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
+          "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+
+
+def _bytes_elements(raw: bytes, count: int, what: str) -> np.ndarray:
+    """Decode a BYTES tensor: ``count`` elements, each a 4-byte little-endian length then that many bytes."""
+    out, pos = [], 0
+    for i in range(count):
+        if pos + 4 > len(raw):
+            raise BadRequest(f"{what}: BYTES element {i} has no 4-byte length prefix ({len(raw) - pos} bytes left)")
+        length = int.from_bytes(raw[pos:pos + 4], "little")
+        pos += 4
+        if pos + length > len(raw):
+            raise BadRequest(f"{what}: BYTES element {i} declares {length} bytes but only {len(raw) - pos} remain")
+        out.append(raw[pos:pos + length])
+        pos += length
+    if pos != len(raw):
+        raise BadRequest(f"{what}: {len(raw) - pos} bytes left over after {count} BYTES element(s)")
+    return np.array(out, dtype=object)
+
+
+def _shape_of(inp: dict[str, Any], what: str) -> list[int]:
+    shape = inp.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise BadRequest(f"{what}: 'shape' must be a list of non-negative integers, got {shape!r:.80}")
+    if math.prod(shape) > 1 << 31:
+        raise BadRequest(f"{what}: shape {shape} is too large")
+    return shape
+
+
+def split_v2_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Split a V2 REST body into its JSON header and its binary tensors, checking every declared size.
+
+    Args:
+        body: the raw request body.
+        header_length: the ``Inference-Header-Content-Length`` header; None when absent, in which case the
+            whole body must be JSON (clients such as tritonclient send JSON without a content type).
+    Returns:
+        (the JSON object, {input name: decoded array} for the inputs sent as binary data).
+    Raises:
+        BadRequest: a non-numeric or out-of-range header length, JSON that is not an inference request, a
+            ``binary_data_size`` that is not a non-negative integer, does not match the datatype and shape,
+            or runs past the body, a malformed BYTES element, or bytes left over after the last tensor.
+    """
+    import orjson  # local: keeps this module's import light for the domain-side callers
+
+    if header_length is None:
+        json_length = len(body)
+    else:
+        text = header_length.strip()
+        if not text.isdigit() or int(text) > len(body):
+            raise BadRequest(f"the {INFERENCE_HEADER} header must be a whole number of bytes between 0 and the "
+                             f"body size {len(body)}, got {header_length!r:.40}")
+        json_length = int(text)
+    try:
+        head = orjson.loads(body[:json_length])
+    except orjson.JSONDecodeError as exc:
+        where = "the request body" if header_length is None else f"the first {json_length} bytes (JSON header)"
+        raise BadRequest(f"{where} is not JSON: {exc}") from None
+    if not isinstance(head, dict) or not isinstance(head.get("inputs"), list):
+        raise BadRequest("the inference request must be a JSON object with an 'inputs' list")
+    binary: dict[str, np.ndarray] = {}
+    pos = json_length
+    for i, inp in enumerate(head["inputs"]):
+        if not isinstance(inp, dict) or not isinstance(inp.get("name"), str) or not isinstance(inp.get("datatype"), str):
+            raise BadRequest(f"input {i} must be an object with a string 'name', 'shape' and 'datatype'")
+        what = f"input {inp['name']!r:.40}"
+        shape = _shape_of(inp, what)
+        params = inp.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise BadRequest(f"{what}: 'parameters' must be an object")
+        if "data" in inp or "binary_data_size" not in params:
+            if "data" not in inp:
+                raise BadRequest(f"{what} has neither 'data' nor parameters.binary_data_size")
+            continue
+        size = params["binary_data_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BadRequest(f"{what}: binary_data_size must be a non-negative integer, got {size!r:.40}")
+        if pos + size > len(body):
+            raise BadRequest(f"{what}: binary_data_size {size} runs past the end of the body "
+                             f"({len(body) - pos} bytes left)")
+        raw = body[pos:pos + size]
+        pos += size
+        datatype = inp["datatype"].upper()
+        count = math.prod(shape)
+        if datatype == "BYTES":
+            binary[inp["name"]] = _bytes_elements(raw, count, what).reshape(shape)
+        elif datatype in _ITEMSIZE:
+            expected = count * _ITEMSIZE[datatype]
+            if size != expected:
+                raise BadRequest(f"{what}: {datatype} shape {shape} is {expected} bytes, binary_data_size is {size}"
+                                 + (" (FP64 data sent as FP32?)" if datatype == "FP32" and size == 2 * expected
+                                    else ""))
+            binary[inp["name"]] = np.frombuffer(raw, dtype=_NUMPY[datatype]).reshape(shape)
+        else:
+            raise BadRequest(f"{what}: unknown datatype {datatype!r:.20}")
+    if pos != len(body):
+        raise BadRequest(f"{len(body) - pos} bytes follow the last binary input: check each binary_data_size "
+                         f"and the {INFERENCE_HEADER} header")
+    return head, binary

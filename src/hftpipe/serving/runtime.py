@@ -10,6 +10,7 @@ the old one keeps serving.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -111,6 +112,18 @@ def model_source(uri: str, local_name: str) -> ModelSource:
     return LocalSource(path, local_name)
 
 
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^@/]+)@(?P<alias>[^/]+)$")
+FALLBACK_ALIAS = "previous"
+
+
+def fallback_source(source: ModelSource) -> ModelSource | None:
+    """The ``previous`` alias of the same registered model, for an alias URI other than ``previous``."""
+    match = _ALIAS_URI.match(source.uri) if isinstance(source, RegistrySource) else None
+    if match is None or match["alias"] == FALLBACK_ALIAS:
+        return None
+    return RegistrySource(f"models:/{match['name']}@{FALLBACK_ALIAS}", source.name)
+
+
 def synthetic_window(window: int, levels: int) -> np.ndarray:
     """A valid raw window (1, T, 4L): a $100 ladder, one-cent ticks, 100 shares per level.
 
@@ -184,15 +197,27 @@ class Reloader:
 
     def __init__(self, holder: ModelHolder, source: ModelSource, interval_s: float,
                  on_swap: Callable[[ServedModel, ServedModel], None] | None = None,
-                 on_refuse: Callable[[str, str], None] | None = None) -> None:
+                 on_refuse: Callable[[str, str], None] | None = None, retry_refused_s: float = 60.0,
+                 on_poll: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.holder = holder
         self.source = source
         self.interval_s = interval_s
         self.on_swap = on_swap
         self.on_refuse = on_refuse
-        self.refused: dict[str, str] = {}  # version -> reason; not retried while the source points at it
+        self.retry_refused_s = retry_refused_s
+        self.on_poll = on_poll
+        self.clock = clock
+        self.refused: dict[str, str] = {}  # version -> reason; retried only after retry_refused_s
+        self._refused_at: dict[str, float] = {}
+        self.source_version: str | None = None  # what the source pointed at on the last successful poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hftpipe-model-reloader", daemon=True)
+
+    def refuse(self, version: str, reason: str) -> None:
+        """Remember that ``version`` failed (not tried again before retry_refused_s)."""
+        self.refused[version] = reason
+        self._refused_at[version] = self.clock()
 
     def start(self) -> None:
         if self.interval_s > 0:
@@ -216,25 +241,36 @@ class Reloader:
             log.warning("cannot read the current version of %s (still serving %s): %s: %s", self.source.uri,
                         self.holder.current.version, type(exc).__name__, exc)
             return "unreachable"
-        if version == self.holder.current.version or version in self.refused:
+        self.source_version = version
+        if self.on_poll:
+            self.on_poll(version)
+        if version == self.holder.current.version:
             return "unchanged"
+        if version in self.refused:
+            # A refused version is tried again after a while: its artifact may have been restored.
+            if self.clock() - self._refused_at.get(version, -float("inf")) < self.retry_refused_s:
+                return "unchanged"
+            log.warning("%s still points at refused version %s: trying it again", self.source.uri, version)
         log.info("%s now points at version %s (serving %s): loading it", self.source.uri, version,
                  self.holder.current.version)
         try:
             served = load_served(self.source, self.holder.recent)
         except Exception as exc:  # noqa: BLE001 - a broken candidate never reaches traffic, whatever it raised
             reason = f"{type(exc).__name__}: {exc}"
-            self.refused[version] = reason
+            self.refuse(version, reason)
             log.error("refused version %s of %s; still serving %s. %s", version, self.source.uri,
                       self.holder.current.version, reason)
             if self.on_refuse:
                 self.on_refuse(version, reason)
             return "refused"
-        if served.version in self.refused:
+        if served.version in self.refused and served.version != version:
             # The alias moved again between the check and the fetch, onto a version refused before.
             return "unchanged"
+        self.refused.pop(served.version, None)
+        self._refused_at.pop(served.version, None)
         old = self.holder.swap(served)
-        log.info("now serving %s (was version %s)", served.describe(), old.version)
+        # WARNING: the CLI's default level; operators must see every change of the served model.
+        log.warning("hot reload: now serving %s (was version %s)", served.describe(), old.version)
         if self.on_swap:
             self.on_swap(old, served)
         return "swapped"
