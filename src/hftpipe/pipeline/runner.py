@@ -23,8 +23,8 @@ from typing import Any
 from hftpipe import paths
 from hftpipe.config import Config
 from hftpipe.errors import ConfigError, PipelineError, PipelineInterrupted
-from hftpipe.proctree import stop_tree_on_signal
 from hftpipe.pipeline.ledger import LEDGER_ENV, read_ledger
+from hftpipe.proctree import stop_tree_on_signal
 
 log = logging.getLogger(__name__)
 
