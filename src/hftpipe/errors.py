@@ -37,3 +37,7 @@ class PipelineError(HftpipeError):
 
 class HftpipeWarning(UserWarning):
     """Warnings of our own; the test-suite turns them into errors."""
+
+
+class BusError(HftpipeError):
+    """The message bus (NATS JetStream) cannot be started, reached or used as configured."""

@@ -16,7 +16,8 @@ import click
 from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 
-COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run")
+COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run", "bus", "feed",
+                   "signals")
 
 
 class Context:
