@@ -24,6 +24,7 @@ and of each restart of its book after a gap, have no signal (counted as ``skippe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import zlib
@@ -121,12 +122,24 @@ class SignalService:
             filter_subject="md.>", max_ack_pending=self.cfg.max_ack_pending, ack_wait=self.cfg.ack_wait_s,
             max_waiting=64)
         try:
-            await self.client.js.consumer_info("MD", self.durable)
+            info = await self.client.js.consumer_info("MD", self.durable)
         except NotFoundError:
-            try:
-                await self.client.js.add_consumer("MD", wanted)
-            except BadRequestError as exc:
-                raise BusError(f"cannot create consumer {self.durable} on stream MD: {exc}") from None
+            info = None
+        if info is not None:
+            # Recreate the consumer just after its ack floor. A previous process that died held delivered,
+            # unacknowledged messages (redelivered only after ack_wait, i.e. after newer ones: a seq gap) and
+            # maybe a pull request that would keep feeding its dead inbox. Starting at the floor redelivers
+            # them now, in stream order; what was already applied is skipped by the per-symbol seq.
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            await self.client.js.delete_consumer("MD", self.durable)
+            if floor:
+                wanted = dataclasses.replace(wanted, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                             opt_start_seq=floor + 1)
+            log.info("consumer %s resumes after stream sequence %d", self.durable, floor)
+        try:
+            await self.client.js.add_consumer("MD", wanted)
+        except BadRequestError as exc:
+            raise BusError(f"cannot create consumer {self.durable} on stream MD: {exc}") from None
         await self._restore()
         self._inbox = self.client.nc.new_inbox()
         self._sub = await self.client.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=1_000_000,
