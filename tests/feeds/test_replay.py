@@ -89,3 +89,16 @@ def test_loop_marks_each_restart_with_a_gap(nats_server, hftpipe_home: Path) -> 
     assert kinds == [1, 2, 3, 4, 5, "gap", 6, 7, 8, 9, 10, "gap", 11, 12]
     times = [m.event_time for m in read_stream(nats_server.url, "md.>") if isinstance(m, BookUpdate)]
     assert all(b >= a for a, b in zip(times, times[1:]))  # event time keeps increasing across loops
+
+
+def test_a_looping_real_time_feed_is_ready_and_stops_on_sigterm(nats_server, hftpipe_home: Path) -> None:
+    feed = Service([*nats_server.overrides(), "feed", "replay", str(lobster_zip("GOOG", 1)), "--speed", "1",
+                    "--loop"], hftpipe_home, ready="feed-replay-GOOG", name="feed-loop").start()
+    ready = (hftpipe_home / "run" / "feed-replay-GOOG.ready").read_text()
+    assert "subject=md.NASDAQ.GOOG first_seq=1" in ready
+    assert (hftpipe_home / "run" / "feed-replay-GOOG.pid").read_text().strip() == str(feed.proc.pid)
+    time.sleep(1.0)
+    assert feed.stop() < 3.0
+    assert feed.proc.returncode == 0, feed.log()
+    assert not (hftpipe_home / "run" / "feed-replay-GOOG.ready").exists()
+    assert len(read_stream(nats_server.url, "md.>")) >= 1

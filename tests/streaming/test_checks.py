@@ -49,3 +49,17 @@ def test_empty_levels_are_fine(rows: np.ndarray) -> None:
     row = rows[0].tolist()
     row[36:40] = [math.nan, 0.0, math.nan, 0.0]  # level 10 empty on both sides
     assert book_problem(row, 10) is None
+
+
+def test_vectorised_precheck_never_passes_a_bad_book(rows: np.ndarray) -> None:
+    from hftpipe.streaming.checks import sane_rows
+
+    rng = np.random.default_rng(0)
+    books = rows[:200].copy()
+    for i in range(0, 200, 3):  # break a third of them at random places with random bad values
+        books[i, rng.integers(0, 40)] = rng.choice([-1.0, 0.0, 1e308, np.inf, np.nan, 1.0, 1e6])
+    fast = sane_rows(books)
+    slow = np.array([book_problem(b.tolist(), 10) is None for b in books])
+    assert not (fast & ~slow).any()  # the fast path never lets a bad book through
+    assert fast[~np.isin(np.arange(200), np.arange(0, 200, 3))].all()  # and passes every untouched real book
+    assert (~slow).sum() > 30

@@ -193,3 +193,38 @@ def test_bad_messages_go_to_the_dead_letter_subject_and_the_service_stays_up(nat
         assert _signal_seqs(nats_server.url) == [2 * WINDOW + 8, 2 * WINDOW + 9]
     finally:
         signals.stop()
+
+
+def test_two_replicas_share_the_symbols(nats_server, hftpipe_home: Path, bundle: Path) -> None:
+    import sqlite3
+
+    symbols = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
+    for symbol in symbols:
+        feed = Service([*nats_server.overrides(), "feed", "replay", str(FILE), "--speed", "max", "--limit", "60",
+                        "--symbol", symbol], hftpipe_home, ready=None, name=f"feed-{symbol}")
+        assert feed.start().wait() == 0
+    replicas = [_signals(nats_server, hftpipe_home, bundle, "signals.replicas=2").__class__(
+        [*nats_server.overrides(), "-S", "signals.backlog=all", "-S", "signals.reload_interval_s=0", "-S",
+         "signals.replicas=2", "signals", "--model", str(bundle), "--replica", str(i)], hftpipe_home,
+        ready=f"signals-{i}", name=f"signals-{i}") for i in range(2)]
+    try:
+        for r in replicas:
+            r.start()
+        expected = len(symbols) * (60 - WINDOW + 1)
+        _wait_for(lambda: stream_count(nats_server.url, "SIG") >= expected, 60, "signals of both replicas")
+        time.sleep(0.5)
+        signals = [m for m in read_stream(nats_server.url, "sig.>") if isinstance(m, Signal)]
+        by_symbol: dict[str, list[int]] = {}
+        for m in signals:
+            by_symbol.setdefault(m.symbol, []).append(m.seq)
+        assert by_symbol == {s: list(range(WINDOW, 61)) for s in symbols}  # each in order, once
+        handled = []
+        for i in range(2):
+            db = sqlite3.connect(hftpipe_home / "signals" / f"signals-{i}-of-2.sqlite")
+            handled.append({row[0] for row in db.execute("SELECT symbol FROM progress")})
+            db.close()
+        assert handled[0] and handled[1] and not handled[0] & handled[1]
+        assert handled[0] | handled[1] == set(symbols)
+    finally:
+        for r in replicas:
+            r.stop()

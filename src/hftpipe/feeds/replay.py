@@ -213,7 +213,11 @@ async def replay(data: ReplayData, publisher: FeedPublisher, speed: float = 1.0,
             if paced:
                 ahead = wall0 + (float(data.event_time[i]) - t0) / speed - time.monotonic()
                 if ahead > 0.001:
-                    await asyncio.sleep(ahead)
+                    try:  # sleep, but wake up at once on SIGTERM (LOBSTER gaps can last seconds)
+                        await asyncio.wait_for(stop.wait(), timeout=ahead)
+                        break
+                    except asyncio.TimeoutError:
+                        pass
             await publisher.publish(
                 float(data.event_time[i]) + offset, data.book[i].tolist(), data.levels,
                 int(data.event_type[i]), float(data.price[i]), float(data.size[i]), int(data.direction[i]))
@@ -224,5 +228,9 @@ async def replay(data: ReplayData, publisher: FeedPublisher, speed: float = 1.0,
             break
         offset += span  # event time keeps increasing across loops
         await publisher.gap("replay looped: the book restarts at the file's first event")
-    await publisher.settle(0)
+    try:
+        # On SIGTERM give outstanding acks a moment; otherwise wait for all (resending what got lost).
+        await asyncio.wait_for(publisher.settle(0), timeout=2.0 if stop.is_set() else None)
+    except asyncio.TimeoutError:
+        log.warning("%d publish(es) unacknowledged at shutdown", len(publisher._inflight))
     return published
