@@ -228,3 +228,17 @@ def test_two_replicas_share_the_symbols(nats_server, hftpipe_home: Path, bundle:
     finally:
         for r in replicas:
             r.stop()
+
+
+def test_backlog_latest_skips_to_each_symbols_newest_book(nats_server, hftpipe_home: Path, bundle: Path) -> None:
+    assert _feed(nats_server, hftpipe_home, 400).start().wait() == 0
+    signals = Service([*nats_server.overrides(), "-S", "signals.backlog=latest", "-S", "signals.reload_interval_s=0",
+                       "signals", "--model", str(bundle)], hftpipe_home, ready="signals", name="signals").start()
+    try:
+        _wait_for(lambda: _signal_seqs(nats_server.url)[-1:] == [400], 60, "the newest book's signal", signals.log)
+        seqs = _signal_seqs(nats_server.url)
+        # The backlog arrives in a few batches: one signal per batch, for its newest book; never one twice.
+        assert len(seqs) < (400 - WINDOW + 1) // 4
+        assert seqs == sorted(set(seqs))
+    finally:
+        signals.stop()
