@@ -199,14 +199,24 @@ def test_two_replicas_share_the_symbols(nats_server, hftpipe_home: Path, bundle:
     import sqlite3
 
     symbols = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
-    for symbol in symbols:
-        feed = Service([*nats_server.overrides(), "feed", "replay", str(FILE), "--speed", "max", "--limit", "60",
-                        "--symbol", symbol], hftpipe_home, ready=None, name=f"feed-{symbol}")
-        assert feed.start().wait() == 0
-    replicas = [_signals(nats_server, hftpipe_home, bundle, "signals.replicas=2").__class__(
-        [*nats_server.overrides(), "-S", "signals.backlog=all", "-S", "signals.reload_interval_s=0", "-S",
-         "signals.replicas=2", "signals", "--model", str(bundle), "--replica", str(i)], hftpipe_home,
-        ready=f"signals-{i}", name=f"signals-{i}") for i in range(2)]
+    from hftpipe.bus.connection import connect, ensure_streams
+    from hftpipe.config import BusConfig
+    from hftpipe.feeds.replay import FeedPublisher, load_replay, replay
+
+    data = load_replay(FILE)
+    cfg = BusConfig(port=nats_server.port)
+
+    async def _feeds() -> None:  # the same replay as `hftpipe feed replay --symbol S`, six symbols at once
+        client = await connect(cfg, "test-feeds")
+        await ensure_streams(client.js, cfg)
+        await asyncio.gather(*(replay(data, FeedPublisher(client, data.venue, s), speed=0, limit=60)
+                               for s in symbols))
+        await client.close()
+
+    asyncio.run(_feeds())
+    replicas = [Service([*nats_server.overrides(), "-S", "signals.backlog=all", "-S", "signals.reload_interval_s=0",
+                         "-S", "signals.replicas=2", "signals", "--model", str(bundle), "--replica", str(i)],
+                        hftpipe_home, ready=f"signals-{i}", name=f"signals-{i}") for i in range(2)]
     try:
         for r in replicas:
             r.start()
