@@ -34,9 +34,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import orjson
@@ -77,7 +77,7 @@ class Proc:
     def __init__(self, cmd: list[str], env: dict[str, str], log: Path, ready) -> None:
         self.cmd, self.env, self.log, self.ready = cmd, env, log, ready
 
-    def __enter__(self) -> Proc:
+    def __enter__(self) -> Self:
         self._log = open(self.log, "wb")
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -137,11 +137,9 @@ def http_path(bundle: Path, rows: list, t: int, n: int, env: dict[str, str], wor
            "--host", "127.0.0.1", "--port", str(port), "--reload-interval", "0"]
     with Proc(cmd, env, work / "serve.log", http_ready(port, "/v2/health/ready")):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        name = json.loads(open(bundle / "bundle.json").read()).get("model_name", "model")
         conn.request("GET", "/v1/models")
         models = json.loads(conn.getresponse().read())["models"]
         path = f"/v1/models/{models[0]}:predict"
-        del name
 
         def post(symbol: int, i: int) -> bytes:
             conn.request("POST", path, body=orjson.dumps({"symbol": f"S{symbol:02d}", "book": row_for(rows, symbol, i)}),
@@ -276,7 +274,7 @@ def bus_path(bundle: Path, rows: list, t: int, backlog: int, seconds: float, env
             del sig
     return {"events_per_s": (count - 1) / span if span > 0 else float("nan"), "signals": count,
             "expected_signals": expected, "backlog_publish_events_per_s": backlog / publish_s,
-            "paced_rate": actual_rate, "paced_signals": int(len(latencies)), "paced_expected": paced_expected,
+            "paced_rate": actual_rate, "paced_signals": len(latencies), "paced_expected": paced_expected,
             "p50_ms": float(np.percentile(latencies, 50) * 1e3) if len(latencies) else float("nan"),
             "p99_ms": float(np.percentile(latencies, 99) * 1e3) if len(latencies) else float("nan"),
             "service_p50_ms": float(np.percentile(service_side, 50) * 1e3) if len(service_side) else float("nan"),

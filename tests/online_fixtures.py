@@ -38,7 +38,7 @@ class NatsServer:
         self.log_path = store.parent / f"nats-{self.port}.log"
 
     def start(self) -> NatsServer:
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - held open while the process runs
         self.proc = subprocess.Popen([self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
                                       str(self.store)], stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
@@ -100,7 +100,7 @@ class Service:
     def start(self, timeout_s: float = 60.0) -> Service:
         if self.ready is not None:
             self.ready.unlink(missing_ok=True)
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - held open while the process runs
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=Path(__file__).resolve().parents[1])
         if self.ready is None:
@@ -160,7 +160,7 @@ def read_stream(url: str, subject: str, timeout_s: float = 2.0) -> list:
             while True:
                 try:
                     msg = await sub.next_msg(timeout=timeout_s)
-                except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                except (TimeoutError, nats.errors.TimeoutError):
                     break
                 try:
                     out.append(decode(msg.data))

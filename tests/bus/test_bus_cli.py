@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def _cli(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "HFTPIPE_HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "hftpipe.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          check=False, timeout=timeout)
 
 
 def test_up_status_tail_down(hftpipe_home: Path) -> None:

@@ -16,8 +16,8 @@ BOOK = [580.5, 100.0, 580.0, 200.0] + [581.0, 10.0, 579.0, 20.0]
 
 
 def _update(**kw) -> BookUpdate:
-    base = dict(venue="NASDAQ", symbol="GOOG", seq=7, event_time=1340280000.5, recv_time=1.0, publish_time=2.0,
-                levels=2, book=BOOK)
+    base = {"venue": "NASDAQ", "symbol": "GOOG", "seq": 7, "event_time": 1340280000.5, "recv_time": 1.0,
+            "publish_time": 2.0, "levels": 2, "book": BOOK}
     return BookUpdate(**{**base, **kw})
 
 

@@ -64,9 +64,14 @@ def _signal_seqs(url: str) -> list[int]:
 
 
 def test_every_input_seq_yields_exactly_one_signal(nats_server, hftpipe_home: Path, bundle: Path) -> None:
+    import requests
+
+    from tests.online_fixtures import free_port
+
     limit = 400
     assert _feed(nats_server, hftpipe_home, limit).start().wait() == 0
-    signals = _signals(nats_server, hftpipe_home, bundle).start()
+    metrics_port = free_port()
+    signals = _signals(nats_server, hftpipe_home, bundle, f"signals.metrics_port={metrics_port}").start()
     try:
         expected = _expected_seqs(limit)
         _wait_for(lambda: stream_count(nats_server.url, "SIG") >= len(expected), 60, "signals")
@@ -78,6 +83,12 @@ def test_every_input_seq_yields_exactly_one_signal(nats_server, hftpipe_home: Pa
         assert first.model_version.startswith("local-") and sum(first.probabilities) == pytest.approx(1, abs=1e-5)
         assert first.predicted == int(np.argmax(first.probabilities))
         assert all(m.publish_time >= m.input_publish_time for m in messages)
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert f"hftpipe_signals_events_in_total {float(limit)}" in metrics
+        assert f"hftpipe_signals_events_out_total {float(len(expected))}" in metrics
+        assert f'hftpipe_signals_skipped_total{{reason="warming"}} {float(WINDOW - 1)}' in metrics
+        assert "hftpipe_signals_consumer_lag 0.0" in metrics
+        assert f"hftpipe_signals_publish_latency_seconds_count {float(len(expected))}" in metrics
         assert signals.proc.poll() is None
         assert signals.stop() < 5.0  # SIGTERM: clean exit, ready and pid files gone
         assert signals.proc.returncode == 0

@@ -77,7 +77,7 @@ def test_two_browsers_follow_the_same_signals(nats_server, credentials) -> None:
         messages = [("md.NASDAQ.GOOG", encode(BookUpdate(venue="NASDAQ", symbol="GOOG", seq=1, event_time=1.0,
                                                          recv_time=1.0, publish_time=1.0, levels=1, book=book)))]
         for seq in (20, 21, 22):
-            messages.append((f"sig.GOOG", encode(Signal(
+            messages.append(("sig.GOOG", encode(Signal(
                 symbol="GOOG", venue="NASDAQ", seq=seq, event_time=1.0, input_publish_time=1.0, publish_time=1.002,
                 probabilities=[0.1, 0.2, 0.7], predicted=2, model_name="hftpipe-lob", model_version="4",
                 horizon=10))))

@@ -12,7 +12,6 @@ Every producer sets ``Nats-Msg-Id`` to ``<symbol>:<seq>`` so JetStream drops a r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -111,7 +110,7 @@ async def connect(cfg: BusConfig, name: str, url: str | None = None, max_pending
             max_reconnect_attempts=-1, allow_reconnect=True, ping_interval=5, max_outstanding_pings=3,
             disconnected_cb=_disconnected, reconnected_cb=_reconnected, error_cb=_error,
             pending_size=64 * 1024 * 1024)
-    except (OSError, asyncio.TimeoutError, nats.errors.NoServersError) as exc:
+    except (TimeoutError, OSError, nats.errors.NoServersError) as exc:
         raise BusError(f"cannot reach NATS at {url} ({type(exc).__name__}): start it with `hftpipe bus up` "
                        "or set bus.host/bus.port") from None
     client = BusClient(nc=nc, js=nc.jetstream(timeout=5.0, publish_async_max_pending=max_pending))

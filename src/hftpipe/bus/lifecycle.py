@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Self
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -30,7 +31,7 @@ class ServiceRun:
         self.pid_file = run_dir / f"{name}.pid"
         self.ready_file = run_dir / f"{name}.ready"
 
-    def __enter__(self) -> ServiceRun:
+    def __enter__(self) -> Self:
         self.ready_file.unlink(missing_ok=True)
         self.pid_file.write_text(f"{os.getpid()}\n")
         return self

@@ -61,7 +61,7 @@ async def tail(cfg: BusConfig, subject: str, count: int | None, timeout_s: float
         while count is None or seen < count:
             try:
                 msg = await asyncio.wait_for(queue.get(), timeout=timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             emit(describe(msg.subject, msg.data, as_json))
             seen += 1

@@ -53,7 +53,7 @@ def _session_epoch(date: str) -> float:
         day = dt.date.fromisoformat(date)
     except ValueError:
         return 0.0  # "unknown" date: event times stay seconds after midnight
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 
 def _venue_of(meta: object, source: str) -> str:
@@ -216,7 +216,7 @@ async def replay(data: ReplayData, publisher: FeedPublisher, speed: float = 1.0,
                     try:  # sleep, but wake up at once on SIGTERM (LOBSTER gaps can last seconds)
                         await asyncio.wait_for(stop.wait(), timeout=ahead)
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
             await publisher.publish(
                 float(data.event_time[i]) + offset, data.book[i].tolist(), data.levels,
@@ -231,6 +231,6 @@ async def replay(data: ReplayData, publisher: FeedPublisher, speed: float = 1.0,
     try:
         # On SIGTERM give outstanding acks a moment; otherwise wait for all (resending what got lost).
         await asyncio.wait_for(publisher.settle(0), timeout=2.0 if stop.is_set() else None)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("%d publish(es) unacknowledged at shutdown", len(publisher._inflight))
     return published

@@ -193,7 +193,7 @@ class SignalService:
             while not stop.is_set():
                 try:
                     first = await asyncio.wait_for(self._queue.get(), timeout=0.25)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if time.monotonic() - self._last_heard > PULL_EXPIRES_S + 1.0:
                         await self._request()  # the request was lost (disconnect): ask again
                     continue
@@ -281,13 +281,13 @@ class SignalService:
                 continue
             dirty.add(message.symbol)
             if sym.last_seq and message.seq != sym.last_seq + 1:
-                dead.append(("seq_gap", f"seq gap on {message.symbol}: expected {sym.last_seq + 1}, got "
-                             f"{message.seq}; window reset", msg.subject, msg.data, sseq))
+                dead.append(("seq_gap", (f"seq gap on {message.symbol}: expected {sym.last_seq + 1}, got "
+                             f"{message.seq}; window reset"), msg.subject, msg.data, sseq))
                 steps.append(("reset", message.symbol))
             sym.last_seq, sym.last_sseq = message.seq, sseq
             if message.levels != levels:
-                dead.append(("wrong_width", f"{message.symbol} seq {message.seq}: wrong width: {message.levels} "
-                             f"levels, the model takes {levels}", msg.subject, msg.data, sseq))
+                dead.append(("wrong_width", (f"{message.symbol} seq {message.seq}: wrong width: {message.levels} "
+                             f"levels, the model takes {levels}"), msg.subject, msg.data, sseq))
                 continue
             steps.append(("push", message, sseq, len(rows), msg.subject, msg.data))
             rows.append(message.book)
@@ -401,8 +401,8 @@ class SignalService:
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - the connection may already be gone
-                pass
+            except Exception as exc:  # noqa: BLE001 - the connection may already be gone
+                log.debug("unsubscribe at close: %s", exc)
         self._executor.shutdown(wait=True)
         self.store.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -42,7 +43,7 @@ def _signal_event(m: Signal) -> dict[str, Any]:
 
 def _book_event(m: BookUpdate) -> dict[str, Any]:
     ask, ask_size, bid, bid_size = m.book[0], m.book[1], m.book[2], m.book[3]
-    mid = (ask + bid) / 2 if ask == ask and bid == bid else None  # NaN != NaN: an empty side
+    mid = None if math.isnan(ask) or math.isnan(bid) else (ask + bid) / 2  # NaN: an empty side
     return {"symbol": m.symbol, "venue": m.venue, "seq": m.seq, "event_time": m.event_time, "ask": ask,
             "ask_size": ask_size, "bid": bid, "bid_size": bid_size, "mid": mid}
 
