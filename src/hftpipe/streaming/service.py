@@ -223,11 +223,16 @@ class SignalService:
             lag_task.cancel()
 
     async def _report_lag(self, stop: asyncio.Event) -> None:
+        last_warning = 0.0
         while not stop.is_set():
             try:
                 info = await self.client.js.consumer_info("MD", self.durable)
-                self.metrics.lag.set(info.num_pending or 0)
+                lag = info.num_pending or 0
+                self.metrics.lag.set(lag)
                 self.metrics.ack_pending.set(info.num_ack_pending or 0)
+                if lag > 10 * self.cfg.batch_max and time.monotonic() - last_warning > 10.0:
+                    last_warning = time.monotonic()
+                    log.warning("behind: %d book update(s) waiting (signals.backlog=%s)", lag, self.cfg.backlog)
             except Exception as exc:  # noqa: BLE001 - lag is best effort while the broker is away
                 log.debug("consumer info failed: %s", exc)
             self.metrics.reconnects.set(self.client.reconnects)
