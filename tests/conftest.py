@@ -42,3 +42,7 @@ def goog10() -> Path:
 @pytest.fixture(scope="session")
 def goog1() -> Path:
     return lobster_zip("GOOG", 1)
+
+
+# The online half: a real nats-server per test (tests/online_fixtures.py).
+from tests.online_fixtures import nats_server  # noqa: F401

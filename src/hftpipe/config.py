@@ -167,6 +167,51 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class BusConfig:
+    """Section ``bus``: the NATS JetStream broker, its streams and the clients' reconnect policy."""
+
+    host: str = "127.0.0.1"  # `hftpipe bus up` binds here; clients connect here
+    port: int = 4222
+    monitor_port: int = 8222  # nats-server HTTP monitoring (/healthz, /varz); 0: off
+    store_dir: str | None = None  # JetStream store; None: HFTPIPE_HOME/nats
+    max_age_s: float = 86400.0  # stream retention: messages older than this are dropped
+    max_msgs: int = 5_000_000  # per stream; the oldest go first beyond it
+    max_bytes: int = 2_000_000_000  # per stream
+    duplicate_window_s: float = 120.0  # JetStream publish dedup (Nats-Msg-Id = symbol:seq) window
+    reconnect_wait_s: float = 0.5  # between reconnect attempts (clients retry forever)
+    connect_timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """Section ``feed``: market-data feeds publishing book updates to md.<venue>.<symbol>."""
+
+    speed: float = 1.0  # replay: recorded inter-event timing divided by this (0: as fast as possible)
+    venue: str | None = None  # None: from the file (NASDAQ for LOBSTER)
+    max_pending: int = 4000  # unacknowledged JetStream publishes before the feed waits
+    metrics_port: int = 9102  # Prometheus /metrics on 127.0.0.1; 0: off
+
+
+@dataclass(frozen=True)
+class SignalsConfig:
+    """Section ``signals``: the streaming signal service (md.> in, sig.<symbol> out)."""
+
+    model_uri: str | None = None  # None: serve.model_uri
+    backlog: Literal["latest", "all"] = "latest"  # latest: one signal per symbol per batch (newest book)
+    durable: str = "signals"  # JetStream durable consumer name (replica suffix added when replicas > 1)
+    replicas: int = 1  # symbols are partitioned over this many processes (crc32 of the symbol)
+    batch_max: int = 512  # most book updates handled (and windows predicted) in one step
+    pull_batch: int = 2000  # messages asked for in one pull request
+    max_ack_pending: int = 20000
+    ack_wait_s: float = 30.0  # unacknowledged messages are redelivered after this
+    max_symbols: int = 1000  # rolling windows kept (least recently used dropped beyond)
+    reload_interval_s: float = 5.0  # champion check; 0: never
+    torch_threads: int = 1
+    lag_interval_s: float = 1.0  # how often consumer lag is read from the server
+    metrics_port: int = 9101  # Prometheus /metrics on 127.0.0.1; 0: off
+
+
+@dataclass(frozen=True)
 class Config:
     """All of ``params.yaml``."""
 
@@ -182,6 +227,9 @@ class Config:
     trading: TradingConfig = field(default_factory=lambda: TradingConfig())
     risk: RiskConfig = field(default_factory=lambda: RiskConfig())
     audit: AuditConfig = field(default_factory=lambda: AuditConfig())
+    bus: BusConfig = field(default_factory=BusConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+    signals: SignalsConfig = field(default_factory=SignalsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (tuples as lists) for YAML/JSON and MLflow params."""

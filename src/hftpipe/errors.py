@@ -49,3 +49,7 @@ class PipelineInterrupted(PipelineError):
 
 class InvalidBookState(HftpipeError, ValueError):
     """A book state breaks the rules training data obeys (crossed or locked, absurd prices, NaN on a level)."""
+
+
+class BusError(HftpipeError):
+    """The message bus (NATS JetStream) cannot be started, reached or used as configured."""

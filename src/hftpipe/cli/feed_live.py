@@ -66,15 +66,25 @@ def _run_until_signalled(main: Awaitable[None], stop: Callable[[], None]) -> Non
 @click.option("--rest-url", default=None, help="Order book snapshot URL (default: derived from --url).")
 @click.option("--pair", default="btcusd", show_default=True, help="Bitstamp pair; the symbol is its upper case.")
 @click.option("--levels", default=10, show_default=True, type=click.IntRange(1, 100), help="Book levels per update.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), default="-", show_default=True,
-              help="JSON-lines output (one BookUpdate or Gap per line); '-' is stdout.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Write JSON lines (one BookUpdate or Gap per line; '-' is stdout) instead of publishing to "
+                   "the bus (md.bitstamp.<PAIR>).")
 @click.option("--max-updates", type=click.IntRange(1), default=None, help="Stop after this many book updates.")
 @click.option("--heartbeat", "heartbeat_s", default=10.0, show_default=True, help="Heartbeat interval, seconds.")
 @click.option("--backoff-max", default=30.0, show_default=True, help="Longest wait between reconnects, seconds.")
-def bitstamp_cmd(url: str, rest_url: str | None, pair: str, levels: int, out_path: str, max_updates: int | None,
-                 heartbeat_s: float, backoff_max: float) -> None:
-    """Follow Bitstamp's live order-by-order feed and emit the canonical book after each event."""
+@click.pass_context
+def bitstamp_cmd(ctx: click.Context, url: str, rest_url: str | None, pair: str, levels: int, out_path: str | None,
+                 max_updates: int | None, heartbeat_s: float, backoff_max: float) -> None:
+    """Follow Bitstamp's live order-by-order feed and publish the canonical book after each event."""
     from hftpipe.feeds.bitstamp import BitstampClient
+
+    config = getattr(ctx.obj, "config", None)
+    if out_path is None and config is None:
+        out_path = "-"  # run outside `hftpipe feed` (python -m hftpipe.cli.feed_live): no bus settings
+    if out_path is None:
+        _bitstamp_to_bus(config, url=url, rest_url=rest_url, pair=pair, levels=levels, max_updates=max_updates,
+                         heartbeat_s=heartbeat_s, backoff_max=backoff_max)
+        return
 
     out = sys.stdout.buffer if out_path == "-" else open(out_path, "ab")  # noqa: SIM115 - closed below
     try:
@@ -90,6 +100,62 @@ def bitstamp_cmd(url: str, rest_url: str | None, pair: str, levels: int, out_pat
     finally:
         if out is not sys.stdout.buffer:
             out.close()
+
+
+def _bitstamp_to_bus(cfg, *, url: str, rest_url: str | None, pair: str, levels: int, max_updates: int | None,
+                     heartbeat_s: float, backoff_max: float) -> None:
+    """The live client publishing through the bus's feed publisher (contiguous seqs resumed from the stream,
+    dedup ids, acknowledged delivery), so a restarted feed never reuses a seq."""
+    from hftpipe.bus.connection import connect, ensure_streams
+    from hftpipe.bus.lifecycle import ServiceRun, serve_metrics
+    from hftpipe.contracts import BookUpdate, Gap
+    from hftpipe.feeds.bitstamp import VENUE, BitstampClient
+    from hftpipe.feeds.replay import FeedMetrics, FeedPublisher
+
+    symbol = pair.upper()
+    holder: dict[str, BitstampClient] = {}
+
+    async def main(run: ServiceRun) -> BitstampClient:
+        bus = await connect(cfg.bus, f"hftpipe-feed-bitstamp-{symbol}", max_pending=cfg.feed.max_pending)
+        try:
+            await ensure_streams(bus.js, cfg.bus)
+            metrics = FeedMetrics()
+            publisher = FeedPublisher(bus, VENUE, symbol, metrics, max_pending=cfg.feed.max_pending)
+            await publisher.resume()
+            count = 0
+
+            async def emit(message: Message) -> None:
+                nonlocal count
+                if isinstance(message, Gap):
+                    await publisher.gap(message.reason)
+                elif isinstance(message, BookUpdate):
+                    await publisher.publish(message.event_time, list(message.book), message.levels,
+                                            message.event_type, message.price, message.size, message.direction,
+                                            recv_time=message.recv_time)
+                    count += 1
+                    if max_updates is not None and count >= max_updates:
+                        holder["client"].stop()
+
+            client = BitstampClient(emit, url=url, rest_url=rest_url, pair=pair, levels=levels,
+                                    heartbeat_s=heartbeat_s, backoff_max=backoff_max)
+            holder["client"] = client
+            port = serve_metrics(metrics.registry, cfg.feed.metrics_port)
+            run.ready(f"subject={publisher.subject} metrics_port={port}")
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, client.stop)
+            await client.run()
+            await publisher.settle()
+            return client
+        finally:
+            await bus.close()
+
+    with ServiceRun(f"feed-bitstamp-{symbol}") as run:
+        client = asyncio.run(main(run))
+    s = client.stats
+    click.echo(f"bitstamp {pair}: {s.updates} updates, {s.gaps} gaps, {s.reconnects} reconnects, "
+               f"{s.snapshots} snapshots published to md.{VENUE}.{symbol}", err=True)
 
 
 @click.command("exchange-sim")

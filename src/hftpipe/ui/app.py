@@ -139,6 +139,8 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
 
     for module in (auth, live, models, runs, health):
         app.register_blueprint(module.bp)
+    from hftpipe.ui import stream
+    app.register_blueprint(stream.bp)
     auth.install_login_guard(app)
     _install_headers(app)
     _install_error_pages(app)
