@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from hftpipe.cli import main
 from hftpipe.errors import PipelineError
-from hftpipe.pipeline.services import Service, owns_port, port_taken, start, stop
+from hftpipe.pipeline.services import Service, owns_port, port_taken, start
 from tests.registry.conftest import _empty_mlflow_db, _fresh_mlflow_store, features_dir  # noqa: F401 - fixtures
 
 
@@ -27,6 +27,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (the servers are children of this test process until it reaps them)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def _wait_listening(port: int, timeout: float = 30.0) -> None:
@@ -99,21 +108,38 @@ def champion(features_dir: Path, tmp_path: Path, _fresh_mlflow_store) -> str:  #
 
 
 @pytest.mark.slow
-def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: str, impostor) -> None:
-    serve_port, ui_port = free_port(), free_port()
-    overrides = ["-S", f"serve.port={serve_port}", "-S", f"ui.port={ui_port}", "-S", "serve.reload_interval_s=0"]
+def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: str, impostor,
+                                                                     features_dir: Path) -> None:  # noqa: F811
+    serve_port, ui_port, bus_port = free_port(), free_port(), free_port()
+    events = features_dir.parent / "events.parquet"  # the champion's own data (1 level), replayed by the feed
+    overrides = ["-S", f"serve.port={serve_port}", "-S", f"ui.port={ui_port}", "-S", "serve.reload_interval_s=0",
+                 "-S", f"bus.port={bus_port}", "-S", "bus.monitor_port=0", "-S", "feed.metrics_port=0",
+                 "-S", "signals.metrics_port=0", "-S", f"ui.replay_source={events}", "-S", "feed.speed=20"]
     try:
         result = CliRunner().invoke(main, [*overrides, "run", "--skip-pipeline"])
         assert result.exit_code == 0, result.output
         assert f"model server: http://127.0.0.1:{serve_port}" in result.output
+        assert f"event bus:    nats://127.0.0.1:{bus_port}" in result.output
         serve_pid = int(Service("serve", [], "", {}).pid_file.read_text())
         ui_pid = int(Service("ui", [], "", {}).pid_file.read_text())
+        pids = {name: int(Service(name, [], "", {}).pid_file.read_text()) for name in ("signals", "feed")}
         # The servers bound the overridden ports (not params.yaml's 8080 / 5000), and they are ours.
         assert owns_port(serve_pid, serve_port) and owns_port(ui_pid, ui_port)
         assert requests.get(f"http://127.0.0.1:{serve_port}/v2/health/ready", timeout=5).status_code == 200
+        # The online half runs: the feed replays the day onto the bus and the signal service answers it.
+        from tests.online_fixtures import stream_count
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and stream_count(f"nats://127.0.0.1:{bus_port}", "SIG") == 0:
+            time.sleep(0.5)
+        assert stream_count(f"nats://127.0.0.1:{bus_port}", "SIG") > 0, "no signal on the bus"
     finally:
-        stop("ui")
-        stop("serve")
+        stopped = CliRunner().invoke(main, [*overrides, "stop"])
+    assert stopped.exit_code == 0, stopped.output
+    for name in ("ui", "feed", "signals", "serve", "bus"):
+        assert f"{name}: stopped" in stopped.output, stopped.output
+    for pid in (serve_pid, ui_pid, *pids.values()):
+        assert not _running(pid), f"pid {pid} still runs after `hftpipe stop`"
 
     # Another process answers the readiness URL on the configured port: refused, nothing left running.
     taken, other = impostor

@@ -1,4 +1,8 @@
-"""``hftpipe run`` (what ``make run`` calls): the whole pipeline, then the model server and the UI."""
+"""``hftpipe run`` (what ``make run`` calls): the whole pipeline, then the online stack on loopback.
+
+After the pipeline: the NATS JetStream broker, the model server, the signal service, a feed replaying the
+ingested day in real time on a loop, and the UI. ``hftpipe stop`` stops them all, newest first.
+"""
 
 from __future__ import annotations
 
@@ -89,9 +93,23 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
                                 f"with -S {setting}=PORT")
     params = ["--params", str(resolved_params(cfg))]
     serve_url = f"http://{cfg.serve.host}:{cfg.serve.port}"
+    from hftpipe.bus.server import start_server
+
+    bus = start_server(cfg.bus)
+    click.echo(f"event bus (nats-server, JetStream) on {bus.url}")
     click.echo(f"starting the model server on {serve_url} ...")
     start(Service("serve", [*params, "serve", "--model-uri", uri], f"{serve_url}/v2/health/ready", {},
                   host=cfg.serve.host, port=cfg.serve.port, port_setting="serve.port"))
+    try:
+        click.echo("starting the signal service (md.> -> model -> sig.<symbol>) ...")
+        start(Service("signals", [*params, "signals", "--model", uri], "", {}, ready_file="signals"))
+        click.echo(f"starting the feed: {replay} replayed at {cfg.feed.speed:g}x real time, on a loop ...")
+        start(Service("feed", [*params, "feed", "replay", str(replay), "--loop", "--name", "feed"], "", {},
+                      ready_file="feed"))
+    except PipelineError:
+        for name in ("feed", "signals", "serve"):
+            stop_service(name)
+        raise
     password = secrets.token_urlsafe(12)
     ui_url = f"http://{cfg.ui.host}:{cfg.ui.port}"
     env = {"HFTPIPE_UI_USER": "trader", "HFTPIPE_UI_PASSWORD_HASH": generate_password_hash(password),
@@ -101,7 +119,8 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         start(Service("ui", [*params, "-S", f"ui.replay_source={replay}", "-S", f"ui.serving_url={serve_url}",
                              "ui"], f"{ui_url}/login", env, host=cfg.ui.host, port=cfg.ui.port, port_setting="ui.port"))
     except PipelineError:
-        stop_service("serve")  # half a stack is worse than none: the message says what to fix
+        for name in ("feed", "signals", "serve"):  # half a stack is worse than none: the message says what to fix
+            stop_service(name)
         raise
     login = paths.home() / "ui-login.txt"
     login.write_text(f"user: trader\npassword: {password}\n")
@@ -110,13 +129,22 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     click.echo(f"model server: {serve_url}  (V1 {serve_url}/v1/models/{cfg.register.model_name}:predict, "
                f"metrics {serve_url}/metrics)")
     click.echo(f"trader UI:    {ui_url}  (user trader, password {password}; also in {login})")
-    click.echo("stop both with `make stop` (or `hftpipe stop`); logs in " + str(paths.logs_dir()))
+    click.echo(f"live stream:  {ui_url}/stream  (signals from the bus; `hftpipe bus tail 'sig.>' --json` in a shell)")
+    click.echo(f"event bus:    {bus.url}  (feed -> md.>, signal service -> sig.>; metrics "
+               f"127.0.0.1:{cfg.signals.metrics_port} and :{cfg.feed.metrics_port})")
+    click.echo("stop everything with `make stop` (or `hftpipe stop`); logs in " + str(paths.logs_dir()))
+
+
+ONLINE_SERVICES = ("ui", "feed", "signals", "serve")  # stopped in this order: consumers after their feed
 
 
 @click.command()
-def stop() -> None:
-    """Stop the model server and the UI started by ``hftpipe run``."""
+@click.pass_obj
+def stop(obj) -> None:
+    """Stop everything ``hftpipe run`` started (UI, feed, signal service, model server, event bus)."""
+    from hftpipe.bus.server import stop_server
     from hftpipe.pipeline.services import stop as stop_service
 
-    for name in ("ui", "serve"):
+    for name in ONLINE_SERVICES:
         click.echo(f"{name}: {'stopped' if stop_service(name) else 'not running'}")
+    click.echo(f"bus: {'stopped' if stop_server(obj.config.bus) else 'not running'}")

@@ -32,6 +32,7 @@ class Service:
     host: str = ""  # where it binds: checked free before the start, and owned by it once ready
     port: int = 0  # 0: no port check
     port_setting: str = ""  # the config key that moves it (e.g. serve.port), named in the error
+    ready_file: str = ""  # bus services: ready once HFTPIPE_HOME/run/<ready_file>.ready names the started pid
 
     @property
     def pid_file(self) -> Path:
@@ -139,6 +140,14 @@ def _port_error(service: Service, holder: str) -> PipelineError:
                          f"stop it{hint}")
 
 
+def _ready_file_names(name: str, pid: int) -> bool:
+    """True once a bus service (hftpipe.bus.lifecycle.ServiceRun) wrote its ready file with this pid."""
+    try:
+        return (paths.sub("run") / f"{name}.ready").read_text().split(" ", 1)[0].strip() == str(pid)
+    except OSError:
+        return False
+
+
 def start(service: Service, timeout: float = 120.0) -> int:
     """Start a service in its own process group, wait until its ready URL answers 200, return its pid.
 
@@ -169,6 +178,11 @@ def start(service: Service, timeout: float = 120.0) -> int:
             tail = service.log_file.read_text(errors="replace")[-2000:]
             raise PipelineError(f"{service.name} exited with {proc.returncode} while starting; "
                                 f"log {service.log_file}:\n{tail}")
+        if service.ready_file:
+            if _ready_file_names(service.ready_file, proc.pid):
+                return proc.pid
+            time.sleep(0.2)
+            continue
         try:
             answered = requests.get(service.ready_url, timeout=1.0).status_code == 200
         except requests.RequestException:
@@ -182,5 +196,6 @@ def start(service: Service, timeout: float = 120.0) -> int:
         holder = ", ".join(_describe(p) for p in port_owners(service.port)) or "another process"
         raise PipelineError(f"{service.name}: {service.ready_url} answers, but from {holder}, not from the "
                             f"server started here; see {service.log_file}")
-    raise PipelineError(f"{service.name} did not become ready at {service.ready_url} within {timeout:.0f} s; "
+    where = f"{paths.sub('run') / service.ready_file}.ready" if service.ready_file else service.ready_url
+    raise PipelineError(f"{service.name} did not become ready at {where} within {timeout:.0f} s; "
                         f"see {service.log_file}")
