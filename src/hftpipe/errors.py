@@ -37,3 +37,13 @@ class PipelineError(HftpipeError):
 
 class HftpipeWarning(UserWarning):
     """Warnings of our own; the test-suite turns them into errors."""
+
+
+class PartitionsFailed(HftpipeError):
+    """Some partitions of a dataset run failed (each is named); the others were written."""
+
+    exit_code = 1
+
+
+class LakeBusy(HftpipeError):
+    """Another run holds the dataset's lock; wait for it to finish."""
