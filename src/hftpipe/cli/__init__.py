@@ -16,7 +16,7 @@ import click
 from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 
-COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run", "bars")
+COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run", "bars", "lake")
 
 
 class Context:

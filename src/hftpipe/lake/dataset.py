@@ -335,8 +335,8 @@ class RunReport:
         return not self.failed
 
     def summary_lines(self) -> list[str]:
-        lines = [f"{self.action}: {len(self.written)} written, {len(self.unchanged)} unchanged, "
-                 f"{len(self.failed)} failed in {self.seconds:.1f} s ({self.root})"]
+        lines = [(f"{self.action}: {len(self.written)} written, {len(self.unchanged)} unchanged, "
+                 f"{len(self.failed)} failed in {self.seconds:.1f} s ({self.root})")]
         lines += [f"  wrote {key}" for key in self.written]
         lines += [f"  FAILED {f.item}: {f.reason}" for f in self.failed]
         return lines
@@ -364,7 +364,7 @@ def ingest_dataset(inputs: Sequence[str | Path], root: str | Path | None = None,
                    validate_cfg: ValidateConfig | None = None, data_cfg: DataConfig | None = None,
                    market_options: dict[str, Any] | None = None, workers: int | None = None,
                    scheduler: str | None = None, memory_limit: str = "2GiB",
-                   keep_going: bool = False) -> RunReport:
+                   keep_going: bool = False, client: Any = None) -> RunReport:
     """Ingest files, folders or globs into the partitioned dataset, one task per file.
 
     Args:
@@ -373,6 +373,7 @@ def ingest_dataset(inputs: Sequence[str | Path], root: str | Path | None = None,
         workers: local Dask worker processes (None: one per core; 0: in this process, no Dask).
         scheduler: address of a running Dask scheduler (its workers must see ``root``).
         keep_going: return the report instead of raising when some files failed.
+        client: an open ``distributed.Client`` to run on (instead of workers / scheduler).
     Returns:
         The report: partitions written, unchanged (same sha256), and failures with their reasons.
     Raises:
@@ -398,7 +399,7 @@ def ingest_dataset(inputs: Sequence[str | Path], root: str | Path | None = None,
             known = known_hashes(root, manifest)
             tasks = [(str(f), (str(f), str(tmp_dir), known, opts)) for f in files]
             results, crashed = run_tasks(stage_file, tasks, workers=workers, scheduler=scheduler,
-                                         memory_limit=memory_limit, desc="ingest")
+                                         memory_limit=memory_limit, desc="ingest", client=client)
             # Commit in input order (not completion order), so a duplicate partition always loses to
             # the earlier input of the command line.
             committed: dict[str, str] = {}
@@ -467,7 +468,7 @@ def validate_partition(root: str | Path, key: str, validate_cfg: ValidateConfig)
 
 def validate_dataset(root: str | Path | None = None, *, validate_cfg: ValidateConfig | None = None,
                      workers: int | None = None, scheduler: str | None = None,
-                     memory_limit: str = "2GiB", keep_going: bool = False) -> RunReport:
+                     memory_limit: str = "2GiB", keep_going: bool = False, client: Any = None) -> RunReport:
     """Re-validate every partition in parallel and record each result in the manifest."""
     from hftpipe.lake.runner import run_tasks
 
@@ -480,7 +481,7 @@ def validate_dataset(root: str | Path | None = None, *, validate_cfg: ValidateCo
         keys = sorted(manifest["partitions"])
         results, crashed = run_tasks(validate_partition, [(k, (str(root), k, vcfg)) for k in keys],
                                      workers=workers, scheduler=scheduler, memory_limit=memory_limit,
-                                     desc="validate")
+                                     desc="validate", client=client)
         for key in keys:
             if key in crashed:
                 report.failed.append(Failure(key, crashed[key]))

@@ -30,6 +30,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,13 @@ from typing import Any
 import numpy as np
 
 from hftpipe.config import FeaturesConfig
+from hftpipe.errors import DataFormatError
 from hftpipe.lake.dataset import (
     FEATURES_DIR,
     Failure,
     RunReport,
-    now_iso,
     locked,
+    now_iso,
     parse_key,
     partition_file,
     read_manifest,
@@ -134,11 +136,15 @@ def assign_splits(manifest: dict[str, Any], train_frac: float, val_frac: float, 
 def features_dataset(root: str | Path | None = None, cfg: FeaturesConfig | None = None, *,
                      workers: int | None = None, scheduler: str | None = None, memory_limit: str = "2GiB",
                      keep_going: bool = False, split: str = "by_date", tick_bars: str = "1min",
-                     force: bool = False, client: Any = None) -> RunReport:
+                     force: bool = False, partitions: Sequence[str] | None = None,
+                     client: Any = None) -> RunReport:
     """Build features for every partition in parallel; partitions already built with the same settings
     from the same data are skipped (``force`` rebuilds them).
 
+    Args:
+        partitions: only these partition keys (``source=.../symbol=.../date=...``); default all.
     Raises:
+        DataFormatError: a key in ``partitions`` is not in the manifest.
         PartitionsFailed: some partitions failed and ``keep_going`` is false (the others are written).
     """
     from hftpipe.lake.runner import run_tasks
@@ -150,8 +156,13 @@ def features_dataset(root: str | Path | None = None, cfg: FeaturesConfig | None 
     report = RunReport(root=root, action="features")
     with locked(root):
         manifest = read_manifest(root)
+        keys = sorted(manifest["partitions"]) if partitions is None else list(partitions)
+        missing = [k for k in keys if k not in manifest["partitions"]]
+        if missing:
+            raise DataFormatError(f"no partition {', '.join(missing)} in {root}; see `hftpipe lake ls`")
         todo = []
-        for key, entry in sorted(manifest["partitions"].items()):
+        for key in keys:
+            entry = manifest["partitions"][key]
             done = manifest["features"].get(key, {})
             if (not force and done.get("config") == fingerprint
                     and done.get("source_sha256") == entry["source_sha256"] and features_dir(root, key).exists()):

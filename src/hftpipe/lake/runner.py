@@ -53,13 +53,20 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     n = default_workers() if workers is None else workers
     if n < 1:
         raise ConfigError(f"lake.workers must be >= 1 for a Dask cluster (0 runs in-process); got {n}")
+    # The scheduler serves /health and metrics over HTTP even without a dashboard; a free loopback
+    # port keeps concurrent runs from fighting over 8787.
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None, host="127.0.0.1", silence_logs=logging.ERROR)
+                           dashboard_address=None, host="127.0.0.1", silence_logs=logging.ERROR,
+                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     try:
         with Client(cluster) as client:
             yield client
     finally:
         cluster.close()
+        quiet.setLevel(level)
 
 
 def _progress(iterable: Any, total: int, desc: str) -> Any:
@@ -91,7 +98,7 @@ def run_tasks(fn: Callable[..., dict[str, Any]], tasks: Sequence[Task], *, worke
         for label, args in _progress(tasks, len(tasks), desc):
             try:
                 results[label] = fn(*args)
-            except Exception as exc:  # noqa: BLE001 - one partition's crash is listed, not fatal
+            except Exception as exc:  # one partition's crash is listed, not fatal
                 log.exception("%s %s failed", desc, label)
                 crashed[label] = _reason(exc)
         return results, crashed
@@ -117,7 +124,7 @@ def _submit_all(client: Any, fn: Callable[..., dict[str, Any]], tasks: Sequence[
         label = futures[future]
         try:
             results[label] = future.result()
-        except Exception as exc:  # noqa: BLE001 - includes KilledWorker (memory limit)
+        except Exception as exc:  # noqa: BLE001 - KilledWorker (memory limit) too; listed, not fatal
             log.error("%s %s failed: %s", desc, label, exc)
             crashed[label] = _reason(exc)
         finally:
