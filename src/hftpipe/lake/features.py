@@ -5,7 +5,8 @@ window and no label window crosses a symbol-day boundary:
 
 - order-book events: :func:`hftpipe.features.build_features` (the ``hftpipe features`` step), writing
   ``features.parquet`` + ``features_meta.json`` under ``features/<partition>/``;
-- bars: :func:`hftpipe.features.bars.bar_feature_set` with windows restarting per exchange day
+- bars: :func:`hftpipe.features.bars.bar_feature_set` (its own horizons in bars, 1/5/15; the split
+  fractions and alpha come from the ``features`` section) with windows restarting per exchange day
   (``group="day"``) for bars shorter than an hour; hourly and longer bars (FX trades around the
   clock, a day holds too few hourly bars for the windows) restart per partition;
 - trades: aggregated to ``lake.tick_bars`` bars, windows restarting per partition (the shipped crypto
