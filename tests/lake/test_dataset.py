@@ -13,7 +13,14 @@ from click.testing import CliRunner
 
 from hftpipe.cli import main
 from hftpipe.errors import DataFormatError, LakeBusy, PartitionsFailed
-from hftpipe.lake import assign_splits, expand_inputs, ingest_dataset, manifest_table, read_manifest
+from hftpipe.lake import (
+    assign_splits,
+    expand_inputs,
+    ingest_dataset,
+    manifest_table,
+    read_manifest,
+    validate_dataset,
+)
 from hftpipe.lake.dataset import MANIFEST_FILE, locked, partition_file, write_manifest
 from tests.lake.conftest import rewrite_zip
 
@@ -199,3 +206,38 @@ def test_corrupted_file_fails_only_its_partition_and_a_changed_one_replaces_it(t
     os.utime(goog)  # a touched but identical file is still a no-op (the hash decides, not the mtime)
     assert ingest_dataset([inbox], root, workers=0).unchanged == [
         "source=lobster_l1/symbol=AAPL/date=2012-06-21", goog_key]
+
+
+    # Re-validation of the stored partitions; one damaged on disk is listed, the other still passes.
+    aapl_key = "source=lobster_l1/symbol=AAPL/date=2012-06-21"
+    partition_file(root, aapl_key).write_bytes(b"PAR1 damaged")
+    report = validate_dataset(root, workers=0, keep_going=True)
+    assert report.written == [goog_key] and [f.item for f in report.failed] == [aapl_key]
+    assert read_manifest(root)["partitions"][goog_key]["validation"]["success"]
+
+
+# -- config and CLI mistakes (fast) ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("lake.workers=two", "lake.workers: 'two' is not int or null"),
+    ("lake.split=random", "lake.split: 'random' is not one of"),
+    ("lake.nodes=3", "unknown key(s) in section 'lake': nodes"),
+])
+def test_lake_config_is_strict(override: str, message: str) -> None:
+    from hftpipe.config import load_config
+    from hftpipe.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+
+
+def test_workers_and_scheduler_together_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["lake", "ingest", "--root", str(tmp_path), "--workers", "2",
+                                       "--scheduler", "tcp://127.0.0.1:1", str(RAW / "README.md")])
+    assert result.exit_code == 2 and "pass --workers or --scheduler, not both" in result.output
+
+
+def test_ls_of_an_empty_dataset_says_what_to_do(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["lake", "ls", "--root", str(tmp_path)])
+    assert result.exit_code == 0 and "hftpipe lake ingest PATHS" in result.output
