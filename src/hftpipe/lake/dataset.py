@@ -393,6 +393,8 @@ def ingest_dataset(inputs: Sequence[str | Path], root: str | Path | None = None,
     report = RunReport(root=root, action="ingest")
     with locked(root):
         manifest = read_manifest(root)
+        # Files staged by a run that died are garbage: we hold the lock, so no run is using them.
+        shutil.rmtree(root / TMP_DIR, ignore_errors=True)
         tmp_dir = root / TMP_DIR / uuid.uuid4().hex
         tmp_dir.mkdir(parents=True)
         try:
