@@ -241,3 +241,25 @@ def test_workers_and_scheduler_together_is_one_line_exit_2(tmp_path: Path) -> No
 def test_ls_of_an_empty_dataset_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["lake", "ls", "--root", str(tmp_path)])
     assert result.exit_code == 0 and "hftpipe lake ingest PATHS" in result.output
+
+
+def _unknown_event_type(name: str, lines: list[str]) -> list[str]:
+    if "message" not in name:
+        return lines
+    cells = lines[0].split(",")
+    cells[1] = "9"  # LOBSTER event types are 1-5 (7: halt)
+    return [",".join(cells), *lines[1:]]
+
+
+@pytest.mark.slow
+def test_a_file_failing_validation_writes_nothing_and_names_the_check(tmp_path: Path) -> None:
+    bad = tmp_path / "LOBSTER_SampleFile_GOOG_2012-06-21_1.zip"
+    rewrite_zip(RAW / bad.name, bad, _unknown_event_type)
+    root = tmp_path / "lake"
+    report = ingest_dataset([bad], root, workers=0, keep_going=True)
+    assert report.written == [] and [f.item for f in report.failed] == [str(bad)]
+    reason = report.failed[0].reason
+    assert reason.startswith("validation failed (1 of ") and "expect_column_values_to_be_in_set" in reason
+    assert "(partition source=lobster_l1/symbol=GOOG/date=2012-06-21 left as it was)" in reason
+    assert not partition_file(root, "source=lobster_l1/symbol=GOOG/date=2012-06-21").exists()
+    assert read_manifest(root)["partitions"] == {}
