@@ -263,3 +263,12 @@ def test_a_file_failing_validation_writes_nothing_and_names_the_check(tmp_path: 
     assert "(partition source=lobster_l1/symbol=GOOG/date=2012-06-21 left as it was)" in reason
     assert not partition_file(root, "source=lobster_l1/symbol=GOOG/date=2012-06-21").exists()
     assert read_manifest(root)["partitions"] == {}
+
+
+def test_unreachable_scheduler_is_a_config_error() -> None:
+    from hftpipe.errors import ConfigError
+    from hftpipe.lake.runner import dask_client
+
+    refused = pytest.raises(ConfigError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'")
+    with refused, dask_client(scheduler="tcp://127.0.0.1:9", connect_timeout="1s"):
+        pass

@@ -34,7 +34,7 @@ def default_workers() -> int:
 
 @contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None,
-                memory_limit: str = "2GiB") -> Iterator[Any]:
+                memory_limit: str = "2GiB", connect_timeout: str = "20s") -> Iterator[Any]:
     """A ``distributed.Client``: on ``scheduler``, or on a fresh local cluster that is closed afterwards.
 
     The local cluster runs ``workers`` processes (default: one per core) with one thread each (our
@@ -44,7 +44,11 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout=connect_timeout)
+        except (OSError, ValueError) as exc:  # unreachable, or not an address at all
+            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); check --scheduler "
+                              "/ lake.scheduler, or drop it to run on a local cluster") from exc
         try:
             yield client
         finally:
