@@ -41,6 +41,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     tasks are numpy/pandas bound and release the GIL only in parts), a memory limit per worker, no
     dashboard, everything bound to 127.0.0.1.
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -62,15 +63,32 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     quiet = logging.getLogger("distributed")
     level = quiet.level
     quiet.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                           dashboard_address=None, host="127.0.0.1", silence_logs=logging.ERROR,
-                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
-    try:
-        with Client(cluster) as client:
-            yield client
-    finally:
-        cluster.close()
-        quiet.setLevel(level)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+                               dashboard_address=None, host="127.0.0.1", silence_logs=logging.ERROR,
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+            quiet.setLevel(level)
+
+
+def worker_environ() -> dict[str, Any]:
+    """Dask's worker environment without ``MALLOC_TRIM_THRESHOLD_``.
+
+    Setting that variable turns off glibc's adaptive mmap threshold, so every large numpy array of a
+    feature build is a fresh mmap that is page-faulted in and unmapped again: measured on the GOOG
+    10-level partition, 419k minor page faults and 2.8 s CPU per build in a worker against 25k and
+    1.8 s in-process. Without it a worker runs a partition as fast as the driver does; memory is still
+    bounded by the largest partition (each task holds one) and by the worker's memory limit.
+    """
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return env
 
 
 def _progress(iterable: Any, total: int, desc: str) -> Any:
