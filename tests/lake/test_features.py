@@ -90,3 +90,12 @@ def test_a_failing_partition_is_listed_and_keep_going_keeps_the_others(lake: Pat
 def test_unknown_partition_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="no partition source=x/symbol=Y/date=1 in"):
         features_dataset(tmp_path, CFG, partitions=["source=x/symbol=Y/date=1"], workers=0)
+
+
+@pytest.mark.slow
+def test_local_workers_keep_glibcs_adaptive_mmap_threshold(dask_client) -> None:
+    # Dask's default MALLOC_TRIM_THRESHOLD_ made each feature build page-fault ~16x more (runner.py).
+    import os
+
+    assert set(dask_client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+    assert len(dask_client.scheduler_info()["workers"]) == 2
