@@ -212,6 +212,19 @@ class SignalsConfig:
 
 
 @dataclass(frozen=True)
+class LakeConfig:
+    """Section ``lake``: the partitioned dataset (``source=/symbol=/date=``) and its Dask runs."""
+
+    root: str | None = None  # dataset folder; None: HFTPIPE_HOME/lake
+    workers: int | None = None  # local Dask worker processes; None: one per core; 0: in-process, no Dask
+    scheduler: str | None = None  # address of a running Dask scheduler (tcp://host:8786); overrides workers
+    memory_limit: str = "2GiB"  # per local worker; a task past it is killed and listed as failed
+    keep_going: bool = False  # exit 0 even when some partitions failed (they are still listed)
+    split: Literal["by_date", "within"] = "by_date"  # by_date: whole days per split when a symbol has >= 3
+    tick_bars: str = "1min"  # trade partitions are aggregated to bars of this size for features
+
+
+@dataclass(frozen=True)
 class Config:
     """All of ``params.yaml``."""
 
@@ -230,6 +243,7 @@ class Config:
     bus: BusConfig = field(default_factory=BusConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
+    lake: LakeConfig = field(default_factory=LakeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (tuples as lists) for YAML/JSON and MLflow params."""

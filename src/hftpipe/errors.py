@@ -53,3 +53,13 @@ class InvalidBookState(HftpipeError, ValueError):
 
 class BusError(HftpipeError):
     """The message bus (NATS JetStream) cannot be started, reached or used as configured."""
+
+
+class PartitionsFailed(HftpipeError):
+    """Some partitions of a dataset run failed (each is named); the others were written."""
+
+    exit_code = 1
+
+
+class LakeBusy(HftpipeError):
+    """Another run holds the dataset's lock; wait for it to finish."""

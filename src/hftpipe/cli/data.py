@@ -14,14 +14,34 @@ def register(group: click.Group) -> None:
 
 
 @click.command()
-@click.argument("source", required=False)
-@click.option("-o", "--output", help="Canonical Parquet path (default: data.output).")
+@click.argument("sources", nargs=-1)
+@click.option("-o", "--output", help="Canonical Parquet path (default: data.output); one source only.")
+@click.option("--workers", type=int, default=None, help="Several sources: local Dask workers (default lake.workers).")
+@click.option("--scheduler", default=None, help="Several sources: a running Dask scheduler's address.")
+@click.option("--keep-going", is_flag=True, default=None, help="Several sources: exit 0 past failed files.")
 @click.pass_obj
-def ingest(obj, source: str | None, output: str | None) -> None:
-    """Load a LOBSTER zip or CSV pair, validate it, and write the canonical event table."""
+def ingest(obj, sources: tuple[str, ...], output: str | None, workers: int | None, scheduler: str | None,
+           keep_going: bool | None) -> None:
+    """Load, validate and write one file (LOBSTER zip or CSV pair, Bitstamp L3 capture) as the canonical
+    event table; several files, a glob or a folder of them go into the partitioned dataset
+    (``hftpipe lake ingest``: one partition per file, unchanged files skipped)."""
     from hftpipe.prepare import ingest as run_ingest
 
     cfg = obj.config
+    if len(sources) > 1 or any(ch in "".join(sources) for ch in "*?["):
+        from hftpipe.cli.lake import _finish, _settings
+        from hftpipe.errors import ConfigError
+        from hftpipe.lake import ingest_dataset
+
+        if output:
+            raise ConfigError("-o/--output names one table; several sources go to the dataset (lake.root)")
+        s = _settings(obj, None, workers, scheduler, keep_going)
+        report = ingest_dataset(list(sources), s["root"], validate_cfg=cfg.validate, data_cfg=cfg.data,
+                                workers=s["workers"], scheduler=s["scheduler"], memory_limit=s["memory_limit"],
+                                keep_going=True)
+        _finish(report, s["keep_going"])
+        return
+    source = sources[0] if sources else None
     table = run_ingest(cfg.data, source=source, output=output, validate_cfg=cfg.validate)
     click.echo(f"ingested {table.meta.rows} events: {table.meta.symbol} {table.meta.date} "
                f"{table.meta.levels} level(s) -> {output or cfg.data.output}")
