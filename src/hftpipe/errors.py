@@ -45,3 +45,7 @@ class PipelineInterrupted(PipelineError):
     def __init__(self, message: str, signum: int = 2) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum  # what a shell reports for a process ended by that signal
+
+
+class MonitoringError(HftpipeError):
+    """Monitoring cannot proceed: no drift reference, too little data, or Prometheus will not start."""
