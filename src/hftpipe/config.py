@@ -346,7 +346,10 @@ class MonitorConfig:
     """Section ``monitor``: drift thresholds, Prometheus, and the metrics ports of services without their own."""
 
     psi_threshold: float = 0.25  # a feature drifts when PSI >= this AND KS >= ks_threshold
-    ks_threshold: float = 0.2  # two-sample KS statistic (not a p-value: with 10^5 rows every p-value is tiny)
+    ks_threshold: float = 0.3  # two-sample KS statistic (not a p-value: with 10^5 rows every p-value is tiny)
+    natural_margin: float = 1.25  # also above this times the largest PSI/KS of a fifth of training vs all of it
+    reference_chunks: int = 5  # contiguous parts of the training split that measure its natural variation
+    min_drifted_features: int = 1  # features that must drift for the verdict (drifted predictions count alone)
     prediction_psi_threshold: float = 0.2  # predicted-class shares vs training
     prediction_window: int = 2000  # sliding window of predictions (live monitor; per-window figures offline)
     reference_bins: int = 10  # quantile bins per feature in the reference saved with the bundle

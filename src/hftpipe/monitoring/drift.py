@@ -8,6 +8,14 @@ evenly spaced quantile sketch (for KS), plus the distribution of predicted class
 
 PSI = sum((cur - ref) * ln(cur / ref)) over bins, with empty bins floored at ``EPS``; KS is the two-sample
 Kolmogorov-Smirnov statistic (the same number as ``scipy.stats.ks_2samp(a, b).statistic``).
+
+A trading day is not stationary (the opening's spreads are twice the afternoon's), so a fixed PSI cut
+flags the model's own validation and test hours. The reference therefore also records the *natural*
+variation: the largest PSI and KS of any contiguous fifth of the training split against the whole split.
+A feature drifts when both its PSI and its KS exceed ``max(fixed threshold, margin x natural)``: more
+different from training than any stretch of training was. The verdict needs ``min_features`` drifted
+features (default one) or drifted predictions. The KS floor of 0.3 (the CDFs 30 points apart somewhere)
+is what keeps GOOG's own closing hours quiet: their top-of-book ask sizes sit at KS 0.25 from training.
 """
 
 from __future__ import annotations
@@ -135,14 +143,25 @@ class FeatureReference:
     edges: np.ndarray  # interior bin edges
     shares: np.ndarray  # training share per bin (len(edges) + 1)
     sketch: np.ndarray  # evenly spaced quantiles of the training values
+    natural_psi: float = 0.0  # largest PSI of a contiguous chunk of training against all of it
+    natural_ks: float = 0.0  # same for KS
+
+    def figures(self, values: np.ndarray) -> tuple[float, float]:
+        """(PSI, KS) of ``values`` against this reference."""
+        finite = values[np.isfinite(values)]
+        p = psi(self.shares, bin_shares(finite, self.edges))
+        k = ks_statistic(self.sketch, finite) if len(finite) and len(self.sketch) else float("nan")
+        return p, k
 
     def to_dict(self) -> dict[str, Any]:
-        return {"edges": self.edges.tolist(), "shares": self.shares.tolist(), "sketch": self.sketch.tolist()}
+        return {"edges": self.edges.tolist(), "shares": self.shares.tolist(), "sketch": self.sketch.tolist(),
+                "natural_psi": self.natural_psi, "natural_ks": self.natural_ks}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureReference:
         return cls(np.asarray(d["edges"], dtype=np.float64), np.asarray(d["shares"], dtype=np.float64),
-                   np.asarray(d["sketch"], dtype=np.float64))
+                   np.asarray(d["sketch"], dtype=np.float64), float(d.get("natural_psi", 0.0)),
+                   float(d.get("natural_ks", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -152,11 +171,13 @@ class DriftReference:
     features: dict[str, FeatureReference]
     prediction_shares: np.ndarray | None  # (3,) or None when no predictions were taken
     rows: int  # training rows the feature reference was built from
+    natural_prediction_psi: float = 0.0  # largest PSI of a contiguous chunk of training predictions
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": REFERENCE_FORMAT, "rows": self.rows,
                 "features": {k: v.to_dict() for k, v in self.features.items()},
-                "prediction_shares": None if self.prediction_shares is None else self.prediction_shares.tolist()}
+                "prediction_shares": None if self.prediction_shares is None else self.prediction_shares.tolist(),
+                "natural_prediction_psi": self.natural_prediction_psi}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DriftReference:
@@ -165,21 +186,34 @@ class DriftReference:
         shares = d.get("prediction_shares")
         return cls(features={k: FeatureReference.from_dict(v) for k, v in d["features"].items()},
                    prediction_shares=None if shares is None else np.asarray(shares, dtype=np.float64),
-                   rows=int(d.get("rows", 0)))
+                   rows=int(d.get("rows", 0)), natural_prediction_psi=float(d.get("natural_prediction_psi", 0.0)))
+
+
+def _chunks(n: int, k: int) -> list[slice]:
+    return [slice(i * n // k, (i + 1) * n // k) for i in range(k) if (i + 1) * n // k > i * n // k]
 
 
 def build_reference(book: np.ndarray, predicted: np.ndarray | None = None, *, bins: int = 10,
-                    sketch: int = 200) -> DriftReference:
-    """The drift reference of training book states (N, 4L) and the classes the model predicts on them."""
+                    sketch: int = 200, chunks: int = 5) -> DriftReference:
+    """The drift reference of training book states (N, 4L) in time order and the classes the model predicts
+    on (a time-ordered sample of) them; ``chunks`` contiguous parts measure the natural variation."""
     feats = monitored_features(book)
     refs = {}
     for name, values in feats.items():
         finite = values[np.isfinite(values)]
         edges = quantile_edges(finite, bins)
         points = np.quantile(finite, np.linspace(0, 1, sketch)) if len(finite) else np.empty(0)
-        refs[name] = FeatureReference(edges, bin_shares(finite, edges), points)
-    shares = None if predicted is None or len(predicted) == 0 else class_shares(predicted)
-    return DriftReference(refs, shares, rows=len(book))
+        ref = FeatureReference(edges, bin_shares(finite, edges), points)
+        natural = [ref.figures(values[part]) for part in _chunks(len(values), chunks)] if chunks > 1 else []
+        refs[name] = FeatureReference(edges, ref.shares, points,
+                                      natural_psi=round(max((p for p, _ in natural), default=0.0), 6),
+                                      natural_ks=round(max((k for _, k in natural), default=0.0), 6))
+    if predicted is None or len(predicted) == 0:
+        return DriftReference(refs, None, rows=len(book))
+    shares = class_shares(predicted)
+    natural_p = max((psi(shares, class_shares(predicted[part])) for part in _chunks(len(predicted), chunks)),
+                    default=0.0) if chunks > 1 else 0.0
+    return DriftReference(refs, shares, rows=len(book), natural_prediction_psi=round(natural_p, 6))
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -188,9 +222,11 @@ class DriftThresholds:
     """When a figure counts as drift (mirrors the ``monitor`` section of params.yaml)."""
 
     psi: float = 0.25
-    ks: float = 0.2
+    ks: float = 0.3
     prediction_psi: float = 0.2
     prediction_window: int = 2000
+    natural_margin: float = 1.25  # a figure must also exceed this times the training split's own variation
+    min_features: int = 1  # drifted features needed for the verdict (predictions count on their own)
 
 
 @dataclass
@@ -208,14 +244,17 @@ class DriftReport:
 
     @property
     def drift(self) -> bool:
-        return bool(self.drifted_features) or bool(self.prediction and self.prediction["drift"])
+        return (len(self.drifted_features) >= self.thresholds.min_features
+                or bool(self.prediction and self.prediction["drift"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"drift": self.drift, "rows": self.rows, "drifted_features": self.drifted_features,
                 "features": self.features, "prediction": self.prediction,
                 "thresholds": {"psi": self.thresholds.psi, "ks": self.thresholds.ks,
                                "prediction_psi": self.thresholds.prediction_psi,
-                               "prediction_window": self.thresholds.prediction_window}}
+                               "prediction_window": self.thresholds.prediction_window,
+                               "natural_margin": self.thresholds.natural_margin,
+                               "min_features": self.thresholds.min_features}}
 
 
 def feature_drift(reference: DriftReference, book: np.ndarray, thresholds: DriftThresholds) -> dict[str, dict[str, Any]]:
@@ -226,11 +265,14 @@ def feature_drift(reference: DriftReference, book: np.ndarray, thresholds: Drift
         if ref is None:  # a feature added after this model was trained: nothing to compare against
             continue
         finite = values[np.isfinite(values)]
-        p = psi(ref.shares, bin_shares(finite, ref.edges))
-        k = ks_statistic(ref.sketch, finite) if len(finite) and len(ref.sketch) else float("nan")
-        out[name] = {"psi": round(p, 6), "ks": round(k, 6), "mean": float(np.mean(finite)) if len(finite) else None,
+        p, k = ref.figures(finite)
+        psi_cut = max(thresholds.psi, thresholds.natural_margin * ref.natural_psi)
+        ks_cut = max(thresholds.ks, thresholds.natural_margin * ref.natural_ks)
+        out[name] = {"psi": round(p, 6), "ks": round(k, 6), "psi_threshold": round(psi_cut, 6),
+                     "ks_threshold": round(ks_cut, 6),
+                     "median": float(np.median(finite)) if len(finite) else None,
                      "reference_median": float(np.median(ref.sketch)) if len(ref.sketch) else None,
-                     "drift": bool(p >= thresholds.psi and k >= thresholds.ks)}
+                     "drift": bool(p >= psi_cut and k >= ks_cut)}
     return out
 
 
@@ -245,11 +287,12 @@ def prediction_drift(reference: DriftReference, predicted: np.ndarray, threshold
         window.extend(predicted[start:start + thresholds.prediction_window])
         windows.append(window.psi())
     total = psi(reference.prediction_shares, shares)
-    return {"available": True, "psi": round(total, 6), "shares": shares.tolist(),
+    cut = max(thresholds.prediction_psi, thresholds.natural_margin * reference.natural_prediction_psi)
+    return {"available": True, "psi": round(total, 6), "psi_threshold": round(cut, 6), "shares": shares.tolist(),
             "reference_shares": reference.prediction_shares.tolist(), "rows": int(len(predicted)),
             "window_psi_max": round(max(windows), 6) if windows else None,
             "window_psi_last": round(windows[-1], 6) if windows else None,
-            "drift": bool(total >= thresholds.prediction_psi)}
+            "drift": bool(total >= cut)}
 
 
 class SlidingPredictionDrift:

@@ -25,7 +25,8 @@ Split = Literal["all", "train", "val", "test"]
 def thresholds_of(cfg: Config) -> DriftThresholds:
     m = cfg.monitor
     return DriftThresholds(psi=m.psi_threshold, ks=m.ks_threshold, prediction_psi=m.prediction_psi_threshold,
-                           prediction_window=m.prediction_window)
+                           prediction_window=m.prediction_window, natural_margin=m.natural_margin,
+                           min_features=m.min_drifted_features)
 
 
 def reference_of(bundle: ModelBundle) -> DriftReference:

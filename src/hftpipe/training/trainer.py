@@ -429,7 +429,8 @@ def drift_reference(cfg: Config, book: np.ndarray, split: np.ndarray, module: nn
             predicted = np.concatenate([
                 module(torch.from_numpy(model_input(raw[i:i + 1024], stats)).to(device)).argmax(dim=1).cpu().numpy()
                 for i in range(0, len(raw), 1024)])
-    return build_reference(book[rows], predicted, bins=mcfg.reference_bins, sketch=mcfg.reference_sketch).to_dict()
+    return build_reference(book[rows], predicted, bins=mcfg.reference_bins, sketch=mcfg.reference_sketch,
+                           chunks=mcfg.reference_chunks).to_dict()
 
 
 def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker: Tracker | None = None,
