@@ -358,6 +358,7 @@ class MonitorConfig:
     max_predictions: int = 5000  # `monitor drift`: windows predicted (evenly spaced) on a data file
     min_rows: int = 200  # fewer rows than this cannot show drift: refused
     prometheus_port: int = 9090  # `hftpipe monitor prometheus` listens on 127.0.0.1 here
+    prometheus_url: str | None = None  # what the UI's monitoring page queries; None: http://127.0.0.1:prometheus_port
     scrape_interval_s: float = 5.0
     retention: str = "7d"  # Prometheus TSDB retention
     metrics_port: int = 9104  # the monitor service's /metrics

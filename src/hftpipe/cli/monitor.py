@@ -75,3 +75,14 @@ def drift(obj: Any, model_ref: str, data: str, split: str, json_path: str | None
         Path(json_path).write_text(json.dumps(payload, indent=2) + "\n")
     for line in summary_lines(report):
         click.echo(line)
+
+
+@monitor.command("dashboards")
+@click.option("-o", "--output", default="kubernetes/monitoring/dashboards", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for the Grafana dashboard JSON files.")
+def dashboards(output: str) -> None:
+    """Write the Grafana dashboards (serving, streaming, live quality, trading and risk, pipeline runs)."""
+    from hftpipe.monitoring.dashboards import write_dashboards
+
+    for path in write_dashboards(output):
+        click.echo(str(path))

@@ -88,6 +88,7 @@ def write_config(cfg: Config, directory: str | Path | None = None) -> Path:
     path = directory / "prometheus.yml"
     text = "# Written by `hftpipe monitor prometheus` from the resolved config; do not edit.\n"
     path.write_text(text + yaml.safe_dump(prometheus_config(cfg, "rules.yml"), sort_keys=False))
+    log.info("Prometheus config written to %s", path)
     return path
 
 
