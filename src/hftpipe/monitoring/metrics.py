@@ -34,6 +34,7 @@ CONTRACT: dict[str, dict[str, str]] = {
         "hftpipe_feed_events_out_total": "counter {symbol}",
         "hftpipe_feed_gaps_total": "counter {symbol}",
         "hftpipe_feed_pending_acks": "gauge",
+        "hftpipe_feed_reconnects": "gauge",
     },
     "hftpipe-trader": {  # the paper trader (to be built): these names and labels
         "hftpipe_risk_halted": "gauge {symbol}: 1 while the risk engine is HALTED",
