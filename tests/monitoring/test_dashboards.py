@@ -19,7 +19,7 @@ from hftpipe.monitoring.prometheus import RULES_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src" / "hftpipe"
-DASH_DIR = REPO / "kubernetes" / "monitoring" / "dashboards"
+DASH_DIR = SRC / "monitoring" / "grafana"
 # Where each job's metrics are defined; a job whose file is not in this tree yet is checked against the
 # contract only (the paper trader and the live-quality scorer are built on other branches).
 SOURCES = {"hftpipe-model-server": SRC / "serving" / "metrics.py", "hftpipe-signals": SRC / "streaming" / "metrics.py",
@@ -75,8 +75,8 @@ def recording_names() -> set[str]:
 def test_committed_dashboards_are_fresh() -> None:
     for d in DASHBOARDS:
         path = DASH_DIR / f"{d.uid}.json"
-        assert path.is_file(), f"{path} missing: run `hftpipe monitor dashboards`"
-        assert json.loads(path.read_text()) == grafana_json(d), f"{path} is stale: run `hftpipe monitor dashboards`"
+        assert path.is_file(), f"{path} missing: run `hftpipe monitor render`"
+        assert json.loads(path.read_text()) == grafana_json(d), f"{path} is stale: run `hftpipe monitor render`"
     assert {p.stem for p in DASH_DIR.glob("*.json")} == {d.uid for d in DASHBOARDS}
 
 

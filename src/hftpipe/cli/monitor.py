@@ -77,12 +77,13 @@ def drift(obj: Any, model_ref: str, data: str, split: str, json_path: str | None
         click.echo(line)
 
 
-@monitor.command("dashboards")
-@click.option("-o", "--output", default="kubernetes/monitoring/dashboards", show_default=True,
-              type=click.Path(file_okay=False), help="Folder for the Grafana dashboard JSON files.")
-def dashboards(output: str) -> None:
-    """Write the Grafana dashboards (serving, streaming, live quality, trading and risk, pipeline runs)."""
-    from hftpipe.monitoring.dashboards import write_dashboards
 
-    for path in write_dashboards(output):
+@monitor.command("render")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False, exists=True),
+              help="Repository root to write into.")
+def render(repo: str) -> None:
+    """Regenerate the Grafana dashboards (JSON) and the Kubernetes PrometheusRule and dashboards ConfigMap."""
+    from hftpipe.monitoring.manifests import render as write
+
+    for path in write(repo):
         click.echo(str(path))

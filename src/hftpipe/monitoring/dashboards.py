@@ -1,13 +1,11 @@
-"""The Grafana dashboards, defined once here: the JSON files in the repository are generated from these
-definitions (``hftpipe monitor dashboards -o DIR``; a test fails when the committed files are stale), and
-the UI's monitoring page draws the panels marked ``key`` from the same queries.
+"""The Grafana dashboards, defined once here: the JSON files (``src/hftpipe/monitoring/grafana``) and the
+Kubernetes ConfigMap are generated from these definitions (``hftpipe monitor render``; a test fails when a
+committed file is stale), and the UI's monitoring page draws the panels marked ``key`` from the same queries.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -141,18 +139,6 @@ def grafana_json(dashboard: Dashboard) -> dict[str, Any]:
                                  "label": "Prometheus"}]},
         "panels": [_panel_json(p, i) for i, p in enumerate(dashboard.panels)],
     }
-
-
-def write_dashboards(directory: str | Path) -> list[Path]:
-    """Write one ``<uid>.json`` per dashboard into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for d in DASHBOARDS:
-        path = directory / f"{d.uid}.json"
-        path.write_text(json.dumps(grafana_json(d), indent=2, sort_keys=True) + "\n")
-        written.append(path)
-    return written
 
 
 def key_panels() -> list[tuple[Dashboard, Panel]]:
