@@ -116,3 +116,28 @@ def test_natural_variation_of_training_raises_the_bar() -> None:
 
 def test_class_shares() -> None:
     assert class_shares(np.array([0, 2, 2, 1])).tolist() == [0.25, 0.25, 0.5]
+
+
+def test_bundle_carries_the_reference_and_old_bundles_still_load(tmp_path) -> None:
+    from hftpipe.errors import MonitoringError
+    from hftpipe.models.bundle import load_bundle
+    from hftpipe.monitoring.report import reference_of
+    from tests.serving.conftest import make_bundle
+
+    book = _book(600, 0.02)
+    book = np.tile(book, (1, 5))[:, :40]  # 10 levels, as the serving fixtures build
+    old = load_bundle(make_bundle(tmp_path / "old", book))
+    assert old.drift_reference is None
+    with pytest.raises(MonitoringError, match="has no drift reference .* retrain it with `hftpipe train`"):
+        reference_of(old)
+
+    from hftpipe.config import Config
+    from hftpipe.models.bundle import save_bundle
+
+    ref = build_reference(book, np.array([0, 1, 2, 2]))
+    new = save_bundle(tmp_path / "new", old.module, config=Config().to_dict(), model_name="lstm", levels=10,
+                      window=old.window, horizon=10, alpha=1e-5, stats=old.stats, hidden=8, dropout=0.0,
+                      drift_reference=ref.to_dict())
+    loaded = reference_of(load_bundle(new))
+    assert loaded.prediction_shares is not None and loaded.prediction_shares.tolist() == [0.25, 0.25, 0.5]
+    assert np.array_equal(loaded.features["spread_bps"].edges, ref.features["spread_bps"].edges)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pytest
@@ -53,7 +53,7 @@ class UIProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.password = ""
 
-    def __enter__(self) -> UIProcess:
+    def __enter__(self) -> Self:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HFTPIPE_UI_", "HFTPIPE_ENV"))}
         env["HFTPIPE_HOME"] = str(self.home)
         cmd = [sys.executable, "-m", "hftpipe.cli", "-S", f"ui.serving_url={self.serving_url}",

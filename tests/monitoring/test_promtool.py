@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="promto
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(["promtool", *args], check=False, capture_output=True, text=True, timeout=120)
 
 
 def test_rules_pass_promtool_check() -> None:
@@ -77,3 +77,35 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
             (fires if check.get("exp_alerts") else silent).add(check["alertname"])
     assert alerts == fires, f"alerts without a firing case: {alerts - fires}"
     assert alerts == silent, f"alerts without a silent case: {alerts - silent}"
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus missing")
+def test_cli_starts_and_stops_prometheus_in_the_background(tmp_path: Path, hftpipe_home: Path) -> None:
+    import os
+    import sys
+
+    import requests
+
+    from tests.serving.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "HFTPIPE_HOME": str(hftpipe_home)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "hftpipe.cli", "monitor", "prometheus", *args], env=env,
+                              check=False, capture_output=True, text=True, timeout=90, cwd=tmp_path)
+
+    started = cli("--port", str(port))
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"Prometheus http://127.0.0.1:{port}" in started.stdout
+        state = hftpipe_home / "prometheus"
+        assert (state / "prometheus.pid").is_file() and (state / "data").is_dir()
+        assert requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=5).status_code == 200
+        again = cli("--port", str(port))
+        assert again.returncode != 0 and "already runs" in again.stderr and "Traceback" not in again.stderr
+    finally:
+        stopped = cli("--stop")
+    assert stopped.returncode == 0 and "stopped Prometheus (pid" in stopped.stdout
+    assert not (hftpipe_home / "prometheus" / "prometheus.pid").exists()
+    assert "was not running" in cli("--stop").stdout

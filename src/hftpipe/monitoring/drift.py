@@ -289,7 +289,7 @@ def prediction_drift(reference: DriftReference, predicted: np.ndarray, threshold
     total = psi(reference.prediction_shares, shares)
     cut = max(thresholds.prediction_psi, thresholds.natural_margin * reference.natural_prediction_psi)
     return {"available": True, "psi": round(total, 6), "psi_threshold": round(cut, 6), "shares": shares.tolist(),
-            "reference_shares": reference.prediction_shares.tolist(), "rows": int(len(predicted)),
+            "reference_shares": reference.prediction_shares.tolist(), "rows": len(predicted),
             "window_psi_max": round(max(windows), 6) if windows else None,
             "window_psi_last": round(windows[-1], 6) if windows else None,
             "drift": bool(total >= cut)}

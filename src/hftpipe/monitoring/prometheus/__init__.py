@@ -105,7 +105,7 @@ def check_config(path: str | Path) -> None:
     Raises:
         MonitoringError: promtool refuses the file (its output is in the message).
     """
-    done = subprocess.run([_binary("promtool"), "check", "config", str(path)], capture_output=True, text=True)
+    done = subprocess.run([_binary("promtool"), "check", "config", str(path)], check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise MonitoringError(f"promtool refused {path}: {(done.stdout + done.stderr).strip()}")
 
