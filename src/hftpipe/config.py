@@ -244,6 +244,7 @@ class Config:
     feed: FeedConfig = field(default_factory=FeedConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)
+    monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (tuples as lists) for YAML/JSON and MLflow params."""
@@ -409,3 +410,29 @@ class AuditConfig:
     """Section ``audit``: the hash-chained audit trail."""
 
     url: str | None = None  # None: sqlite at HFTPIPE_HOME/audit.db; or sqlite:///PATH, postgresql://...
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Section ``monitor``: drift thresholds, Prometheus, and the metrics ports of services without their own."""
+
+    psi_threshold: float = 0.25  # a feature drifts when PSI >= this AND KS >= ks_threshold
+    ks_threshold: float = 0.3  # two-sample KS statistic (not a p-value: with 10^5 rows every p-value is tiny)
+    natural_margin: float = 1.25  # also above this times the largest PSI/KS of a fifth of training vs all of it
+    reference_chunks: int = 5  # contiguous parts of the training split that measure its natural variation
+    min_drifted_features: int = 1  # features that must drift for the verdict (drifted predictions count alone)
+    prediction_psi_threshold: float = 0.2  # predicted-class shares vs training
+    prediction_window: int = 2000  # sliding window of predictions (live monitor; per-window figures offline)
+    reference_bins: int = 10  # quantile bins per feature in the reference saved with the bundle
+    reference_sketch: int = 200  # quantile points per feature kept for KS
+    reference_predictions: int = 4000  # training windows predicted for the prediction reference
+    max_predictions: int = 5000  # `monitor drift`: windows predicted (evenly spaced) on a data file
+    min_rows: int = 200  # fewer rows than this cannot show drift: refused
+    prometheus_port: int = 9090  # `hftpipe monitor prometheus` listens on 127.0.0.1 here
+    prometheus_url: str | None = None  # what the UI's monitoring page queries; None: http://127.0.0.1:prometheus_port
+    scrape_interval_s: float = 5.0
+    retention: str = "7d"  # Prometheus TSDB retention
+    metrics_port: int = 9104  # the monitor service's /metrics
+    trader_metrics_port: int = 9103  # the paper trader's /metrics (until trading has its own setting)
+    signals_metrics_port: int = 9101  # used when the config has no signals section
+    feed_metrics_port: int = 9102  # used when the config has no feed section

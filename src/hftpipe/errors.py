@@ -63,3 +63,7 @@ class PartitionsFailed(HftpipeError):
 
 class LakeBusy(HftpipeError):
     """Another run holds the dataset's lock; wait for it to finish."""
+
+
+class MonitoringError(HftpipeError):
+    """Monitoring cannot proceed: no drift reference, too little data, or Prometheus will not start."""

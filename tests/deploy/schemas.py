@@ -41,6 +41,10 @@ CUSTOM_SCHEMAS = {
     ("networking.istio.io/v1", "VirtualService"): "virtualservice.networking.istio.io_v1.json",
     ("networking.istio.io/v1", "DestinationRule"): "destinationrule.networking.istio.io_v1.json",
     ("networking.istio.io/v1", "Gateway"): "gateway.networking.istio.io_v1.json",
+    # prometheus-operator (kubernetes/monitoring): converted from its CRDs, see PROMETHEUS_OPERATOR_SOURCE.
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.monitoring.coreos.com_v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor.monitoring.coreos.com_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.monitoring.coreos.com_v1.json",
 }
 ISTIO_SOURCE = {"repo": "istio/istio", "commit": "86c9f01fd735fb01d8192f5bcaf0d424afb7f14c",
                 "path": "manifests/charts/base/files/crd-all.gen.yaml"}
@@ -326,6 +330,41 @@ def write_istio_schemas(crd_all: Path) -> list[Path]:
         if api_version.split("/")[0].endswith("istio.io"):
             path = SCHEMA_DIR / name
             path.write_text(json.dumps(istio_schema(crds[kind], api_version.split("/")[1]), indent=1,
+                                       sort_keys=True) + "\n")
+            written.append(path)
+    return written
+
+
+# ---- prometheus-operator schemas from its CRDs --------------------------------------------------------
+
+PROMETHEUS_OPERATOR_SOURCE = {"repo": "prometheus-operator/prometheus-operator",
+                              "commit": "6adcebc5076c34f4f55f8f5f7b1e528929373ac7",
+                              "path": "example/prometheus-operator-crd/monitoring.coreos.com_{plural}.yaml"}
+
+
+def prometheus_operator_schema(crd: dict[str, Any], version: str = "v1") -> dict[str, Any]:
+    """The JSON schema of one prometheus-operator CustomResourceDefinition (same conversion as Istio's)."""
+    schema = istio_schema(crd, version)
+    source = PROMETHEUS_OPERATOR_SOURCE
+    schema["$comment"] = (
+        f"Converted by tests/deploy/schemas.py:prometheus_operator_schema() from {source['repo']} "
+        f"{source['path'].format(plural=crd['spec']['names']['plural'])} at commit {source['commit']} (the "
+        f"CustomResourceDefinition {crd['metadata']['name']}, version {version}): "
+        "spec.openAPIV3Schema.properties.spec, with additionalProperties false where the API server prunes "
+        "unknown fields, int-or-string and nullable spelled out, descriptions and CEL rules dropped.")
+    return schema
+
+
+def write_prometheus_operator_schemas(crd_dir: Path) -> list[Path]:
+    """Regenerate the prometheus-operator schemas from a checkout's example/prometheus-operator-crd folder."""
+    import yaml
+
+    written = []
+    for (api_version, kind), name in CUSTOM_SCHEMAS.items():
+        if api_version.startswith("monitoring.coreos.com/"):
+            crd = yaml.safe_load((crd_dir / f"monitoring.coreos.com_{kind.lower()}s.yaml").read_text())
+            path = SCHEMA_DIR / name
+            path.write_text(json.dumps(prometheus_operator_schema(crd, api_version.split("/")[1]), indent=1,
                                        sort_keys=True) + "\n")
             written.append(path)
     return written

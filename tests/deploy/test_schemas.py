@@ -10,6 +10,7 @@ from tests.deploy.schemas import (
     CUSTOM_SCHEMAS,
     INFERENCESERVICE_FILE,
     ISTIO_SOURCE,
+    PROMETHEUS_OPERATOR_SOURCE,
     SCHEMA_DIR,
     _registry,
     custom_schema,
@@ -65,5 +66,6 @@ def test_schema_files_have_provenance():
         comment = json.loads((SCHEMA_DIR / name).read_text())["$comment"]
         assert (("kubeflow/training-operator" in comment and "c20bf65e" in comment) or "kserve==" in comment
                 or (ISTIO_SOURCE["repo"] in comment and ISTIO_SOURCE["commit"] in comment
-                    and ISTIO_SOURCE["path"] in comment)), name
+                    and ISTIO_SOURCE["path"] in comment)
+                or (PROMETHEUS_OPERATOR_SOURCE["repo"] in comment and PROMETHEUS_OPERATOR_SOURCE["commit"] in comment)), name
     assert "io.k8s.api.core.v1.PodTemplateSpec" in k8s_definitions()["$defs"]

@@ -17,7 +17,7 @@ from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 
 COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run", "bars",
-                   "backtest", "risk", "audit", "bus", "feed", "signals", "lake")
+                   "backtest", "risk", "audit", "bus", "feed", "signals", "lake", "monitor")
 
 
 class Context:
@@ -51,12 +51,17 @@ class FriendlyGroup(click.Group):
 @click.option("-S", "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one config value, e.g. -S train.model=deeplob (repeatable).")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.option("--log-json", is_flag=True, help="Log JSON lines with ECS field names (or HFTPIPE_LOG_FORMAT=json).")
 @click.pass_context
-def main(ctx: click.Context, params: str, overrides: tuple[str, ...], verbose: int) -> None:
+def main(ctx: click.Context, params: str, overrides: tuple[str, ...], verbose: int, log_json: bool = False) -> None:
     """hftpipe: limit-order-book data to a served, honestly evaluated trading signal."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    from hftpipe.monitoring.logs import use_json_logs, wants_json
+
+    if wants_json(log_json):
+        use_json_logs(level, ctx.invoked_subcommand and f"hftpipe-{ctx.invoked_subcommand}")
     ctx.obj = Context(params, overrides)
 
 

@@ -65,6 +65,7 @@ def save_bundle(
     feature_meta: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     mlflow_run_id: str | None = None,
+    drift_reference: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model.pt`` and ``bundle.json`` into ``directory`` (created if needed); return the folder.
 
@@ -74,6 +75,8 @@ def save_bundle(
         stats: window statistics fitted on the training split.
         feature_meta: lineage of the training data (symbol, date, source_sha256, ...).
         metrics: training metrics (best validation macro-F1, epochs, ...).
+        drift_reference: feature and prediction distributions on the training split
+            (:meth:`hftpipe.monitoring.drift.DriftReference.to_dict`); optional, older bundles lack it.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -101,6 +104,8 @@ def save_bundle(
     }
     if mlflow_run_id:
         info["mlflow_run_id"] = mlflow_run_id
+    if drift_reference is not None:
+        info["drift_reference"] = drift_reference
     _atomic_write(directory / MODEL_FILE, weights)
     _atomic_write(directory / BUNDLE_FILE, (json.dumps(info, indent=2) + "\n").encode())
     return directory
@@ -123,6 +128,7 @@ class ModelBundle:
     metrics: dict[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
     path: Path | None = None
+    drift_reference: dict[str, Any] | None = None  # None: trained before references were saved
 
     @property
     def config(self) -> Any:
@@ -218,4 +224,5 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         metrics=info.get("metrics", {}),
         mlflow_run_id=info.get("mlflow_run_id"),
         path=directory,
+        drift_reference=info.get("drift_reference"),
     )

@@ -411,6 +411,28 @@ def cpu_threads(tcfg: TrainConfig) -> int:
     return tcfg.threads or 1
 
 
+def drift_reference(cfg: Config, book: np.ndarray, split: np.ndarray, module: nn.Module,
+                    stats: WindowStats) -> dict[str, Any]:
+    """Feature distributions of the training rows and the classes the model predicts on (a sample of) them."""
+    from hftpipe.features.window import model_input
+    from hftpipe.monitoring.drift import build_reference
+
+    mcfg, window = cfg.monitor, cfg.train.window
+    rows = np.flatnonzero(split == 0)
+    ends = rows[rows >= window - 1]
+    predicted = None
+    if len(ends) and mcfg.reference_predictions > 0:
+        ends = ends[np.unique(np.linspace(0, len(ends) - 1, min(mcfg.reference_predictions, len(ends))).astype(int))]
+        raw = book[ends[:, None] + np.arange(-window + 1, 1)]
+        device = next(module.parameters()).device
+        with torch.inference_mode():
+            predicted = np.concatenate([
+                module(torch.from_numpy(model_input(raw[i:i + 1024], stats)).to(device)).argmax(dim=1).cpu().numpy()
+                for i in range(0, len(raw), 1024)])
+    return build_reference(book[rows], predicted, bins=mcfg.reference_bins, sketch=mcfg.reference_sketch,
+                           chunks=mcfg.reference_chunks).to_dict()
+
+
 def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker: Tracker | None = None,
           resume: bool = False, checkpoint_dir: str | Path | None = None,
           progress: bool | None = None) -> TrainResult:
@@ -454,7 +476,8 @@ def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker
             bundle_dir = save_bundle(
                 output_dir, result.module, config=cfg.to_dict(), model_name=tcfg.model, levels=features.levels,
                 window=tcfg.window, horizon=tcfg.horizon, alpha=alpha, stats=result.stats, hidden=tcfg.hidden,
-                dropout=tcfg.dropout, feature_meta=meta, metrics=metrics, mlflow_run_id=run_id)
+                dropout=tcfg.dropout, feature_meta=meta, metrics=metrics, mlflow_run_id=run_id,
+                drift_reference=drift_reference(cfg, book, split, result.module, result.stats))
             log.info("model bundle written to %s (best val macro-F1 %.4f at epoch %d)", bundle_dir,
                      result.best_val_macro_f1, result.best_epoch)
             if tracker is not None:

@@ -129,7 +129,7 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
                                 x_proto=config.ui.proxy_hops)
     app.extensions[SERVING_KEY] = ServingClient(config.ui.serving_url, timeout_s=config.ui.serving_timeout_s)
 
-    from hftpipe.ui import auth, health, live, models, runs
+    from hftpipe.ui import auth, health, live, models, monitoring, runs
     from hftpipe.ui.state import LoginThrottle, UiState
 
     state = UiState(paths.sub("ui") / "state.sqlite")
@@ -137,7 +137,7 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
     app.extensions[auth.THROTTLE_KEY] = LoginThrottle(state)
     app.extensions[MLFLOW_PROBE_KEY] = MlflowProbe(config.ui.mlflow_ui_url, config.ui.mlflow_links)
 
-    for module in (auth, live, models, runs, health):
+    for module in (auth, live, models, runs, health, monitoring):
         app.register_blueprint(module.bp)
     from hftpipe.ui import stream
     app.register_blueprint(stream.bp)

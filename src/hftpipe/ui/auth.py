@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 # Reachable without a session: the login form itself, its stylesheet and the bare liveness probe.
-PUBLIC_ENDPOINTS = {"auth.login", "static", "health.healthz"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "health.healthz", "monitoring.metrics"}
 STATE_KEY = "hftpipe.ui_state"
 THROTTLE_KEY = "hftpipe.login_throttle"
 # Browsers drop tabs and newlines from URLs and read "\\" as "/": "/\t/evil.example" and "/\\evil.example"
