@@ -114,12 +114,14 @@ def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: 
     events = features_dir.parent / "events.parquet"  # the champion's own data (1 level), replayed by the feed
     overrides = ["-S", f"serve.port={serve_port}", "-S", f"ui.port={ui_port}", "-S", "serve.reload_interval_s=0",
                  "-S", f"bus.port={bus_port}", "-S", "bus.monitor_port=0", "-S", "feed.metrics_port=0",
-                 "-S", "signals.metrics_port=0", "-S", f"ui.replay_source={events}", "-S", "feed.speed=20"]
+                 "-S", "signals.metrics_port=0", "-S", f"ui.replay_source={events}", "-S", "feed.speed=20",
+                 "-S", f"monitor.prometheus_port={free_port()}"]
     try:
         result = CliRunner().invoke(main, [*overrides, "run", "--skip-pipeline"])
         assert result.exit_code == 0, result.output
         assert f"model server: http://127.0.0.1:{serve_port}" in result.output
         assert f"event bus:    nats://127.0.0.1:{bus_port}" in result.output
+        assert "prometheus:   http://127.0.0.1:" in result.output, result.output
         serve_pid = int(Service("serve", [], "", {}).pid_file.read_text())
         ui_pid = int(Service("ui", [], "", {}).pid_file.read_text())
         pids = {name: int(Service(name, [], "", {}).pid_file.read_text()) for name in ("signals", "feed")}
@@ -136,7 +138,7 @@ def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: 
     finally:
         stopped = CliRunner().invoke(main, [*overrides, "stop"])
     assert stopped.exit_code == 0, stopped.output
-    for name in ("ui", "feed", "signals", "serve", "bus"):
+    for name in ("ui", "feed", "signals", "serve", "bus", "prometheus"):
         assert f"{name}: stopped" in stopped.output, stopped.output
     for pid in (serve_pid, ui_pid, *pids.values()):
         assert not _running(pid), f"pid {pid} still runs after `hftpipe stop`"

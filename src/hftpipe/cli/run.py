@@ -80,7 +80,7 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         click.secho(f"no version passed the promotion gate: serving the challenger {uri} "
                     "(the UI labels it as such)", fg="yellow")
     # Both ports are checked before either server starts: a taken UI port must not leave a lone model server.
-    from hftpipe.errors import PipelineError
+    from hftpipe.errors import HftpipeError, PipelineError
     from hftpipe.pipeline.services import port_taken
     from hftpipe.pipeline.services import stop as stop_service
 
@@ -122,6 +122,14 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         for name in ("feed", "signals", "serve"):  # half a stack is worse than none: the message says what to fix
             stop_service(name)
         raise
+    from hftpipe.monitoring import prometheus as prom
+
+    try:
+        prom.stop()  # a previous run's instance: restart it on this run's scrape config
+        _, prom_url = prom.start(cfg)
+    except HftpipeError as exc:  # monitoring is not worth tearing the stack down for: say so and go on
+        prom_url = ""
+        click.secho(f"Prometheus not started: {exc}", fg="yellow")
     login = paths.home() / "ui-login.txt"
     login.write_text(f"user: trader\npassword: {password}\n")
     login.chmod(0o600)
@@ -132,6 +140,8 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     click.echo(f"live stream:  {ui_url}/stream  (signals from the bus; `hftpipe bus tail 'sig.>' --json` in a shell)")
     click.echo(f"event bus:    {bus.url}  (feed -> md.>, signal service -> sig.>; metrics "
                f"127.0.0.1:{cfg.signals.metrics_port} and :{cfg.feed.metrics_port})")
+    if prom_url:
+        click.echo(f"prometheus:   {prom_url}  (scrapes every service; the UI's /monitoring draws from it)")
     click.echo("stop everything with `make stop` (or `hftpipe stop`); logs in " + str(paths.logs_dir()))
 
 
@@ -141,10 +151,13 @@ ONLINE_SERVICES = ("ui", "feed", "signals", "serve")  # stopped in this order: c
 @click.command()
 @click.pass_obj
 def stop(obj) -> None:
-    """Stop everything ``hftpipe run`` started (UI, feed, signal service, model server, event bus)."""
+    """Stop everything ``hftpipe run`` started (UI, feed, signal service, model server, bus, Prometheus)."""
     from hftpipe.bus.server import stop_server
     from hftpipe.pipeline.services import stop as stop_service
 
     for name in ONLINE_SERVICES:
         click.echo(f"{name}: {'stopped' if stop_service(name) else 'not running'}")
     click.echo(f"bus: {'stopped' if stop_server(obj.config.bus) else 'not running'}")
+    from hftpipe.monitoring import prometheus as prom
+
+    click.echo(f"prometheus: {'stopped' if prom.stop() else 'not running'}")
