@@ -21,16 +21,17 @@ def register(group: click.Group) -> None:
                    "(default: the report's own feature folder when it still exists).")
 @click.option("--run-id", help="Log the model into this MLflow run (default: the bundle's training run).")
 @click.option("--out", "out_path", type=click.Path(), help="Also write the registration result as JSON here.")
+@click.option("--actor", help="Who registers, for the audit trail (default: HFTPIPE_ACTOR or the OS user).")
 @click.pass_obj
 def register_model(obj, model_dir: str | None, report_path: str | None, features_dir: str | None,
-                   run_id: str | None, out_path: str | None) -> None:
+                   run_id: str | None, out_path: str | None, actor: str | None) -> None:
     """Register a trained model and apply the promotion gate (champion or challenger)."""
     from hftpipe.registry import register as run_register
 
     cfg = obj.config
     model_dir = model_dir or cfg.train.output
     report_path = report_path or str(Path(cfg.evaluate.output) / "report.json")
-    result = run_register(cfg, model_dir, report_path, features_dir=features_dir, run_id=run_id)
+    result = run_register(cfg, model_dir, report_path, features_dir=features_dir, run_id=run_id, actor=actor)
     colour = "green" if result.passed else "yellow"
     click.secho(f"{result.model_name} version {result.version}: gate {result.gate} -> {result.alias}",
                 fg=colour, bold=True)
@@ -86,12 +87,15 @@ def _num(text: str | None) -> str:
 
 @registry.command("rollback")
 @click.option("--name", help="Registered model name (default: register.model_name).")
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+@click.option("--actor", help="Who (default: HFTPIPE_ACTOR or the OS user).")
 @click.pass_obj
-def rollback_command(obj, name: str | None) -> None:
-    """Move the champion alias back to the previous champion."""
+def rollback_command(obj, name: str | None, reason: str, actor: str | None) -> None:
+    """Move the champion alias back to the previous champion (one audit record)."""
     from hftpipe.registry import rollback
 
-    result = rollback(name or obj.config.register.model_name)
+    result = rollback(name or obj.config.register.model_name, actor=actor, reason=reason,
+                      audit_url=obj.config.audit.url)
     click.echo(f"{result.model_name}: champion v{result.demoted} -> v{result.restored} "
                f"(v{result.demoted} tagged rolled back; previous -> "
                f"{'v' + result.previous if result.previous else 'none'})")

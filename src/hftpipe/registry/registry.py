@@ -134,6 +134,32 @@ def _utc(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime((ms or 0) / 1000))
 
 
+def _audit(trail: Any, action: str, subject: str, reason: str, details: dict[str, Any], actor: str | None,
+           undone: str) -> None:
+    """Append one audit record; any failure becomes an :class:`AuditError` saying what was (not) done."""
+    from hftpipe.audit import AuditError
+
+    try:
+        trail.record(action, subject, reason=reason, details=details, actor=actor)
+    except Exception as exc:  # sqlite3 / psycopg / OS errors alike: the change must not go unrecorded
+        raise AuditError(f"audit record '{action}' for {subject} could not be written ({exc}); {undone}. "
+                         "Fix the audit store (audit.url / HFTPIPE_AUDIT_URL) and try again") from exc
+
+
+def _open_audit(url: str | None) -> Any:
+    """The audit trail, opened before anything changes so an unreachable store refuses the whole operation."""
+    from hftpipe import audit
+    from hftpipe.audit import AuditError
+
+    try:
+        return audit.open_trail(url)
+    except AuditError:
+        raise
+    except Exception as exc:
+        raise AuditError(f"cannot open the audit trail ({exc}); nothing was changed. Fix audit.url / "
+                         "HFTPIPE_AUDIT_URL (or HFTPIPE_HOME/audit.db) and try again") from exc
+
+
 def read_report(report_path: str | Path) -> dict[str, Any]:
     """The evaluation ``report.json``.
 
@@ -386,7 +412,7 @@ def _version_tags(bundle_info: dict[str, Any], report: dict[str, Any], decision:
 
 
 def register(cfg: Config, model_dir: str | Path, report_path: str | Path, features_dir: str | Path | None = None,
-             run_id: str | None = None) -> RegistrationResult:
+             run_id: str | None = None, actor: str | None = None) -> RegistrationResult:
     """Register a model bundle as a new version of ``cfg.register.model_name`` and apply the gate.
 
     The bundle is logged as a pyfunc model in its training run (``bundle.json``'s ``mlflow_run_id``),
@@ -399,6 +425,12 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
         features_dir: the feature set the report was computed on; the champion is re-scored on its test
             split. Without it, the champion's recorded score counts only if it came from the same data.
         run_id: log into this MLflow run instead of the bundle's own.
+        actor: who registers (audit trail; default HFTPIPE_ACTOR or the OS user).
+
+    Audit: one ``register`` record per new version and, when it becomes champion, one ``promote`` record
+    written BEFORE the alias moves (no promotion without its record). If the ``register`` record cannot
+    be written the new version is deleted again; if the ``promote`` record cannot be written the version
+    stays registered as ``challenger`` (tag ``promotion.blocked``) and :class:`AuditError` is raised.
 
     Raises:
         ModelError: ``model_dir`` is not a bundle. RegistryError: the report is missing or incomplete, scored
@@ -422,6 +454,19 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
     candidate = candidate_from_report(report, horizon=int(bundle_info["horizon"]), data_id=data_id)
     name = cfg.register.model_name
     mc = client()
+    trail = _open_audit(cfg.audit.url)
+    try:
+        return _register_audited(cfg, mc, trail, name, model_dir, report, bundle_info, features_dir, data_id,
+                                 candidate, run_id, actor)
+    finally:
+        trail.close()
+
+
+def _register_audited(cfg: Config, mc: MlflowClient, trail: Any, name: str, model_dir: Path, report: dict[str, Any],
+                      bundle_info: dict[str, Any], features_dir: str | Path | None, data_id: str | None,
+                      candidate: Any, run_id: str | None, actor: str | None) -> RegistrationResult:
+    from hftpipe import audit
+    from hftpipe.audit.trail import default_actor
 
     champion_version = _alias_version(mc, name, CHAMPION)
     scope = (report.get("data") or {}).get("scope") if isinstance(report.get("data"), dict) else None
@@ -461,14 +506,30 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
         decision = GateDecision((*decision.checks, stale))
         mc.set_model_version_tag(name, version, "gate.decision", decision.decision)
         mc.set_model_version_tag(name, version, "gate.reasons", _tag("\n".join(decision.reasons)))
+    alias = CHAMPION if decision.passed else CHALLENGER
+    try:
+        _audit(trail, audit.REGISTER, f"{name}/{version}", f"gate {decision.decision} -> {alias}",
+               {"model_name": name, "version": version, "gate": decision.decision, "alias": alias,
+                "reasons": decision.reasons, "run_id": target, "model": bundle_info.get("model"),
+                "data_test_id": data_id}, actor, f"version {version} was deleted again, nothing registered")
+    except Exception:
+        mc.delete_model_version(name, version)
+        raise
     if decision.passed:
+        try:
+            _audit(trail, audit.PROMOTE, f"{name}/{version}", "passed the promotion gate: " + "; ".join(decision.reasons),
+                   {"model_name": name, "champion": version, "replaced": previous, "previous": previous},
+                   actor, f"version {version} stays registered as challenger but was NOT promoted (champion unchanged)")
+        except Exception as exc:
+            mc.set_model_version_tag(name, version, "promotion.blocked", _tag(f"no audit record: {exc}"))
+            mc.set_registered_model_alias(name, CHALLENGER, version)
+            raise
         if previous is not None:
             mc.set_registered_model_alias(name, PREVIOUS, previous)
         mc.set_registered_model_alias(name, CHAMPION, version)
-        alias = CHAMPION
+        mc.set_model_version_tag(name, version, "promotion.by", actor or default_actor())
     else:
         mc.set_registered_model_alias(name, CHALLENGER, version)
-        alias = CHALLENGER
     mc.set_tag(target, "registry.version", f"{name}/{version}")
     mc.set_tag(target, "gate.decision", decision.decision)
     log.info("%s version %s: gate %s -> %s", name, version, decision.decision, alias)
@@ -515,15 +576,21 @@ def list_versions(name: str) -> list[VersionInfo]:
     return sorted(out, key=lambda v: int(v.version), reverse=True)
 
 
-def rollback(name: str) -> RollbackResult:
+def rollback(name: str, actor: str | None = None, reason: str = "", audit_url: str | None = None) -> RollbackResult:
     """Move ``champion`` back to the ``previous`` version; the demoted version is tagged as rolled back.
 
     ``previous`` then points at the champion the restored version had replaced (so repeated rollbacks walk
     back through the promotion history), or is removed when there is none.
 
+    One ``rollback`` audit record (who: ``actor``; why: ``reason``) is written before any alias moves;
+    when it cannot be written nothing moves.
+
     Raises:
         RegistryError: no such model, no champion, or no previous version to restore.
+        AuditError: the audit record could not be written (nothing was changed).
     """
+    from hftpipe import audit
+
     mc = client()
     _require_model(mc, name)
     champion = _alias_version(mc, name, CHAMPION)
@@ -535,17 +602,23 @@ def rollback(name: str) -> RollbackResult:
                             "set one with `mlflow` or register a new model")
     demoted, restored = str(champion.version), str(previous.version)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    older = (previous.tags or {}).get("promotion.replaced")
+    new_previous = older if older and older not in (demoted, restored) and _version_exists(mc, name, older) else None
+    trail = _open_audit(audit_url)
+    try:
+        _audit(trail, audit.ROLLBACK, name, reason or f"rollback of v{demoted}",
+               {"model_name": name, "demoted": demoted, "restored": restored, "previous": new_previous},
+               actor, "nothing was rolled back")
+    finally:
+        trail.close()
     mc.set_registered_model_alias(name, CHAMPION, restored)
     _set_version_tags(mc, name, demoted, {"rollback.demoted": "true", "rollback.at": now,
                                           "rollback.replaced_by": restored})
     _set_version_tags(mc, name, restored, {"rollback.restored_at": now})
-    older = (previous.tags or {}).get("promotion.replaced")
-    if older and older not in (demoted, restored) and _version_exists(mc, name, older):
-        mc.set_registered_model_alias(name, PREVIOUS, older)
-        new_previous: str | None = older
+    if new_previous is not None:
+        mc.set_registered_model_alias(name, PREVIOUS, new_previous)
     else:
         mc.delete_registered_model_alias(name, PREVIOUS)
-        new_previous = None
     log.info("%s: champion rolled back from v%s to v%s (previous -> %s)", name, demoted, restored, new_previous)
     return RollbackResult(name, demoted, restored, new_previous)
 
