@@ -22,13 +22,19 @@ def register(group: click.Group) -> None:
 @click.option("--run-id", help="Log the model into this MLflow run (default: the bundle's training run).")
 @click.option("--out", "out_path", type=click.Path(), help="Also write the registration result as JSON here.")
 @click.option("--actor", help="Who registers, for the audit trail (default: HFTPIPE_ACTOR or the OS user).")
+@click.option("--backtest", "backtest_path", type=click.Path(dir_okay=False, exists=True),
+              help="`hftpipe backtest --json` report of this model for its model card (default: register.backtest_report).")
 @click.pass_obj
 def register_model(obj, model_dir: str | None, report_path: str | None, features_dir: str | None,
-                   run_id: str | None, out_path: str | None, actor: str | None) -> None:
-    """Register a trained model and apply the promotion gate (champion or challenger)."""
+                   run_id: str | None, out_path: str | None, actor: str | None, backtest_path: str | None) -> None:
+    """Register a trained model and apply the promotion gate (champion or challenger); writes its model card."""
+    import dataclasses
+
     from hftpipe.registry import register as run_register
 
     cfg = obj.config
+    if backtest_path:
+        cfg = cfg.replace(register=dataclasses.replace(cfg.register, backtest_report=backtest_path))
     model_dir = model_dir or cfg.train.output
     report_path = report_path or str(Path(cfg.evaluate.output) / "report.json")
     result = run_register(cfg, model_dir, report_path, features_dir=features_dir, run_id=run_id, actor=actor)

@@ -34,13 +34,13 @@ def ui(obj, host: str | None, port: int | None, serving_url: str | None, replay_
     once here.
     """
     from hftpipe.ui import create_app
-    from hftpipe.ui.security import load_credentials
+    from hftpipe.ui.security import load_credentials, users_file_path
 
     cfg = obj.config
     given = {"host": host, "port": port, "serving_url": serving_url, "replay_source": replay_source}
     ui_cfg = dataclasses.replace(cfg.ui, **{k: v for k, v in given.items() if v is not None})
     cfg = cfg.replace(ui=ui_cfg)
-    credentials = load_credentials()
+    credentials = load_credentials(users_file=users_file_path(cfg.ui.users_file))
     app = create_app(cfg, credentials=credentials)
     if credentials.generated_password:
         user = next(iter(credentials.users))

@@ -18,7 +18,7 @@ from hftpipe import paths
 from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 from hftpipe.ui.client import ServingClient
-from hftpipe.ui.security import Credentials, load_credentials
+from hftpipe.ui.security import Credentials, load_credentials, users_file_path
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
     """
     config = config or load_config()
     if credentials is None:
-        credentials = load_credentials()
+        credentials = load_credentials(users_file=users_file_path(config.ui.users_file))
         if credentials.generated_password:
             user = next(iter(credentials.users))
             log.warning("development mode: no HFTPIPE_UI_USERS set; log in as %r with password %s",
@@ -129,7 +129,7 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
                                 x_proto=config.ui.proxy_hops)
     app.extensions[SERVING_KEY] = ServingClient(config.ui.serving_url, timeout_s=config.ui.serving_timeout_s)
 
-    from hftpipe.ui import auth, health, live, models, runs
+    from hftpipe.ui import auth, cards, compliance, health, live, models, risk, roles, runs
     from hftpipe.ui.state import LoginThrottle, UiState
 
     state = UiState(paths.sub("ui") / "state.sqlite")
@@ -139,7 +139,10 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
 
     for module in (auth, live, models, runs, health):
         app.register_blueprint(module.bp)
+    for module in (risk, compliance, cards):
+        app.register_blueprint(module.bp)
     auth.install_login_guard(app)
+    roles.install(app)
     _install_headers(app)
     _install_error_pages(app)
 
