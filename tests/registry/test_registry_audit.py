@@ -6,6 +6,7 @@ fails" cases make the real store unusable (a path under a regular file) or fail 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow
@@ -18,7 +19,7 @@ from hftpipe.audit import AuditError, AuditTrail
 from hftpipe.cli import main
 from hftpipe.evaluation import evaluate
 from hftpipe.pipeline.deploy import deploy
-from hftpipe.registry import register, rollback
+from hftpipe.registry import read_model_card, register, rollback
 from tests.registry.conftest import make_bundle, registry_config
 
 pytestmark = pytest.mark.usefixtures("_fresh_mlflow_store")
@@ -75,6 +76,18 @@ def test_registration_promotion_rollback_and_deploy_each_leave_one_record(two_sc
     assert [(r.action, r.subject, r.actor, r.reason) for r in added] == [
         ("rollback", NAME, "erin", "bad fills after the promotion")]
     assert added[0].details == {"model_name": NAME, "demoted": "2", "restored": "1", "previous": None}
+
+    # Each version carries its model card (artifact + tag), and the UI shows it with who promoted it.
+    card, markdown = read_model_card(NAME, "2")
+    tags = MlflowClient(paths.mlflow_tracking_uri()).get_model_version(NAME, "2").tags
+    assert (tags["model_card"], tags["model_card.backtest"]) == ("model_cards/v2", "not run")
+    assert card["promotion"] == {"registered_by": "dave", "registered_at": tags["registered_at"], "promoted": True,
+                                 "promoted_by": "dave"}
+    assert card["metrics"]["model"]["macro_f1"] == pytest.approx(float(tags["metrics.macro_f1"]), abs=1e-6)
+    assert set(card["metrics"]["baselines"]) >= {"majority", "persistence"}
+    assert card["lineage"]["git.commit"] == tags["git.commit"] and card["lineage"]["mlflow_run_id"]
+    assert "Queue-aware backtest under each trading policy: **not run**" in markdown
+    _check_card_page(cfg)
 
     before = len(_records())
     deploy(cfg, NAME, "1", actor="frank")
@@ -158,3 +171,26 @@ def test_retrain_trigger_record(tmp_path: Path) -> None:
     (rec,) = _records()
     assert (rec.action, rec.subject, rec.details["data"], rec.details["host"]) == (
         "retrain_trigger", NAME, "data/raw/x.zip", "local")
+
+
+def _check_card_page(cfg) -> None:
+    """The models page links the card; the card page shows it and the version's audit history."""
+    from werkzeug.security import generate_password_hash
+
+    from hftpipe.ui import create_app
+    from hftpipe.ui.security import Credentials
+
+    creds = Credentials(users={"tina": generate_password_hash("pw-for-tests")}, secret_key="s" * 40,
+                        roles={"tina": "trader"})
+    client = create_app(cfg, settings={"TESTING": True, "WTF_CSRF_ENABLED": False}, credentials=creds).test_client()
+    assert client.post("/login", data={"username": "tina", "password": "pw-for-tests"}).status_code == 302
+    assert 'href="/models/2/card"' in client.get("/models").text
+    page = client.get("/models/2/card")
+    assert page.status_code == 200
+    assert 'promoted by <b id="promoted-by">dave</b>' in page.text
+    assert "# Model card: hftpipe-lob version 2" in page.text
+    # The version's history: its registration and promotion by dave, then erin's rollback that demoted it.
+    assert ["register", "promote", "rollback"] == re.findall(r"<td>(?:dave|erin)</td><td>(\w+)</td>", page.text)
+    assert client.get("/models/2/card.json").json["model"]["version"] == "2"
+    assert client.get("/models/99/card").status_code == 404
+    assert client.get("/models/x1/card").status_code == 404
