@@ -143,8 +143,8 @@ def render_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown (what the UI and the MLflow artifact show)."""
     m, data, metrics, promo = card["model"], card["data"], card["metrics"], card["promotion"]
     lines = [f"# Model card: {m['name']} version {m['version']}", "",
-             f"{m.get('architecture')} · horizon k={m.get('horizon_events')} events · window {m.get('window')} · "
-             f"{m.get('levels')} level(s)", "", "## Intended use", "", card["intended_use"], "",
+             (f"{m.get('architecture')} · horizon k={m.get('horizon_events')} events · window {m.get('window')} · "
+              f"{m.get('levels')} level(s)"), "", "## Intended use", "", card["intended_use"], "",
              "## Data and lineage", ""]
     for label, block in (("Trained on", data["trained_on"]), ("Evaluated on", data["evaluated_on"]),
                          ("Lineage", card["lineage"])):
@@ -156,8 +156,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines.append(f"| {name} | {_fmt(row.get('macro_f1'))} | {_fmt(ci[0])} to {_fmt(ci[1])} | "
                      f"{_fmt(row.get('accuracy'))} | {_fmt(row.get('mcc'))} |")
     margin = metrics["margin_over_best_baseline"]
-    lines += ["", f"Margin over the best baseline ({metrics.get('best_baseline')}): {_fmt(margin.get('point'), '+.4f')} "
-                  f"(95% {_fmt(margin.get('low'), '+.4f')} to {_fmt(margin.get('high'), '+.4f')}).", "",
+    lines += ["", (f"Margin over the best baseline ({metrics.get('best_baseline')}): {_fmt(margin.get('point'), '+.4f')} "
+                   f"(95% {_fmt(margin.get('low'), '+.4f')} to {_fmt(margin.get('high'), '+.4f')})."), "",
               "## Backtests", "", "Evaluation backtest (market orders crossing the spread):", "",
               "| signal | net $ | gross $ | trades | Sharpe |", "|---|---:|---:|---:|---:|"]
     for name, r in card["evaluation_backtest"].items():

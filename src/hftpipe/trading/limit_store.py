@@ -119,7 +119,7 @@ class LimitStore:
         self.conn.close()
 
 
-def _json_number(value: float | int) -> float | int | str:
+def _json_number(value: float) -> float | int | str:
     """JSON has no infinity: an off limit is written as the string ``inf``."""
     return "inf" if isinstance(value, float) and math.isinf(value) else value
 

@@ -44,7 +44,7 @@ def page(version: str) -> Any:
         with audit.open_trail(current_app.config[CONFIG_KEY].audit.url) as trail:
             history = [r for r in trail.records() if r.subject in (f"{name}/{version}", name)
                        and (r.subject != name or version in (r.details.get("demoted"), r.details.get("restored")))]
-    except Exception as exc:  # the audit store's own errors: said on the page
+    except Exception as exc:  # noqa: BLE001 - sqlite3 or psycopg errors of the audit store: said on the page
         problem = f"audit trail: {exc}"
     return render_template("card.html", active="models", name=name, version=version, card=card,
                            markdown=markdown, history=history, problem=problem)

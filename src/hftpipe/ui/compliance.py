@@ -39,7 +39,7 @@ def _select(filters: dict[str, str]) -> tuple[list[Any], Any, str | None]:
         with audit.open_trail(current_app.config[CONFIG_KEY].audit.url) as trail:
             records = trail.records(since, until)
             verification = trail.verify()
-    except Exception as exc:  # any store error: shown on the page, never a 500
+    except Exception as exc:  # noqa: BLE001 - sqlite3 or psycopg errors of the store: shown, never a 500
         log.warning("audit trail unreadable: %s", exc)
         return [], None, f"The audit trail cannot be read: {exc}"
     records = [r for r in records

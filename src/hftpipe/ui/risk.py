@@ -108,7 +108,7 @@ def _view(state_form: StateForm | None = None, limit_form: LimitForm | None = No
     try:
         with audit.open_trail(cfg.audit.url) as trail:
             history = [r for r in trail.records() if r.action in RISK_ACTIONS][-20:][::-1]
-    except Exception as exc:  # the audit store's own errors: shown on the page
+    except Exception as exc:  # noqa: BLE001 - sqlite3 or psycopg errors of the audit store: shown on the page
         problems.append(f"audit trail: {exc}")
     return render_template("risk.html", active="risk", state=state, symbols=symbols, limits=limits_rows,
                            history=history, problems=problems, state_form=state_form or StateForm(prefix="state"),

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from hftpipe.errors import ConfigError
