@@ -194,3 +194,48 @@ def _check_card_page(cfg) -> None:
     assert client.get("/models/2/card.json").json["model"]["version"] == "2"
     assert client.get("/models/99/card").status_code == 404
     assert client.get("/models/x1/card").status_code == 404
+
+
+@pytest.mark.slow
+def test_manual_promotion_and_alias_moves_each_leave_one_record(two_scored, features_dir: Path,
+                                                                tmp_path: Path) -> None:
+    from hftpipe.errors import RegistryError
+    from hftpipe.registry import move_alias, promote
+
+    cfg = registry_config("register.min_margin=1.0")  # nothing passes: both stay challengers
+    (b1, r1), (b2, r2) = two_scored
+    register(cfg, b1, r1, features_dir=features_dir)
+    register(cfg, b2, r2, features_dir=features_dir)
+    assert _alias("champion") is None
+    before = len(_records())
+    with pytest.raises(RegistryError, match="did not pass the promotion gate .*only with --force"):
+        promote(NAME, "1", "canary looked fine")
+    with pytest.raises(RegistryError, match="needs --reason"):
+        promote(NAME, "1", " ", force=True)
+    assert len(_records()) == before
+
+    result = promote(NAME, "1", "canary looked fine", actor="gina", force=True)
+    assert (result.champion, result.replaced, result.forced) == ("1", None, True)
+    (rec,) = _records()[before:]
+    assert (rec.action, rec.subject, rec.actor, rec.details["forced"], rec.details["manual"]) == (
+        "promote", f"{NAME}/1", "gina", True, True)
+    assert _alias("champion") == "1"
+
+    runner = CliRunner()
+    out = runner.invoke(main, ["registry", "promote", "2", "--reason", "second canary", "--force", "--actor", "gina"])
+    assert out.exit_code == 0, out.output
+    assert "champion v1 -> v2 (forced past the gate); audit record written" in out.output
+    assert (_alias("champion"), _alias("previous")) == ("2", "1")
+
+    before = len(_records())
+    assert move_alias(NAME, "canary", "1", "shadow traffic", actor="hank") is None
+    (rec,) = _records()[before:]
+    assert (rec.action, rec.subject, rec.details) == ("alias_move", f"{NAME}/1", {
+        "model_name": NAME, "alias": "canary", "version": "1", "was": None})
+    assert _alias("canary") == "1"
+    with pytest.raises(RegistryError, match="the champion moves only through the gate"):
+        move_alias(NAME, "champion", "1", "sneaky")
+    ok = runner.invoke(main, ["registry", "alias", "challenger", "1", "--reason", "re-run the canary"])
+    assert ok.exit_code == 0 and "alias challenger v2 -> v1; audit record written" in ok.output
+    with audit.open_trail() as trail:
+        assert trail.verify().ok

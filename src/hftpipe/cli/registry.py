@@ -105,3 +105,36 @@ def rollback_command(obj, name: str | None, reason: str, actor: str | None) -> N
     click.echo(f"{result.model_name}: champion v{result.demoted} -> v{result.restored} "
                f"(v{result.demoted} tagged rolled back; previous -> "
                f"{'v' + result.previous if result.previous else 'none'})")
+
+
+@registry.command("promote")
+@click.argument("version")
+@click.option("--name", help="Registered model name (default: register.model_name).")
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@click.option("--actor", help="Who (default: HFTPIPE_ACTOR or the OS user).")
+@click.option("--force", is_flag=True, help="Promote a version that did not pass the gate (recorded as forced).")
+@click.pass_obj
+def promote_command(obj, version: str, name: str | None, reason: str, actor: str | None, force: bool) -> None:
+    """Make VERSION the champion by hand (e.g. after a canary); one audit record."""
+    from hftpipe.registry import promote
+
+    result = promote(name or obj.config.register.model_name, version, reason, actor=actor,
+                     audit_url=obj.config.audit.url, force=force)
+    click.echo(f"{result.model_name}: champion {'v' + result.replaced if result.replaced else 'none'} -> "
+               f"v{result.champion}{' (forced past the gate)' if result.forced else ''}; audit record written")
+
+
+@registry.command("alias")
+@click.argument("alias")
+@click.argument("version")
+@click.option("--name", help="Registered model name (default: register.model_name).")
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@click.option("--actor", help="Who (default: HFTPIPE_ACTOR or the OS user).")
+@click.pass_obj
+def alias_command(obj, alias: str, version: str, name: str | None, reason: str, actor: str | None) -> None:
+    """Point ALIAS (not champion) at VERSION; one audit record."""
+    from hftpipe.registry import move_alias
+
+    model = name or obj.config.register.model_name
+    was = move_alias(model, alias, version, reason, actor=actor, audit_url=obj.config.audit.url)
+    click.echo(f"{model}: alias {alias} v{was or '-'} -> v{version}; audit record written")

@@ -97,6 +97,14 @@ class RollbackResult:
     previous: str | None  # where the previous alias points now (None: removed)
 
 
+@dataclass(frozen=True)
+class PromotionResult:
+    model_name: str
+    champion: str  # the champion now
+    replaced: str | None  # the champion before (now ``previous``)
+    forced: bool  # promoted although its gate decision was not pass
+
+
 # ---------------------------------------------------------------------------------------------- helpers
 
 def _alias_version(mc: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -684,6 +692,85 @@ def rollback(name: str, actor: str | None = None, reason: str = "", audit_url: s
         mc.delete_registered_model_alias(name, PREVIOUS)
     log.info("%s: champion rolled back from v%s to v%s (previous -> %s)", name, demoted, restored, new_previous)
     return RollbackResult(name, demoted, restored, new_previous)
+
+
+def promote(name: str, version: str, reason: str, actor: str | None = None, audit_url: str | None = None,
+            force: bool = False) -> PromotionResult:
+    """Make ``version`` the champion by hand (e.g. after a canary); the old champion becomes ``previous``.
+
+    One ``promote`` audit record is written before any alias moves; without it nothing moves. A version
+    whose gate decision is not ``pass`` needs ``force`` (and the record says so).
+
+    Raises:
+        RegistryError: unknown model or version, no reason, already champion, or a failed gate without force.
+        AuditError: the audit record could not be written (nothing was changed).
+    """
+    from hftpipe import audit
+
+    if not reason or not reason.strip():
+        raise RegistryError("a manual promotion needs --reason TEXT (why, for the audit trail)")
+    mc = client()
+    mv = _parse_models_uri(mc, f"models:/{name}/{version}")
+    version = str(mv.version)
+    champion = _alias_version(mc, name, CHAMPION)
+    old = str(champion.version) if champion is not None else None
+    if old == version:
+        raise RegistryError(f"{name} v{version} is already the champion")
+    decision = (mv.tags or {}).get("gate.decision")
+    if decision != "pass" and not force:
+        raise RegistryError(f"{name} v{version} did not pass the promotion gate (gate.decision={decision}); "
+                            "promote it anyway only with --force and a reason")
+    trail = _open_audit(audit_url)
+    try:
+        _audit(trail, audit.PROMOTE, f"{name}/{version}", reason,
+               {"model_name": name, "champion": version, "replaced": old, "previous": old, "manual": True,
+                "gate": decision, "forced": decision != "pass"}, actor, "nothing was promoted")
+    finally:
+        trail.close()
+    if old is not None:
+        mc.set_registered_model_alias(name, PREVIOUS, old)
+    mc.set_registered_model_alias(name, CHAMPION, version)
+    _set_version_tags(mc, name, version, {"promotion.replaced": old, "promotion.by": actor or _actor(),
+                                          "promotion.manual": "true"})
+    log.info("%s: v%s promoted by hand (previous champion %s)", name, version, old)
+    return PromotionResult(name, version, old, forced=decision != "pass")
+
+
+def move_alias(name: str, alias: str, version: str, reason: str, actor: str | None = None,
+               audit_url: str | None = None) -> str | None:
+    """Point ``alias`` (not ``champion``: see :func:`promote` and :func:`rollback`) at ``version``; one
+    ``alias_move`` audit record first. Returns the version the alias pointed at before (None: new alias).
+
+    Raises:
+        RegistryError: champion, unknown version, bad alias name or no reason. AuditError: nothing moved.
+    """
+    from hftpipe import audit
+
+    if alias == CHAMPION:
+        raise RegistryError("the champion moves only through the gate (hftpipe register), hftpipe registry promote "
+                            "or hftpipe registry rollback, each with its audit record")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,62}", alias):
+        raise RegistryError(f"{alias!r} is not an alias name (letters, digits, - and _, starting with a letter)")
+    if not reason or not reason.strip():
+        raise RegistryError("an alias move needs --reason TEXT (why, for the audit trail)")
+    mc = client()
+    mv = _parse_models_uri(mc, f"models:/{name}/{version}")
+    before = _alias_version(mc, name, alias)
+    old = str(before.version) if before is not None else None
+    trail = _open_audit(audit_url)
+    try:
+        _audit(trail, audit.ALIAS_MOVE, f"{name}/{mv.version}", reason,
+               {"model_name": name, "alias": alias, "version": str(mv.version), "was": old}, actor, "nothing was moved")
+    finally:
+        trail.close()
+    mc.set_registered_model_alias(name, alias, str(mv.version))
+    return old
+
+
+def _actor() -> str:
+    from hftpipe.audit.trail import default_actor
+
+    return default_actor()
 
 
 def _version_exists(mc: MlflowClient, name: str, version: str) -> bool:
