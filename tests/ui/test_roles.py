@@ -219,3 +219,32 @@ def test_a_user_in_both_places_and_a_bad_env_role_are_refused(tmp_path: Path) ->
         load_credentials({"HFTPIPE_UI_USER": "ops", "HFTPIPE_UI_PASSWORD_HASH": hashed}, users_file=path)
     with pytest.raises(ConfigError, match="HFTPIPE_UI_ROLE: role 'root' of environment users is not one of"):
         load_credentials({"HFTPIPE_UI_ROLE": "root"})
+
+
+def test_ui_user_cli_writes_a_users_file_the_ui_reads(tmp_path: Path) -> None:
+    import stat
+
+    from click.testing import CliRunner
+
+    from hftpipe import paths
+    from hftpipe.cli import main
+    from hftpipe.ui.security import users_file_path
+
+    runner = CliRunner()
+    added = runner.invoke(main, ["ui-user", "add", "rita", "--role", "risk"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert added.exit_code == 0, added.output
+    path = paths.home() / "ui" / "users.yaml"
+    assert f"added rita (risk) in {path}; restart the UI to apply" in added.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    runner.invoke(main, ["ui-user", "add", "tina", "--role", "trader"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    changed = runner.invoke(main, ["ui-user", "add", "tina", "--role", "risk"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert "updated tina (risk)" in changed.output
+    short = runner.invoke(main, ["ui-user", "add", "x", "--role", "risk"], input="short\nshort\n")
+    assert short.exit_code == 2 and "at least 12 characters" in short.output
+    assert runner.invoke(main, ["ui-user", "list"]).output == "rita\trisk\ntina\trisk\n"
+    assert users_file_path(None) == path
+    creds = load_credentials({}, users_file=users_file_path(None))
+    assert creds.verify("rita", PASSWORD) and creds.role_of("tina") == "risk"
+    assert creds.generated_password is None  # users exist: no generated development password
+    with pytest.raises(ConfigError, match="ui.users_file: .*does not exist"):
+        users_file_path(str(tmp_path / "missing.yaml"))

@@ -217,3 +217,28 @@ def users_file_path(configured: str | None) -> Path | None:
 
     default = paths.home() / "ui" / "users.yaml"
     return default if default.is_file() else None
+
+
+def write_user(path: str | Path, name: str, password: str, role: str) -> bool:
+    """Add or replace ``name`` in the users file (created 0600); True when the user was new.
+
+    Raises:
+        ConfigError: bad name, short password, unknown role, or an existing file that is malformed.
+    """
+    path = Path(path)
+    name = name.strip()
+    if not name or len(name) > 64 or any(c.isspace() or c in ",=" for c in name):
+        raise ConfigError(f"user name {name!r}: 1-64 characters without spaces, commas or '='")
+    if len(password) < 12:
+        raise ConfigError("the password must have at least 12 characters")
+    _check_role(role, "--role", f"user {name!r}")
+    users, roles = load_users_file(path) if path.is_file() else ({}, {})
+    new = name not in users
+    users[name], roles[name] = generate_password_hash(password), role
+    data = {"users": {n: {"password_hash": users[n], "role": roles[n]} for n in sorted(users)}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.chmod(0o600)  # password hashes: nobody else's business
+    tmp.replace(path)
+    return new
