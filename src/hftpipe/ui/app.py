@@ -129,7 +129,7 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
                                 x_proto=config.ui.proxy_hops)
     app.extensions[SERVING_KEY] = ServingClient(config.ui.serving_url, timeout_s=config.ui.serving_timeout_s)
 
-    from hftpipe.ui import auth, cards, compliance, health, live, models, risk, roles, runs
+    from hftpipe.ui import auth, health, live, models, runs
     from hftpipe.ui.state import LoginThrottle, UiState
 
     state = UiState(paths.sub("ui") / "state.sqlite")
@@ -139,9 +139,11 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
 
     for module in (auth, live, models, runs, health):
         app.register_blueprint(module.bp)
+    auth.install_login_guard(app)
+    from hftpipe.ui import cards, compliance, risk, roles  # roles: risk page, compliance, model cards
+
     for module in (risk, compliance, cards):
         app.register_blueprint(module.bp)
-    auth.install_login_guard(app)
     roles.install(app)
     _install_headers(app)
     _install_error_pages(app)
