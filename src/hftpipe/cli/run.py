@@ -94,10 +94,8 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
                   host=cfg.serve.host, port=cfg.serve.port, port_setting="serve.port"))
     password = secrets.token_urlsafe(12)
     ui_url = f"http://{cfg.ui.host}:{cfg.ui.port}"
-    # The one local operator is admin (may also resume trading and change limits); other users with their
-    # own roles come from the users file (ui.users_file, HFTPIPE_HOME/ui/users.yaml), read as well.
     env = {"HFTPIPE_UI_USER": "trader", "HFTPIPE_UI_PASSWORD_HASH": generate_password_hash(password),
-           "HFTPIPE_UI_SECRET_KEY": secrets.token_hex(32), "HFTPIPE_UI_ROLE": "admin"}
+           "HFTPIPE_UI_SECRET_KEY": secrets.token_hex(32)}
     click.echo(f"starting the UI on {ui_url} ...")
     try:
         start(Service("ui", [*params, "-S", f"ui.replay_source={replay}", "-S", f"ui.serving_url={serve_url}",
@@ -106,12 +104,12 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         stop_service("serve")  # half a stack is worse than none: the message says what to fix
         raise
     login = paths.home() / "ui-login.txt"
-    login.write_text(f"user: trader\npassword: {password}\nrole: admin\n")
+    login.write_text(f"user: trader\npassword: {password}\n")
     login.chmod(0o600)
     click.echo("")
     click.echo(f"model server: {serve_url}  (V1 {serve_url}/v1/models/{cfg.register.model_name}:predict, "
                f"metrics {serve_url}/metrics)")
-    click.echo(f"trader UI:    {ui_url}  (user trader, role admin, password {password}; also in {login})")
+    click.echo(f"trader UI:    {ui_url}  (user trader, password {password}; also in {login})")
     click.echo("stop both with `make stop` (or `hftpipe stop`); logs in " + str(paths.logs_dir()))
 
 
