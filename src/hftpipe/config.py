@@ -101,6 +101,7 @@ class RegisterConfig:
     use_interval: bool = True  # gate on the 95% interval's lower bound (True) or the point margin
     require_net_pnl: bool = False  # also require net PnL >= the champion's
     experiment: str = "hftpipe"
+    backtest_report: str | None = None  # `hftpipe backtest --json` report put into the model card; None: "not run"
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class UIConfig:
     keepalive_s: int = 5  # an idle connection is closed after this (and after a 5 s first-byte wait)
     request_timeout_s: float = 10.0  # time to send a whole request; longest wait for a client to read
     proxy_hops: int = 0  # reverse proxies in front (Kubernetes ingress: 1); client address from X-Forwarded-For
+    users_file: str | None = None  # YAML of users with roles (trader/risk/admin); None: HFTPIPE_HOME/ui/users.yaml if present
 
 
 @dataclass(frozen=True)

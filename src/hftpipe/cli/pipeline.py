@@ -147,6 +147,7 @@ def _retrain_locked(obj, data: str | None, host: str | None, lock_path: Path, lo
             click.echo(f"another retrain is running (lock {lock_path}); nothing done", err=True)
             sys.exit(EXIT_LOCKED)
         logger.info("retrain started (pid %d) on %s", os.getpid(), data or obj.config.data.source)
+        _audit_retrain(obj, data, host, logger)
         summary_path = paths.logs_dir() / "retrain-last.json"
         try:
             # The lock is held until _run returns or raises, and an interrupted run returns only once every
@@ -157,6 +158,22 @@ def _retrain_locked(obj, data: str | None, host: str | None, lock_path: Path, lo
             raise
         logger.info("retrain finished with exit %d; summary %s", code, summary_path)
     sys.exit(code)
+
+
+def _audit_retrain(obj, data: str | None, host: str | None, logger: logging.Logger) -> None:
+    """One ``retrain_trigger`` audit record before the run starts; without it the retrain does not run."""
+    from hftpipe import audit
+
+    source = data or obj.config.data.source
+    try:
+        audit.record(audit.RETRAIN_TRIGGER, obj.config.register.model_name, reason="hftpipe retrain",
+                     details={"data": source, "host": host or "local", "pid": os.getpid()}, url=obj.config.audit.url)
+    except Exception as exc:  # sqlite3 / psycopg / OS errors alike
+        logger.error("retrain refused: audit record not written: %s", exc)
+        if isinstance(exc, audit.AuditError):
+            raise
+        raise audit.AuditError(f"audit record 'retrain_trigger' could not be written ({exc}); nothing was "
+                               "retrained") from exc
 
 
 def _retrain_logger(log_path: Path) -> tuple[logging.Logger, logging.Handler]:

@@ -87,3 +87,44 @@ def status(obj: Any, as_json: bool) -> None:
     else:
         since = f" since {cur.time}" if cur.time else ""
         click.echo(f"trading {cur.state.value}{since} (by {cur.actor}: {cur.reason}; change #{cur.version})")
+
+
+@risk_group.command("limits")
+@click.option("--symbol", help="Symbol of the override (default: every symbol without its own).")
+@click.option("--set", "assignments", multiple=True, metavar="NAME=VALUE",
+              help="Override a limit (repeatable), e.g. --set max_position=200; inf switches it off.")
+@_actor
+@click.option("--reason", help="Why (required with --set; kept in the audit trail).")
+@click.option("--json", "as_json", is_flag=True, help="Print the effective limits as JSON.")
+@click.pass_obj
+def limits(obj: Any, symbol: str | None, assignments: tuple[str, ...], actor: str | None, reason: str | None,
+           as_json: bool) -> None:
+    """Show the effective risk limits (params.yaml plus run-time overrides), or change one with --set."""
+    import dataclasses
+
+    from hftpipe.audit.trail import default_actor
+    from hftpipe.trading.limit_store import LimitStore
+    from hftpipe.trading.risk import limits_from_config
+    from hftpipe.trading.state_store import RiskStateError
+
+    base = limits_from_config(obj.config.risk)
+    store = LimitStore(obj.config.risk.state_db)
+    try:
+        for item in assignments:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise RiskStateError(f"--set {item!r} must look like NAME=VALUE, e.g. max_position=200")
+            change = store.set(symbol, name.strip(), value.strip(), reason or "", actor or default_actor(), base,
+                               obj.config.audit.url)
+            click.echo(f"{change['limit']} for {change['symbol']}: {change['previous']} -> {change['value']}; "
+                       "audit record written")
+        default, per_symbol = store.engine_limits(base)
+    finally:
+        store.close()
+    table = {"*": dataclasses.asdict(default), **{s: dataclasses.asdict(v) for s, v in sorted(per_symbol.items())}}
+    if as_json:
+        click.echo(json.dumps({s: {k: ("inf" if v == float("inf") else v) for k, v in lim.items()}
+                               for s, lim in table.items()}))
+    elif not assignments:
+        for sym, lim in table.items():
+            click.echo(f"{'default' if sym == '*' else sym}: " + ", ".join(f"{k}={v:g}" for k, v in lim.items()))

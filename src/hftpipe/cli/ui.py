@@ -11,6 +11,7 @@ import click
 
 def register(group: click.Group) -> None:
     group.add_command(ui)
+    group.add_command(ui_user)
 
 
 @click.command()
@@ -27,20 +28,23 @@ def ui(obj, host: str | None, port: int | None, serving_url: str | None, replay_
 
     Served by gunicorn (threads; time limits and a connection cap from the ui section of params.yaml).
     Log-ins come from the environment: HFTPIPE_UI_USERS ("name=<werkzeug hash>,...") or
-    HFTPIPE_UI_PASSWORD_HASH (user HFTPIPE_UI_USER, default "trader"), and HFTPIPE_UI_SECRET_KEY.
+    HFTPIPE_UI_PASSWORD_HASH (user HFTPIPE_UI_USER, default "trader"), and HFTPIPE_UI_SECRET_KEY;
+    those users get the role HFTPIPE_UI_ROLE (default admin). Users with their own roles (trader,
+    risk, admin) come from the users file (ui.users_file, default HFTPIPE_HOME/ui/users.yaml; see
+    `hftpipe ui-user add`).
     HFTPIPE_ENV is "development" (default) or "production"; any other value is refused. In production
     the UI refuses to start without users and a secret key and marks its cookies Secure. In
     development, when no user is configured, a random password for "trader" is generated and printed
     once here.
     """
     from hftpipe.ui import create_app
-    from hftpipe.ui.security import load_credentials
+    from hftpipe.ui.security import load_credentials, users_file_path
 
     cfg = obj.config
     given = {"host": host, "port": port, "serving_url": serving_url, "replay_source": replay_source}
     ui_cfg = dataclasses.replace(cfg.ui, **{k: v for k, v in given.items() if v is not None})
     cfg = cfg.replace(ui=ui_cfg)
-    credentials = load_credentials()
+    credentials = load_credentials(users_file=users_file_path(cfg.ui.users_file))
     app = create_app(cfg, credentials=credentials)
     if credentials.generated_password:
         user = next(iter(credentials.users))
@@ -70,3 +74,46 @@ def _serve_werkzeug(app: Any, ui_cfg: Any) -> None:
         click.echo("stopped")
     finally:
         server.server_close()
+
+
+@click.group("ui-user")
+def ui_user() -> None:
+    """UI users with roles in the users file (trader: view + halt; risk: also resume, reduce, limits,
+    compliance; admin: everything)."""
+
+
+def _users_path(obj: Any) -> Any:
+    from pathlib import Path
+
+    from hftpipe import paths
+
+    return Path(obj.config.ui.users_file) if obj.config.ui.users_file else paths.home() / "ui" / "users.yaml"
+
+
+@ui_user.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["trader", "risk", "admin"]), required=True)
+@click.password_option(help="Password (prompted, hidden, twice; at least 12 characters).")
+@click.pass_obj
+def ui_user_add(obj, name: str, role: str, password: str) -> None:
+    """Add NAME (or change its password and role); the UI reads the file when it starts."""
+    from hftpipe.ui.security import write_user
+
+    path = _users_path(obj)
+    new = write_user(path, name, password, role)
+    click.echo(f"{'added' if new else 'updated'} {name} ({role}) in {path}; restart the UI to apply")
+
+
+@ui_user.command("list")
+@click.pass_obj
+def ui_user_list(obj) -> None:
+    """Names and roles in the users file (never the hashes)."""
+    from hftpipe.ui.security import load_users_file
+
+    path = _users_path(obj)
+    if not path.is_file():
+        click.echo(f"no users file at {path}; add one with `hftpipe ui-user add NAME --role ROLE`")
+        return
+    _, roles = load_users_file(path)
+    for name, role in roles.items():
+        click.echo(f"{name}\t{role}")

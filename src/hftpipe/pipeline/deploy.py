@@ -41,11 +41,30 @@ def check_version(model_name: str, version: str) -> dict[str, Any]:
     return {"window": bundle.window, "levels": bundle.levels, "smoke_probabilities": probs[0].tolist()}
 
 
-def deploy(cfg: Config, model_name: str, version: str) -> dict[str, Any]:
-    """Deploy ``model_name`` version ``version`` to ``cfg.pipeline.deploy_target``."""
+def deploy(cfg: Config, model_name: str, version: str, actor: str | None = None) -> dict[str, Any]:
+    """Deploy ``model_name`` version ``version`` to ``cfg.pipeline.deploy_target``.
+
+    One ``deploy`` audit record is written after the smoke check and BEFORE anything changes (the
+    InferenceService patch, the deployment ledger): if it cannot be written, nothing is deployed.
+
+    Raises:
+        ModelError: the version fails the smoke check. AuditError: the audit record could not be written.
+    """
+    from hftpipe import audit
+
     checked = check_version(model_name, version)
     record = {"model_name": model_name, "version": str(version), "target": cfg.pipeline.deploy_target,
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **checked}
+    try:
+        audit.record(audit.DEPLOY, f"{model_name}/{version}", reason=f"deploy to {cfg.pipeline.deploy_target}",
+                     details={"model_name": model_name, "version": str(version), "target": cfg.pipeline.deploy_target,
+                              "namespace": cfg.pipeline.namespace if cfg.pipeline.deploy_target == "kserve" else None},
+                     actor=actor, url=cfg.audit.url)
+    except audit.AuditError:
+        raise
+    except Exception as exc:  # the store's own errors (sqlite3, psycopg, OS): typed, with what was not done
+        raise audit.AuditError(f"audit record 'deploy' for {model_name}/{version} could not be written ({exc}); "
+                               "nothing was deployed") from exc
     if cfg.pipeline.deploy_target == "kserve":
         record["rollout"] = _roll_inference_service(cfg, model_name, str(version))
         record["status"] = "rolled-out"

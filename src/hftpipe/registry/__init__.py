@@ -11,6 +11,9 @@ from hftpipe.registry.registry import (
     VersionInfo,
     current_version,
     list_versions,
+    move_alias,
+    promote,
+    read_model_card,
     register,
     resolve_model,
     rollback,
@@ -18,4 +21,4 @@ from hftpipe.registry.registry import (
 from hftpipe.registry.tracker import MlflowTracker, lineage_tags, mlflow_run
 
 __all__ = ["MlflowTracker", "RegistrationResult", "RollbackResult", "VersionInfo", "current_version",
-           "lineage_tags", "list_versions", "mlflow_run", "register", "resolve_model", "rollback"]
+           "lineage_tags", "list_versions", "mlflow_run", "move_alias", "promote", "read_model_card", "register", "resolve_model", "rollback"]

@@ -97,6 +97,14 @@ class RollbackResult:
     previous: str | None  # where the previous alias points now (None: removed)
 
 
+@dataclass(frozen=True)
+class PromotionResult:
+    model_name: str
+    champion: str  # the champion now
+    replaced: str | None  # the champion before (now ``previous``)
+    forced: bool  # promoted although its gate decision was not pass
+
+
 # ---------------------------------------------------------------------------------------------- helpers
 
 def _alias_version(mc: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -132,6 +140,32 @@ def _set_version_tags(mc: MlflowClient, name: str, version: str, tags: dict[str,
 
 def _utc(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime((ms or 0) / 1000))
+
+
+def _audit(trail: Any, action: str, subject: str, reason: str, details: dict[str, Any], actor: str | None,
+           undone: str) -> None:
+    """Append one audit record; any failure becomes an :class:`AuditError` saying what was (not) done."""
+    from hftpipe.audit import AuditError
+
+    try:
+        trail.record(action, subject, reason=reason, details=details, actor=actor)
+    except Exception as exc:  # sqlite3 / psycopg / OS errors alike: the change must not go unrecorded
+        raise AuditError(f"audit record '{action}' for {subject} could not be written ({exc}); {undone}. "
+                         "Fix the audit store (audit.url / HFTPIPE_AUDIT_URL) and try again") from exc
+
+
+def _open_audit(url: str | None) -> Any:
+    """The audit trail, opened before anything changes so an unreachable store refuses the whole operation."""
+    from hftpipe import audit
+    from hftpipe.audit import AuditError
+
+    try:
+        return audit.open_trail(url)
+    except AuditError:
+        raise
+    except Exception as exc:
+        raise AuditError(f"cannot open the audit trail ({exc}); nothing was changed. Fix audit.url / "
+                         "HFTPIPE_AUDIT_URL (or HFTPIPE_HOME/audit.db) and try again") from exc
 
 
 def read_report(report_path: str | Path) -> dict[str, Any]:
@@ -386,7 +420,7 @@ def _version_tags(bundle_info: dict[str, Any], report: dict[str, Any], decision:
 
 
 def register(cfg: Config, model_dir: str | Path, report_path: str | Path, features_dir: str | Path | None = None,
-             run_id: str | None = None) -> RegistrationResult:
+             run_id: str | None = None, actor: str | None = None) -> RegistrationResult:
     """Register a model bundle as a new version of ``cfg.register.model_name`` and apply the gate.
 
     The bundle is logged as a pyfunc model in its training run (``bundle.json``'s ``mlflow_run_id``),
@@ -399,6 +433,12 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
         features_dir: the feature set the report was computed on; the champion is re-scored on its test
             split. Without it, the champion's recorded score counts only if it came from the same data.
         run_id: log into this MLflow run instead of the bundle's own.
+        actor: who registers (audit trail; default HFTPIPE_ACTOR or the OS user).
+
+    Audit: one ``register`` record per new version and, when it becomes champion, one ``promote`` record
+    written BEFORE the alias moves (no promotion without its record). If the ``register`` record cannot
+    be written the new version is deleted again; if the ``promote`` record cannot be written the version
+    stays registered as ``challenger`` (tag ``promotion.blocked``) and :class:`AuditError` is raised.
 
     Raises:
         ModelError: ``model_dir`` is not a bundle. RegistryError: the report is missing or incomplete, scored
@@ -422,6 +462,19 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
     candidate = candidate_from_report(report, horizon=int(bundle_info["horizon"]), data_id=data_id)
     name = cfg.register.model_name
     mc = client()
+    trail = _open_audit(cfg.audit.url)
+    try:
+        return _register_audited(cfg, mc, trail, name, model_dir, report, bundle_info, features_dir, data_id,
+                                 candidate, run_id, actor)
+    finally:
+        trail.close()
+
+
+def _register_audited(cfg: Config, mc: MlflowClient, trail: Any, name: str, model_dir: Path, report: dict[str, Any],
+                      bundle_info: dict[str, Any], features_dir: str | Path | None, data_id: str | None,
+                      candidate: Any, run_id: str | None, actor: str | None) -> RegistrationResult:
+    from hftpipe import audit
+    from hftpipe.audit.trail import default_actor
 
     champion_version = _alias_version(mc, name, CHAMPION)
     scope = (report.get("data") or {}).get("scope") if isinstance(report.get("data"), dict) else None
@@ -461,14 +514,32 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
         decision = GateDecision((*decision.checks, stale))
         mc.set_model_version_tag(name, version, "gate.decision", decision.decision)
         mc.set_model_version_tag(name, version, "gate.reasons", _tag("\n".join(decision.reasons)))
+    alias = CHAMPION if decision.passed else CHALLENGER
+    try:
+        _audit(trail, audit.REGISTER, f"{name}/{version}", f"gate {decision.decision} -> {alias}",
+               {"model_name": name, "version": version, "gate": decision.decision, "alias": alias,
+                "reasons": decision.reasons, "run_id": target, "model": bundle_info.get("model"),
+                "data_test_id": data_id}, actor, f"version {version} was deleted again, nothing registered")
+    except Exception:
+        mc.delete_model_version(name, version)
+        raise
     if decision.passed:
+        try:
+            _audit(trail, audit.PROMOTE, f"{name}/{version}", "passed the promotion gate: " + "; ".join(decision.reasons),
+                   {"model_name": name, "champion": version, "replaced": previous, "previous": previous},
+                   actor, f"version {version} stays registered as challenger but was NOT promoted (champion unchanged)")
+        except Exception as exc:
+            mc.set_model_version_tag(name, version, "promotion.blocked", _tag(f"no audit record: {exc}"))
+            mc.set_registered_model_alias(name, CHALLENGER, version)
+            raise
         if previous is not None:
             mc.set_registered_model_alias(name, PREVIOUS, previous)
         mc.set_registered_model_alias(name, CHAMPION, version)
-        alias = CHAMPION
+        mc.set_model_version_tag(name, version, "promotion.by", actor or default_actor())
     else:
         mc.set_registered_model_alias(name, CHALLENGER, version)
-        alias = CHALLENGER
+    _store_model_card(cfg, mc, name, version, target, bundle_info, report, decision, alias,
+                      actor or default_actor(), tags)
     mc.set_tag(target, "registry.version", f"{name}/{version}")
     mc.set_tag(target, "gate.decision", decision.decision)
     log.info("%s version %s: gate %s -> %s", name, version, decision.decision, alias)
@@ -482,6 +553,67 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
     return RegistrationResult(model_name=name, version=version, passed=decision.passed, reasons=decision.reasons,
                               alias=alias, previous_champion=previous, run_id=target,
                               model_uri=f"models:/{name}/{version}", metrics=metrics)
+
+
+# ------------------------------------------------------------------------------------------- model card
+
+MODEL_CARD_DIR = "model_cards"
+
+
+def model_card_path(version: str) -> str:
+    """Where a version's card lives in its run's artifacts (``model_card.md`` and ``model_card.json``)."""
+    return f"{MODEL_CARD_DIR}/v{version}"
+
+
+def _store_model_card(cfg: Config, mc: MlflowClient, name: str, version: str, run_id: str,
+                      bundle_info: dict[str, Any], report: dict[str, Any], decision: GateDecision, alias: str,
+                      actor: str, tags: dict[str, Any]) -> None:
+    """Write the version's model card (Markdown + JSON) into its run and point tags at it.
+
+    A card that cannot be written does not undo the registration (the audit record stands): the version
+    gets ``model_card.error`` and the log says why.
+    """
+    from hftpipe.audit.model_card import build_model_card, card_json, render_markdown
+
+    try:
+        backtest = None
+        if cfg.register.backtest_report:
+            backtest = json.loads(Path(cfg.register.backtest_report).read_text())
+        lineage = {k: tags[k] for k in ("git.commit", "git.dirty", "data.test_id") if tags.get(k) is not None}
+        card = build_model_card(name, version, bundle_info, report,
+                                {"decision": decision.decision, "alias": alias, "reasons": decision.reasons},
+                                registered_by=actor, registered_at=str(tags.get("registered_at")),
+                                promoted_by=actor if alias == CHAMPION else None, run_id=run_id, lineage=lineage,
+                                backtest=backtest)
+        where = model_card_path(version)
+        mc.log_text(run_id, render_markdown(card), f"{where}/model_card.md")
+        mc.log_text(run_id, card_json(card), f"{where}/model_card.json")
+        _set_version_tags(mc, name, version, {"model_card": where,
+                                              "model_card.backtest": card["trading_backtest"]["status"]})
+    except (OSError, ValueError, MlflowException) as exc:
+        log.error("model card of %s v%s not written: %s", name, version, exc)
+        mc.set_model_version_tag(name, version, "model_card.error", _tag(str(exc)))
+
+
+def read_model_card(name: str, version: str) -> tuple[dict[str, Any], str]:
+    """(card JSON, card Markdown) of a registered version.
+
+    Raises:
+        RegistryError: no such version, or it has no card (registered before cards existed, or writing failed).
+    """
+    mc = client()
+    mv = _parse_models_uri(mc, f"models:/{name}/{version}")
+    where = (mv.tags or {}).get("model_card")
+    if not where or not mv.run_id:
+        why = (mv.tags or {}).get("model_card.error") or "registered before model cards existed"
+        raise RegistryError(f"{name} v{version} has no model card ({why})")
+    try:
+        with fluent_store():
+            text = mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{where}/model_card.json")
+            markdown = mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{where}/model_card.md")
+    except (MlflowException, OSError) as exc:
+        raise RegistryError(f"the model card of {name} v{version} cannot be read from run {mv.run_id}: {exc}") from exc
+    return json.loads(text), markdown
 
 
 # ------------------------------------------------------------------------------------ list and rollback
@@ -515,15 +647,21 @@ def list_versions(name: str) -> list[VersionInfo]:
     return sorted(out, key=lambda v: int(v.version), reverse=True)
 
 
-def rollback(name: str) -> RollbackResult:
+def rollback(name: str, actor: str | None = None, reason: str = "", audit_url: str | None = None) -> RollbackResult:
     """Move ``champion`` back to the ``previous`` version; the demoted version is tagged as rolled back.
 
     ``previous`` then points at the champion the restored version had replaced (so repeated rollbacks walk
     back through the promotion history), or is removed when there is none.
 
+    One ``rollback`` audit record (who: ``actor``; why: ``reason``) is written before any alias moves;
+    when it cannot be written nothing moves.
+
     Raises:
         RegistryError: no such model, no champion, or no previous version to restore.
+        AuditError: the audit record could not be written (nothing was changed).
     """
+    from hftpipe import audit
+
     mc = client()
     _require_model(mc, name)
     champion = _alias_version(mc, name, CHAMPION)
@@ -535,19 +673,104 @@ def rollback(name: str) -> RollbackResult:
                             "set one with `mlflow` or register a new model")
     demoted, restored = str(champion.version), str(previous.version)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    older = (previous.tags or {}).get("promotion.replaced")
+    new_previous = older if older and older not in (demoted, restored) and _version_exists(mc, name, older) else None
+    trail = _open_audit(audit_url)
+    try:
+        _audit(trail, audit.ROLLBACK, name, reason or f"rollback of v{demoted}",
+               {"model_name": name, "demoted": demoted, "restored": restored, "previous": new_previous},
+               actor, "nothing was rolled back")
+    finally:
+        trail.close()
     mc.set_registered_model_alias(name, CHAMPION, restored)
     _set_version_tags(mc, name, demoted, {"rollback.demoted": "true", "rollback.at": now,
                                           "rollback.replaced_by": restored})
     _set_version_tags(mc, name, restored, {"rollback.restored_at": now})
-    older = (previous.tags or {}).get("promotion.replaced")
-    if older and older not in (demoted, restored) and _version_exists(mc, name, older):
-        mc.set_registered_model_alias(name, PREVIOUS, older)
-        new_previous: str | None = older
+    if new_previous is not None:
+        mc.set_registered_model_alias(name, PREVIOUS, new_previous)
     else:
         mc.delete_registered_model_alias(name, PREVIOUS)
-        new_previous = None
     log.info("%s: champion rolled back from v%s to v%s (previous -> %s)", name, demoted, restored, new_previous)
     return RollbackResult(name, demoted, restored, new_previous)
+
+
+def promote(name: str, version: str, reason: str, actor: str | None = None, audit_url: str | None = None,
+            force: bool = False) -> PromotionResult:
+    """Make ``version`` the champion by hand (e.g. after a canary); the old champion becomes ``previous``.
+
+    One ``promote`` audit record is written before any alias moves; without it nothing moves. A version
+    whose gate decision is not ``pass`` needs ``force`` (and the record says so).
+
+    Raises:
+        RegistryError: unknown model or version, no reason, already champion, or a failed gate without force.
+        AuditError: the audit record could not be written (nothing was changed).
+    """
+    from hftpipe import audit
+
+    if not reason or not reason.strip():
+        raise RegistryError("a manual promotion needs --reason TEXT (why, for the audit trail)")
+    mc = client()
+    mv = _parse_models_uri(mc, f"models:/{name}/{version}")
+    version = str(mv.version)
+    champion = _alias_version(mc, name, CHAMPION)
+    old = str(champion.version) if champion is not None else None
+    if old == version:
+        raise RegistryError(f"{name} v{version} is already the champion")
+    decision = (mv.tags or {}).get("gate.decision")
+    if decision != "pass" and not force:
+        raise RegistryError(f"{name} v{version} did not pass the promotion gate (gate.decision={decision}); "
+                            "promote it anyway only with --force and a reason")
+    trail = _open_audit(audit_url)
+    try:
+        _audit(trail, audit.PROMOTE, f"{name}/{version}", reason,
+               {"model_name": name, "champion": version, "replaced": old, "previous": old, "manual": True,
+                "gate": decision, "forced": decision != "pass"}, actor, "nothing was promoted")
+    finally:
+        trail.close()
+    if old is not None:
+        mc.set_registered_model_alias(name, PREVIOUS, old)
+    mc.set_registered_model_alias(name, CHAMPION, version)
+    _set_version_tags(mc, name, version, {"promotion.replaced": old, "promotion.by": actor or _actor(),
+                                          "promotion.manual": "true"})
+    log.info("%s: v%s promoted by hand (previous champion %s)", name, version, old)
+    return PromotionResult(name, version, old, forced=decision != "pass")
+
+
+def move_alias(name: str, alias: str, version: str, reason: str, actor: str | None = None,
+               audit_url: str | None = None) -> str | None:
+    """Point ``alias`` (not ``champion``: see :func:`promote` and :func:`rollback`) at ``version``; one
+    ``alias_move`` audit record first. Returns the version the alias pointed at before (None: new alias).
+
+    Raises:
+        RegistryError: champion, unknown version, bad alias name or no reason. AuditError: nothing moved.
+    """
+    from hftpipe import audit
+
+    if alias == CHAMPION:
+        raise RegistryError("the champion moves only through the gate (hftpipe register), hftpipe registry promote "
+                            "or hftpipe registry rollback, each with its audit record")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,62}", alias):
+        raise RegistryError(f"{alias!r} is not an alias name (letters, digits, - and _, starting with a letter)")
+    if not reason or not reason.strip():
+        raise RegistryError("an alias move needs --reason TEXT (why, for the audit trail)")
+    mc = client()
+    mv = _parse_models_uri(mc, f"models:/{name}/{version}")
+    before = _alias_version(mc, name, alias)
+    old = str(before.version) if before is not None else None
+    trail = _open_audit(audit_url)
+    try:
+        _audit(trail, audit.ALIAS_MOVE, f"{name}/{mv.version}", reason,
+               {"model_name": name, "alias": alias, "version": str(mv.version), "was": old}, actor, "nothing was moved")
+    finally:
+        trail.close()
+    mc.set_registered_model_alias(name, alias, str(mv.version))
+    return old
+
+
+def _actor() -> str:
+    from hftpipe.audit.trail import default_actor
+
+    return default_actor()
 
 
 def _version_exists(mc: MlflowClient, name: str, version: str) -> bool:

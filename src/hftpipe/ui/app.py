@@ -18,7 +18,7 @@ from hftpipe import paths
 from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 from hftpipe.ui.client import ServingClient
-from hftpipe.ui.security import Credentials, load_credentials
+from hftpipe.ui.security import Credentials, load_credentials, users_file_path
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
     """
     config = config or load_config()
     if credentials is None:
-        credentials = load_credentials()
+        credentials = load_credentials(users_file=users_file_path(config.ui.users_file))
         if credentials.generated_password:
             user = next(iter(credentials.users))
             log.warning("development mode: no HFTPIPE_UI_USERS set; log in as %r with password %s",
@@ -142,6 +142,11 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
     from hftpipe.ui import stream
     app.register_blueprint(stream.bp)
     auth.install_login_guard(app)
+    from hftpipe.ui import cards, compliance, risk, roles  # roles: risk page, compliance, model cards
+
+    for module in (risk, compliance, cards):
+        app.register_blueprint(module.bp)
+    roles.install(app)
     _install_headers(app)
     _install_error_pages(app)
 

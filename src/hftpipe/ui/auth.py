@@ -88,6 +88,7 @@ def login() -> Any:
             headers["Retry-After"] = str(refusal.retry_after)
         elif current_app.config[CREDENTIALS_KEY].verify(user, form.password.data):
             throttle.record(user, address, ok=True)
+            _audit_login(user, address, ok=True)
             state = ui_state()
             state.prune_sessions(*_lifetimes())
             session.clear()  # no session fixation: a new session starts at login
@@ -97,10 +98,29 @@ def login() -> Any:
             return redirect(safe_next(request.args.get("next"), url_for("live.page")))
         else:
             throttle.record(user, address, ok=False)
+            _audit_login(user, address, ok=False)
             error, status = "Wrong user name or password.", 401
     elif request.method == "POST":
         error, status = "Enter your user name and password.", 400
     return render_template("login.html", form=form, error=error), status, headers
+
+
+def _audit_login(user: str, address: str, ok: bool) -> None:
+    """One ``login`` audit record per checked attempt (throttled refusals are not checked, not recorded).
+
+    Best effort, unlike registry and risk changes: an unreachable audit store must not lock the risk
+    officer out of the kill switch (whose own change is refused without its record). The failure is logged.
+    """
+    from hftpipe import audit
+    from hftpipe.ui.app import CONFIG_KEY, CREDENTIALS_KEY
+
+    role = current_app.config[CREDENTIALS_KEY].role_of(user) if ok else None
+    try:
+        audit.record(audit.LOGIN, f"ui/{user[:64]}", reason="log-in succeeded" if ok else "wrong user name or password",
+                     details={"outcome": "success" if ok else "failure", "address": address, "role": role},
+                     actor=user[:64], url=current_app.config[CONFIG_KEY].audit.url)
+    except Exception:  # the store's own errors of any kind: logged, the log-in itself goes on
+        log.exception("audit record of the log-in of %r from %s could not be written", user[:64], address)
 
 
 @bp.post("/logout")

@@ -76,6 +76,7 @@ class VersionView:
     lineage: list[tuple[str, str]] = field(default_factory=list)
     mlflow_url: str = ""
     run_url: str = ""
+    has_card: bool = False  # a model card was stored at registration (link to /models/<v>/card)
 
 
 def _num(tags: dict[str, str], key: str) -> float | None:
@@ -156,7 +157,8 @@ def model_versions(cfg: Config, limit: int = 10) -> list[VersionView]:
             run_id=info.run_id, decision=info.decision or "", reasons=list(info.reasons),
             versus=versus_rows(tags), model=[(label, tags[key]) for key, label in MODEL_TAGS.items() if tags.get(key)],
             metrics=model, baselines=baselines, lineage=sorted(lineage.items()),
-            mlflow_url=f"{base}/#/models/{name}/versions/{info.version}", run_url=run_url))
+            mlflow_url=f"{base}/#/models/{name}/versions/{info.version}", run_url=run_url,
+            has_card=bool(tags.get("model_card"))))
     return views
 
 
