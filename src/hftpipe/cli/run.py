@@ -112,7 +112,7 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         raise
     password = secrets.token_urlsafe(12)
     ui_url = f"http://{cfg.ui.host}:{cfg.ui.port}"
-    env = {"HFTPIPE_UI_USER": "trader", "HFTPIPE_UI_PASSWORD_HASH": generate_password_hash(password),
+    env = {"HFTPIPE_UI_USER": "admin", "HFTPIPE_UI_ROLE": "admin", "HFTPIPE_UI_PASSWORD_HASH": generate_password_hash(password),
            "HFTPIPE_UI_SECRET_KEY": secrets.token_hex(32)}
     click.echo(f"starting the UI on {ui_url} ...")
     try:
@@ -131,12 +131,12 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         prom_url = ""
         click.secho(f"Prometheus not started: {exc}", fg="yellow")
     login = paths.home() / "ui-login.txt"
-    login.write_text(f"user: trader\npassword: {password}\n")
+    login.write_text(f"user: admin (role admin; add traders and risk officers with `hftpipe ui-user add NAME --role trader|risk`)\npassword: {password}\n")
     login.chmod(0o600)
     click.echo("")
     click.echo(f"model server: {serve_url}  (V1 {serve_url}/v1/models/{cfg.register.model_name}:predict, "
                f"metrics {serve_url}/metrics)")
-    click.echo(f"trader UI:    {ui_url}  (user trader, password {password}; also in {login})")
+    click.echo(f"trader UI:    {ui_url}  (user admin, password {password}; also in {login})")
     click.echo(f"live stream:  {ui_url}/stream  (signals from the bus; `hftpipe bus tail 'sig.>' --json` in a shell)")
     click.echo(f"event bus:    {bus.url}  (feed -> md.>, signal service -> sig.>; metrics "
                f"127.0.0.1:{cfg.signals.metrics_port} and :{cfg.feed.metrics_port})")
