@@ -91,6 +91,7 @@ class PaperCore:
         self.fees = fees
         self.control = control
         self.symbols: dict[str, SymbolTrader] = {}
+        self.day: int | None = None  # exchange-time day number (UTC) of the last event
 
     # ---- state -------------------------------------------------------------------------------------------
     def trader(self, symbol: str, venue: str = "") -> SymbolTrader:
@@ -104,11 +105,11 @@ class PaperCore:
 
     def snapshot(self) -> bytes:
         """Every symbol's state and the risk engine, for the service's store (restored by :meth:`restore`)."""
-        return pickle.dumps((self.symbols, self.risk), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((self.symbols, self.risk, self.day), protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, blob: bytes) -> None:
         """Back to a :meth:`snapshot` (the blob comes from this service's own store, never from the bus)."""
-        self.symbols, self.risk = pickle.loads(blob)  # noqa: S301 - our own file under HFTPIPE_HOME
+        self.symbols, self.risk, self.day = pickle.loads(blob)  # noqa: S301 - our own file under HFTPIPE_HOME
 
     # ---- inputs ------------------------------------------------------------------------------------------
     def on_signal(self, signal: Signal) -> Step:
@@ -145,6 +146,10 @@ class PaperCore:
         risk, ex, symbol = self.risk, st.execution, st.symbol
         t = update.event_time
         st.last_event_time = t
+        day = int(t // 86400)
+        if self.day is not None and day > self.day:  # a new trading day: daily loss and drawdown restart
+            self.risk.new_day()
+        self.day = day if self.day is None else max(self.day, day)
         book = update.book
         price = update.price if update.price else math.nan
         for f in ex.on_event(t, update.event_type, -update.seq, update.size, price, update.direction, book):
@@ -178,6 +183,8 @@ class PaperCore:
         else:
             st.halted_done = False
             self._decide(st, update, now, wall_now, step, bid, ask, bid_size, ask_size)
+        if len(ex.orders) > 64 + 2 * len(ex.open_orders()):  # closed orders are never looked up again
+            ex.orders = {o.id: o for o in ex.open_orders()}
         step.position = self.position(st, update)
         return step
 
