@@ -35,8 +35,8 @@ def _trader(nats_server, home: Path, policy: str, *sets: str) -> Service:
                     "--policy", policy], home, ready="trader", name="trader")
 
 
-def _feed(nats_server, home: Path, limit: int) -> Service:
-    return Service([*nats_server.overrides(), "feed", "replay", str(FILE), "--speed", "max", "--limit", str(limit)],
+def _feed(nats_server, home: Path, limit: int, speed: str = "max") -> Service:
+    return Service([*nats_server.overrides(), "feed", "replay", str(FILE), "--speed", speed, "--limit", str(limit)],
                    home, ready=None, name="feed")
 
 
@@ -106,7 +106,13 @@ def test_feed_signals_trader_end_to_end(nats_server, hftpipe_home: Path, tmp_pat
     trader = _trader(nats_server, hftpipe_home, "threshold", *NO_LIMITS, f"paper.metrics_port={port}",
                      "trading.threshold=0.0", "trading.hold_events=1000").start()
     try:
-        assert _feed(nats_server, hftpipe_home, limit).start().wait() == 0
+        # Paced (about 6 s), as a live feed is: the decision on book N uses the newest signal that arrived, that
+        # of book N-1 or so. At full speed the books would all be handled before the first signal arrives.
+        from hftpipe.feeds.replay import load_replay
+
+        times = load_replay(FILE).event_time
+        speed = float(times[limit - 1] - times[0]) / 6.0
+        assert _feed(nats_server, hftpipe_home, limit, f"{speed:.6f}").start().wait(timeout_s=60) == 0
         _wait_for(lambda: _last_pos_seq(nats_server.url) >= limit and stream_count(nats_server.url, "SIG") >=
                   limit - WINDOW + 1, 90, "the trader to reach the last book", trader.log)
         time.sleep(1.0)
