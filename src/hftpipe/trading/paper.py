@@ -363,8 +363,8 @@ class PaperTrader:
         for task in self._tasks:
             try:
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
+            except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - shutting down
+                log.debug("reader at close: %r", exc)
         for sub in self._subs.values():
             try:
                 await sub.unsubscribe()

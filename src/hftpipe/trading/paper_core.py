@@ -109,7 +109,7 @@ class PaperCore:
 
     def restore(self, blob: bytes) -> None:
         """Back to a :meth:`snapshot` (the blob comes from this service's own store, never from the bus)."""
-        self.symbols, self.risk, self.day = pickle.loads(blob)  # noqa: S301 - our own file under HFTPIPE_HOME
+        self.symbols, self.risk, self.day = pickle.loads(blob)  # our own file under HFTPIPE_HOME, never bus input
 
     # ---- inputs ------------------------------------------------------------------------------------------
     def on_signal(self, signal: Signal) -> Step:

@@ -22,16 +22,16 @@ from pathlib import Path
 from hftpipe.contracts import Fill, PositionUpdate
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS snapshot (one INTEGER PRIMARY KEY CHECK (one = 1), core BLOB NOT NULL, "
-    "batches INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, "
-    "msg_id TEXT NOT NULL, data BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS fills (symbol TEXT NOT NULL, fill_id INTEGER NOT NULL, order_id INTEGER NOT NULL, "
-    "side INTEGER NOT NULL, qty REAL NOT NULL, price REAL NOT NULL, fee REAL NOT NULL, maker INTEGER NOT NULL, "
-    "seq INTEGER NOT NULL, event_time REAL NOT NULL, PRIMARY KEY (symbol, fill_id))",
-    "CREATE TABLE IF NOT EXISTS positions (symbol TEXT PRIMARY KEY, venue TEXT NOT NULL, seq INTEGER NOT NULL, "
-    "position REAL NOT NULL, cash REAL NOT NULL, mid REAL, pnl REAL, fees REAL NOT NULL, "
-    "open_orders INTEGER NOT NULL, fills INTEGER NOT NULL, risk_state TEXT NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS snapshot (one INTEGER PRIMARY KEY CHECK (one = 1), core BLOB NOT NULL, "
+     "batches INTEGER NOT NULL)"),
+    ("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, "
+     "msg_id TEXT NOT NULL, data BLOB NOT NULL)"),
+    ("CREATE TABLE IF NOT EXISTS fills (symbol TEXT NOT NULL, fill_id INTEGER NOT NULL, order_id INTEGER NOT NULL, "
+     "side INTEGER NOT NULL, qty REAL NOT NULL, price REAL NOT NULL, fee REAL NOT NULL, maker INTEGER NOT NULL, "
+     "seq INTEGER NOT NULL, event_time REAL NOT NULL, PRIMARY KEY (symbol, fill_id))"),
+    ("CREATE TABLE IF NOT EXISTS positions (symbol TEXT PRIMARY KEY, venue TEXT NOT NULL, seq INTEGER NOT NULL, "
+     "position REAL NOT NULL, cash REAL NOT NULL, mid REAL, pnl REAL, fees REAL NOT NULL, "
+     "open_orders INTEGER NOT NULL, fills INTEGER NOT NULL, risk_state TEXT NOT NULL)"),
 )
 
 
