@@ -18,12 +18,22 @@ from hftpipe.contracts import Fill, Order, PositionUpdate, encode
 from hftpipe.trading.risk import RiskState
 from hftpipe.trading.state_store import RiskStateStore
 from hftpipe.ui import create_app
-from tests.ui.conftest import PASSWORD, USER, UIServer, credentials  # noqa: F401 - the fixture
+from tests.ui.conftest import PASSWORD, USER, UIServer
 
 pytestmark = pytest.mark.slow
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def credentials():
+    """One known user (as tests/ui/conftest.py's fixture, which tests/trading cannot see)."""
+    from werkzeug.security import generate_password_hash
+
+    from hftpipe.ui.security import Credentials
+
+    return Credentials(users={USER: generate_password_hash(PASSWORD)}, secret_key="k" * 40, production=False)
 
 
 def _config(port: int) -> Config:

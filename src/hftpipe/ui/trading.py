@@ -183,8 +183,8 @@ def hub() -> TradingHub:
 
 def risk_state() -> dict[str, Any]:
     """The kill-switch store's state (what `hftpipe risk status` prints)."""
+    from hftpipe.trading.state_store import RiskStateError, RiskStateStore
     from hftpipe.ui.app import CONFIG_KEY
-    from hftpipe.trading.state_store import RiskStateStore, RiskStateError
 
     cfg: Config = current_app.config[CONFIG_KEY]
     try:
