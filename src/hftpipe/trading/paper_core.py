@@ -39,6 +39,7 @@ from hftpipe.trading.policies import Cancel, MarketView, Policy
 from hftpipe.trading.risk import Decision, RiskEngine, RiskState, StateChange
 
 AUTO_ACTOR = "risk-engine"  # the actor of automatic state changes (RiskEngine._check_loss)
+MAX_WAITING = 10_000  # signals kept per symbol for books not yet seen
 
 
 class RiskControl(Protocol):
@@ -119,6 +120,8 @@ class PaperCore:
             return Step(duplicate=True)
         st.last_signal_seq = signal.seq
         st.waiting.append(signal)
+        if len(st.waiting) > MAX_WAITING:  # signals far ahead of the books: keep the newest
+            del st.waiting[:-MAX_WAITING]
         return Step()
 
     def _signal_for(self, st: SymbolTrader, seq: int) -> None:
