@@ -247,6 +247,7 @@ class Config:
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig())
+    paper: PaperConfig = field(default_factory=lambda: PaperConfig())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (tuples as lists) for YAML/JSON and MLflow params."""
@@ -438,3 +439,19 @@ class MonitorConfig:
     trader_metrics_port: int = 9103  # the paper trader's /metrics (until trading has its own setting)
     signals_metrics_port: int = 9101  # used when the config has no signals section
     feed_metrics_port: int = 9102  # used when the config has no feed section
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """Section ``paper``: the paper trader (md.> and sig.> in; ord.<symbol>, fill.<symbol>, pos.<symbol> out)."""
+
+    policy: Literal["threshold", "passive"] | None = None  # None: trading.policy
+    horizon: int = 10  # threshold policy's hold in events when trading.hold_events is None (the model's k)
+    durable: str = "paper"  # JetStream durable consumer names: <durable>-md and <durable>-sig
+    batch_max: int = 256  # most inputs handled (and committed to the store) in one step
+    pull_batch: int = 500  # messages asked for in one fetch, per consumer
+    max_ack_pending: int = 20000
+    ack_wait_s: float = 30.0  # unacknowledged inputs are redelivered after this
+    wall_clock_guard: bool = True  # the stale-data guard also counts wall-clock age since the feed published
+    store: str | None = None  # the trader's sqlite store; None: HFTPIPE_HOME/paper/<durable>.sqlite
+    lag_interval_s: float = 1.0  # how often consumer lag is read from the server
+    metrics_port: int = 9103  # Prometheus /metrics on 127.0.0.1; 0: off

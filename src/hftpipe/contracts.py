@@ -200,3 +200,70 @@ def _bench(n: int = 200_000) -> str:  # pragma: no cover - run by hand, numbers 
 
 if __name__ == "__main__":  # pragma: no cover
     print(_bench())
+
+
+# ---- the paper trader's output (``ord.<symbol>``, ``fill.<symbol>``, ``pos.<symbol>``) ------------------------
+
+class Order(msgspec.Struct, tag="order", frozen=True, omit_defaults=True):
+    """One order decision of the paper trader: sent (passed the risk check), denied, or a cancel request."""
+
+    symbol: str
+    venue: str
+    status: str  # "accepted" (passed the pre-trade check), "denied" (reason set), "cancel" (of order_id)
+    order_id: int  # the execution model's id (per symbol); 0 for a denied order
+    side: int  # +1 buy, -1 sell
+    qty: float
+    price: float | None  # limit price; None: market order
+    seq: int  # the book update's seq the decision was made on
+    event_time: float  # that update's exchange time
+    publish_time: float
+    policy: str = ""
+    signal_seq: int = 0  # seq of the signal the decision used (0: none)
+    reason: str = ""  # denial reason (hftpipe.trading.risk.DenyReason value) or why a cancel was sent
+    text: str = ""  # the risk engine's explanation
+    version: int = SCHEMA_VERSION
+
+
+class Fill(msgspec.Struct, tag="fill", frozen=True, omit_defaults=True):
+    """A simulated (partial) execution of one of the paper trader's orders."""
+
+    symbol: str
+    venue: str
+    fill_id: int  # per symbol, 1, 2, 3, ... contiguous
+    order_id: int
+    side: int
+    qty: float
+    price: float
+    fee: float  # dollars paid (negative: rebate)
+    maker: bool
+    seq: int  # the book update whose event caused the fill
+    event_time: float  # exchange time of the fill
+    publish_time: float
+    version: int = SCHEMA_VERSION
+
+
+class PositionUpdate(msgspec.Struct, tag="position", frozen=True, omit_defaults=True):
+    """Position, cash and PnL of one symbol after a book update (mark to the mid), with the risk state."""
+
+    symbol: str
+    venue: str
+    seq: int  # the last book update applied
+    event_time: float
+    position: float  # shares
+    cash: float  # signed cash from fills, fees included
+    mid: float  # NaN when unknown
+    pnl: float  # cash + position x mid (fees included)
+    day_pnl: float
+    fees: float  # fees paid minus rebates, since start
+    open_orders: int
+    fills: int  # fills since start
+    risk_state: str  # ACTIVE, REDUCING, HALTED
+    publish_time: float
+    version: int = SCHEMA_VERSION
+
+
+TradingMessage = Order | Fill | PositionUpdate
+AnyMessage = Message | TradingMessage
+# The trading structs are appended after the decoder was built: rebuild it so decode() (which reads the
+# module-level _DECODER at call time) knows every tag.
+_DECODER = msgspec.msgpack.Decoder(AnyMessage)

@@ -28,6 +28,8 @@ EXPECTED = {
     ("Service", "hftpipe-nats-headless"), ("PodDisruptionBudget", "hftpipe-nats"),
     ("Deployment", "hftpipe-feed"), ("Deployment", "hftpipe-signals"), ("NetworkPolicy", "hftpipe-nats-ingress"),
     ("NetworkPolicy", "hftpipe-feed-metrics"), ("NetworkPolicy", "hftpipe-signals-metrics"),
+    ("ServiceAccount", "hftpipe-trader"), ("PersistentVolumeClaim", "hftpipe-trader-state"),
+    ("Deployment", "hftpipe-trader"), ("NetworkPolicy", "hftpipe-trader-metrics"),
 }
 NAMESPACE = {"dev": "hftpipe-dev", "prod": "hftpipe", "prod-canary": "hftpipe"}
 

@@ -45,6 +45,8 @@ EXPECTED_CALLS = {
     ("ns:monitoring", "hftpipe-lob", "9091"), ("ns:monitoring", "hftpipe-lob", "8080"),
     ("ns:monitoring", "hftpipe-nats", "8222"), ("ns:monitoring", "hftpipe-feed", "9102"),
     ("ns:monitoring", "hftpipe-signals", "9101"),
+    # the paper trader: NATS client, scraped by Prometheus
+    ("hftpipe-trader", "hftpipe-nats", "4222"), ("ns:monitoring", "hftpipe-trader", "9103"),
     # distributed training among its own pods
     ("hftpipe-trainer", "hftpipe-train", "*"),
 }

@@ -103,11 +103,13 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     try:
         click.echo("starting the signal service (md.> -> model -> sig.<symbol>) ...")
         start(Service("signals", [*params, "signals", "--model", uri], "", {}, ready_file="signals"))
+        click.echo(f"starting the paper trader ({cfg.paper.policy} policy under the risk engine) ...")
+        start(Service("trader", [*params, "trade", "--paper"], "", {}, ready_file="trader"))
         click.echo(f"starting the feed: {replay} replayed at {cfg.feed.speed:g}x real time, on a loop ...")
         start(Service("feed", [*params, "feed", "replay", str(replay), "--loop", "--name", "feed"], "", {},
                       ready_file="feed"))
     except PipelineError:
-        for name in ("feed", "signals", "serve"):
+        for name in ("feed", "trader", "signals", "serve"):
             stop_service(name)
         raise
     password = secrets.token_urlsafe(12)
@@ -119,7 +121,7 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         start(Service("ui", [*params, "-S", f"ui.replay_source={replay}", "-S", f"ui.serving_url={serve_url}",
                              "ui"], f"{ui_url}/login", env, host=cfg.ui.host, port=cfg.ui.port, port_setting="ui.port"))
     except PipelineError:
-        for name in ("feed", "signals", "serve"):  # half a stack is worse than none: the message says what to fix
+        for name in ("feed", "trader", "signals", "serve"):  # half a stack is worse than none: the message says what to fix
             stop_service(name)
         raise
     from hftpipe.monitoring import prometheus as prom
@@ -137,6 +139,8 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     click.echo(f"model server: {serve_url}  (V1 {serve_url}/v1/models/{cfg.register.model_name}:predict, "
                f"metrics {serve_url}/metrics)")
     click.echo(f"trader UI:    {ui_url}  (user admin, password {password}; also in {login})")
+    click.echo(f"paper trading: {ui_url}/trading  (positions, PnL, orders, fills, risk state; kill switch at "
+               f"{ui_url}/risk or `hftpipe risk halt --reason TEXT`)")
     click.echo(f"live stream:  {ui_url}/stream  (signals from the bus; `hftpipe bus tail 'sig.>' --json` in a shell)")
     click.echo(f"event bus:    {bus.url}  (feed -> md.>, signal service -> sig.>; metrics "
                f"127.0.0.1:{cfg.signals.metrics_port} and :{cfg.feed.metrics_port})")
@@ -145,13 +149,13 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     click.echo("stop everything with `make stop` (or `hftpipe stop`); logs in " + str(paths.logs_dir()))
 
 
-ONLINE_SERVICES = ("ui", "feed", "signals", "serve")  # stopped in this order: consumers after their feed
+ONLINE_SERVICES = ("ui", "feed", "trader", "signals", "serve")  # stopped in this order: consumers after their feed
 
 
 @click.command()
 @click.pass_obj
 def stop(obj) -> None:
-    """Stop everything ``hftpipe run`` started (UI, feed, signal service, model server, bus, Prometheus)."""
+    """Stop everything ``hftpipe run`` started (UI, feed, trader, signal service, model server, bus, Prometheus)."""
     from hftpipe.bus.server import stop_server
     from hftpipe.pipeline.services import stop as stop_service
 

@@ -141,6 +141,8 @@ def create_app(config: Config | None = None, settings: Mapping[str, Any] | None 
         app.register_blueprint(module.bp)
     from hftpipe.ui import stream
     app.register_blueprint(stream.bp)
+    from hftpipe.ui import trading
+    app.register_blueprint(trading.bp)
     auth.install_login_guard(app)
     from hftpipe.ui import cards, compliance, risk, roles  # roles: risk page, compliance, model cards
 

@@ -1,0 +1,396 @@
+"""The paper trader service: durable JetStream consumers on ``md.>`` and ``sig.>`` around :class:`PaperCore`.
+
+A thin async adapter (the decisions live in :mod:`hftpipe.trading.paper_core`, the same objects as the backtest):
+
+1. two durable pull consumers (``<paper.durable>-md`` on stream MD, ``<paper.durable>-sig`` on SIG) feed one
+   queue; each batch is handled in arrival order (per symbol, each stream keeps its order);
+2. each input goes to the core: a signal waits for the next book of its symbol; a book update moves fills,
+   marks, the risk state and the policy's orders (replays are skipped by the per-symbol seq in the core);
+   malformed inputs go to ``dlq.paper`` with the reason;
+3. before each decision the kill-switch store (``risk.state_db``, what ``hftpipe risk halt`` writes) is read and
+   applied to the risk engine; an automatic halt (max loss, drawdown) is written there first, with its audit
+   record, so ``hftpipe risk status`` shows it and a stored ACTIVE cannot undo it;
+4. the core's snapshot and the batch's outputs are committed to the trader's store
+   (:mod:`hftpipe.trading.paper_store`), then published -- ``ord.<symbol>``, ``fill.<symbol>`` and one
+   ``pos.<symbol>`` per symbol and batch, each with a ``Nats-Msg-Id`` -- and only then are the inputs acknowledged.
+
+Restart (also after ``kill -9``): the snapshot brings back positions, cash, resting orders (with their queue
+positions), the policy's state and the last applied seqs; the unpublished outbox is sent again (JetStream drops
+what did arrive); the consumers restart just after their ack floor, in stream order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import msgspec
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import BadRequestError, NotFoundError
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from hftpipe import paths
+from hftpipe.bus.connection import BusClient, ensure_streams, stream_config, subject_token
+from hftpipe.config import Config
+from hftpipe.contracts import BookUpdate, ContractError, DeadLetter, Gap, Signal, decode, encode
+from hftpipe.errors import BusError
+from hftpipe.trading.execution import Fees, Latency
+from hftpipe.trading.paper_core import AUTO_ACTOR, PaperCore, Step
+from hftpipe.trading.paper_store import PaperStore
+from hftpipe.trading.policies import make_policy
+from hftpipe.trading.risk import RiskEngine, RiskState, StateChange, limits_from_config
+from hftpipe.trading.state_store import RiskStateStore
+
+log = logging.getLogger(__name__)
+
+SERVICE = "paper"
+READY_NAME = "trader"  # HFTPIPE_HOME/run/trader.ready
+DLQ_SUBJECT = f"dlq.{SERVICE}"
+# The trader's output streams (created here, like the signal service relies on ensure_streams for its own).
+TRADING_STREAMS: dict[str, str] = {"ORD": "ord.>", "FILL": "fill.>", "POS": "pos.>"}
+FETCH_TIMEOUT_S = 1.0
+ACK_TIMEOUT_S = 5.0
+RISK_STATES = tuple(s.value for s in RiskState)
+
+
+def persist_automatic(store: RiskStateStore, changes: list[StateChange], audit_url: str | None = None) -> None:
+    """Write the engine's automatic state changes (loss limits) to the kill-switch store, with audit records."""
+    for change in changes:
+        if change.actor == AUTO_ACTOR:
+            store.change(change.state, change.reason, AUTO_ACTOR, audit_url)
+            log.warning("risk: %s -> %s (%s); written to %s and the audit trail", change.previous.value,
+                        change.state.value, change.reason, store.path)
+
+
+class StoreControl:
+    """The core's risk control: persist automatic changes, then adopt the stored (kill-switch) state."""
+
+    def __init__(self, store: RiskStateStore, audit_url: str | None = None) -> None:
+        self.store = store
+        self.audit_url = audit_url
+
+    def sync(self, engine: RiskEngine, now: float, automatic: list[StateChange]) -> None:
+        persist_automatic(self.store, automatic, self.audit_url)
+        self.store.apply_to(engine, now)
+
+
+class TraderMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter("hftpipe_paper_events_in_total", "Inputs taken from the bus", ["kind"], registry=r)
+        self.duplicates = Counter("hftpipe_paper_duplicates_total", "Replayed inputs skipped (seq already applied)",
+                                  ["kind"], registry=r)
+        self.orders = Counter("hftpipe_paper_orders_total", "Order decisions: accepted, denied, cancel",
+                              ["symbol", "status"], registry=r)
+        self.denials = Counter("hftpipe_paper_denials_total", "Orders refused by the risk engine, by reason",
+                               ["reason"], registry=r)
+        self.fills = Counter("hftpipe_paper_fills_total", "Simulated fills", ["symbol", "liquidity"], registry=r)
+        self.filled_shares = Counter("hftpipe_paper_filled_shares_total", "Shares filled", ["symbol"], registry=r)
+        self.position = Gauge("hftpipe_paper_position", "Position in shares", ["symbol"], registry=r)
+        self.pnl = Gauge("hftpipe_paper_pnl_dollars", "PnL marked to the mid, fees included", ["symbol"], registry=r)
+        self.day_pnl = Gauge("hftpipe_paper_day_pnl_dollars", "PnL of the trading day", ["symbol"], registry=r)
+        self.open_orders = Gauge("hftpipe_paper_open_orders", "Orders in flight or resting", ["symbol"], registry=r)
+        self.risk_state = Gauge("hftpipe_paper_risk_state", "1 for the current trading state", ["state"], registry=r)
+        self.risk_changes = Counter("hftpipe_paper_risk_changes_total", "Trading state changes",
+                                    ["state", "actor"], registry=r)
+        self.dead_letters = Counter("hftpipe_paper_dead_letters_total", "Inputs sent to dlq.paper", ["reason"],
+                                    registry=r)
+        self.lag = Gauge("hftpipe_paper_consumer_lag", "Messages not yet delivered to the trader", ["stream"],
+                         registry=r)
+        self.reconnects = Gauge("hftpipe_paper_reconnects", "Reconnects to NATS since start", registry=r)
+        self.event_latency = Histogram("hftpipe_paper_decision_latency_seconds",
+                                       "Wall time from the feed's publish of a book update to its outputs' publish",
+                                       buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+                                       registry=r)
+        self.processing = Histogram("hftpipe_paper_batch_seconds", "Time to handle one batch", registry=r,
+                                    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0))
+
+    def set_state(self, state: RiskState) -> None:
+        for name in RISK_STATES:
+            self.risk_state.labels(name).set(1 if name == state.value else 0)
+
+
+def _stamp(message: Any, now: float) -> bytes:
+    return encode(msgspec.structs.replace(message, publish_time=now))
+
+
+class PaperTrader:
+    """One paper-trader process: consumers, core, store, publisher."""
+
+    def __init__(self, config: Config, client: BusClient, policy: str | None = None,
+                 metrics: TraderMetrics | None = None) -> None:
+        self.config = config
+        self.cfg = config.paper
+        self.client = client
+        self.metrics = metrics or TraderMetrics()
+        tcfg = config.trading
+        self.policy_name = policy or self.cfg.policy or tcfg.policy
+        make_policy(self.policy_name, tcfg, self.cfg.horizon)  # fail now on a bad policy, not at the first book
+        self.risk_store = RiskStateStore(config.risk.state_db)
+        engine = RiskEngine(limits_from_config(config.risk))
+        self.core = PaperCore(lambda: make_policy(self.policy_name, tcfg, self.cfg.horizon), engine,
+                              Latency(tcfg.feed_latency_s, tcfg.order_latency_s),
+                              Fees(tcfg.maker_fee_per_share, tcfg.taker_fee_per_share, tcfg.fee_bps),
+                              StoreControl(self.risk_store, config.audit.url))
+        store_path = self.cfg.store or paths.sub("paper") / f"{self.cfg.durable}.sqlite"
+        self.store = PaperStore(store_path)
+        self.durables = {"MD": f"{self.cfg.durable}-md", "SIG": f"{self.cfg.durable}-sig"}
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=4 * self.cfg.pull_batch)
+        self._subs: dict[str, Any] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- start-up -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Streams, consumers (restarted after their ack floor), the snapshot, the unpublished outbox."""
+        js = self.client.js
+        await ensure_streams(js, self.config.bus)
+        for name, subjects in TRADING_STREAMS.items():
+            try:
+                await js.stream_info(name)
+            except NotFoundError:
+                try:
+                    await js.add_stream(stream_config(name, subjects, self.config.bus))
+                except BadRequestError as exc:
+                    if "already in use" not in str(exc):
+                        raise BusError(f"cannot create stream {name} ({subjects}): {exc}") from None
+        for stream, durable in self.durables.items():
+            await self._consumer(stream, durable, "md.>" if stream == "MD" else "sig.>")
+        blob = self.store.load()
+        if blob is not None:
+            self.core.restore(blob)
+            for symbol, st in sorted(self.core.symbols.items()):
+                log.info("resumed %s after book seq %d: position %g, %d open order(s), %d fill(s)", symbol,
+                         st.last_book_seq, st.position, len(st.execution.open_orders()), st.n_fills)
+        pending = self.store.outbox()
+        if pending:
+            log.info("publishing %d output(s) committed before the last stop", len(pending))
+            await self._publish_acked([(i.subject, i.data, {"Nats-Msg-Id": i.msg_id}) for i in pending])
+            self.store.published(pending[-1].id)
+        self.core.control.sync(self.core.risk, time.time(), [])  # type: ignore[union-attr]
+        self.core.risk.drain_changes()
+        self.metrics.set_state(self.core.risk.state)
+        for stream, durable in self.durables.items():
+            self._subs[stream] = await js.pull_subscribe_bind(durable=durable, stream=stream)
+            self._tasks.append(asyncio.create_task(self._reader(stream)))
+
+    async def _consumer(self, stream: str, durable: str, subject: str) -> None:
+        js = self.client.js
+        wanted = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
+                                filter_subject=subject, max_ack_pending=self.cfg.max_ack_pending,
+                                ack_wait=self.cfg.ack_wait_s, max_waiting=64)
+        try:
+            info = await js.consumer_info(stream, durable)
+        except NotFoundError:
+            info = None
+        if info is not None:
+            # As the signal service does: a dead process held delivered, unacknowledged messages that would come
+            # back only after ack_wait (behind newer ones); restarting at the ack floor keeps stream order.
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            await js.delete_consumer(stream, durable)
+            if floor:
+                wanted = dataclasses.replace(wanted, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                             opt_start_seq=floor + 1)
+            log.info("consumer %s resumes after stream sequence %d", durable, floor)
+        try:
+            await js.add_consumer(stream, wanted)
+        except BadRequestError as exc:
+            raise BusError(f"cannot create consumer {durable} on stream {stream}: {exc}") from None
+
+    async def _reader(self, stream: str) -> None:
+        import nats
+
+        sub = self._subs[stream]
+        while True:
+            try:
+                msgs = await sub.fetch(self.cfg.pull_batch, timeout=FETCH_TIMEOUT_S)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker away: the client reconnects, we ask again
+                log.debug("fetch on %s: %s", stream, exc)
+                await asyncio.sleep(0.2)
+                continue
+            for msg in msgs:
+                await self._queue.put((stream, msg))
+
+    # ---- running --------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Handle batches until ``stop`` is set; the batch in hand is finished first."""
+        lag_task = asyncio.create_task(self._report_lag(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), timeout=0.25)
+                except TimeoutError:
+                    continue
+                batch = [first]
+                while len(batch) < self.cfg.batch_max and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                await self.handle(batch)
+        finally:
+            lag_task.cancel()
+
+    async def _report_lag(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for stream, durable in self.durables.items():
+                try:
+                    info = await self.client.js.consumer_info(stream, durable)
+                    self.metrics.lag.labels(stream).set(info.num_pending or 0)
+                except Exception as exc:  # noqa: BLE001 - best effort while the broker is away
+                    log.debug("consumer info failed: %s", exc)
+            self.metrics.reconnects.set(self.client.reconnects)
+            await asyncio.sleep(self.cfg.lag_interval_s)
+
+    async def handle(self, batch: list[tuple[str, Any]]) -> None:
+        """Handle one batch: core, commit, publish, acknowledge."""
+        t0 = time.perf_counter()
+        m = self.metrics
+        wall_guard = self.cfg.wall_clock_guard
+        outbox: list[tuple[str, str, bytes]] = []
+        fills, positions, published_books = [], {}, []
+        last: dict[str, Any] = {}
+        now = time.time()
+        for stream, msg in batch:
+            last[stream] = msg
+            try:
+                message = decode(msg.data)
+            except ContractError as exc:
+                outbox.append(self._dead("malformed", str(exc), msg))
+                continue
+            if stream == "MD" and isinstance(message, BookUpdate):
+                m.events_in.labels("book").inc()
+                step = self.core.on_book(message, wall_now=time.time() if wall_guard else None)
+                if step.duplicate:
+                    m.duplicates.labels("book").inc()
+                    continue
+                published_books.append(message.publish_time)
+                self._collect(step, now, outbox, fills, positions)
+            elif stream == "SIG" and isinstance(message, Signal):
+                m.events_in.labels("signal").inc()
+                if self.core.on_signal(message).duplicate:
+                    m.duplicates.labels("signal").inc()
+            elif isinstance(message, Gap):
+                m.events_in.labels("gap").inc()  # books are full L2 states: the next one is used as it is
+            else:
+                outbox.append(self._dead("unexpected", f"{type(message).__name__} on {msg.subject}", msg))
+        for p in positions.values():
+            outbox.append((f"pos.{subject_token(p.symbol)}", f"pos:{p.symbol}:{p.seq}", _stamp(p, now)))
+        self.store.commit(self.core.snapshot(), outbox, fills, list(positions.values()))
+        if outbox:
+            pending = self.store.outbox()
+            await self._publish_acked([(i.subject, i.data, {"Nats-Msg-Id": i.msg_id}) for i in pending])
+            self.store.published(pending[-1].id)
+        done = time.time()
+        for t in published_books:
+            m.event_latency.observe(done - t)
+        for msg in last.values():
+            await msg.ack()  # AckAll: the whole batch of that consumer, after its outputs are safe
+        m.processing.observe(time.perf_counter() - t0)
+
+    def _collect(self, step: Step, now: float, outbox: list, fills: list, positions: dict) -> None:
+        m = self.metrics
+        for o in step.orders:
+            token = subject_token(o.symbol)
+            m.orders.labels(o.symbol, o.status).inc()
+            if o.status == "denied":
+                m.denials.labels(o.reason).inc()
+                key = f"ord:{o.symbol}:deny:{o.seq}:{o.side}:{o.qty:g}:{o.price}"
+                log.debug("denied %s %+d x %g: %s", o.symbol, o.side, o.qty, o.text)
+            else:
+                key = f"ord:{o.symbol}:{o.order_id}:{o.status}"
+            outbox.append((f"ord.{token}", key, _stamp(o, now)))
+        for f in step.fills:
+            m.fills.labels(f.symbol, "maker" if f.maker else "taker").inc()
+            m.filled_shares.labels(f.symbol).inc(f.qty)
+            fills.append(f)
+            outbox.append((f"fill.{subject_token(f.symbol)}", f"fill:{f.symbol}:{f.fill_id}", _stamp(f, now)))
+            log.info("fill %s #%d: %+d x %g @ %.4f (%s, fee %.4f)", f.symbol, f.fill_id, f.side, f.qty, f.price,
+                     "maker" if f.maker else "taker", f.fee)
+        for change in step.changes:
+            m.risk_changes.labels(change.state.value, change.actor).inc()
+            log.warning("trading %s -> %s by %s: %s", change.previous.value, change.state.value, change.actor,
+                        change.reason)
+        if step.changes:
+            m.set_state(self.core.risk.state)
+        p = step.position
+        if p is not None:
+            m.position.labels(p.symbol).set(p.position)
+            m.pnl.labels(p.symbol).set(p.pnl)
+            m.day_pnl.labels(p.symbol).set(p.day_pnl)
+            m.open_orders.labels(p.symbol).set(p.open_orders)
+            positions[p.symbol] = p  # one position message per symbol and batch: the newest
+
+    def _dead(self, kind: str, reason: str, msg: Any) -> tuple[str, str, bytes]:
+        self.metrics.dead_letters.labels(kind).inc()
+        log.warning("dead letter: %s", reason)
+        sseq = msg.metadata.sequence.stream if msg.metadata else 0
+        letter = DeadLetter(service=SERVICE, subject=msg.subject, reason=reason, payload=msg.data,
+                            publish_time=time.time())
+        return DLQ_SUBJECT, f"dlq:{SERVICE}:{msg.subject}:{sseq}", encode(letter)
+
+    async def _publish_acked(self, items: list[tuple[str, bytes, dict[str, str]]]) -> None:
+        """Publish all; return once JetStream acknowledged them (same scheme as the signal service).
+
+        The messages go to several streams, so each stream's last message asks for an ack: a stream stores one
+        connection's messages in the order they were sent, so its last ack covers the rest.
+        """
+        last_of: dict[str, int] = {}
+        for i, (subject, _, _) in enumerate(items):
+            last_of[subject.split(".", 1)[0]] = i
+        acked = set(last_of.values())
+        while True:
+            futures = []
+            for i, (subject, data, headers) in enumerate(items):
+                if i in acked:
+                    futures.append(await self.client.js.publish_async(subject, data, headers=headers))
+                else:
+                    await self.client.nc.publish(subject, data, headers=headers)
+            try:
+                await asyncio.wait_for(asyncio.gather(*futures), timeout=ACK_TIMEOUT_S)
+                return
+            except Exception as exc:  # noqa: BLE001 - timeout or a JetStream error: the batch goes again
+                log.warning("%d publish(es) not acknowledged (%s: %s); sending them again", len(items),
+                            type(exc).__name__, exc)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - shutting down
+                log.debug("reader at close: %r", exc)
+        for sub in self._subs.values():
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:  # noqa: BLE001 - the connection may already be gone
+                log.debug("unsubscribe at close: %s", exc)
+        self.store.close()
+        self.risk_store.close()
+
+
+async def run_paper(config: Config, policy: str | None = None, url: str | None = None,
+                    stop: asyncio.Event | None = None, on_ready=None) -> None:
+    """Run the paper trader until SIGTERM/SIGINT (or ``stop``)."""
+    from hftpipe.bus.connection import connect
+    from hftpipe.bus.lifecycle import serve_metrics, stop_event
+
+    stop = stop or stop_event()
+    client = await connect(config.bus, "hftpipe-paper-trader", url=url)
+    metrics = TraderMetrics()
+    trader = PaperTrader(config, client, policy=policy, metrics=metrics)
+    try:
+        await trader.start()
+        port = serve_metrics(metrics.registry, config.paper.metrics_port)
+        if on_ready:
+            on_ready(f"policy={trader.policy_name} consumers={','.join(trader.durables.values())} "
+                     f"metrics_port={port} risk={trader.core.risk.state.value}")
+        await trader.run(stop)
+    finally:
+        await trader.close()
+        await client.close()
