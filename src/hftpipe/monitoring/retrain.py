@@ -113,3 +113,14 @@ def decide(policy: TriggerPolicy, state: TriggerState, obs: Observation) -> tupl
     else:
         next_state = dataclasses.replace(state, reason_since=since)
     return Decision(trigger, tuple(reasons), blocked, evidence), next_state
+
+
+def json_safe(value: Any) -> Any:
+    """Evidence as plain JSON for the audit trail: NaN and infinities become None, tuples lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

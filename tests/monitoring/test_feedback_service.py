@@ -1,0 +1,117 @@
+"""The outcome store end to end: real nats-server, `hftpipe feed replay` of a real LOBSTER slice, the signal
+service and `monitor run` as subprocesses; outcomes read back from the bus and from the Parquet data set."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hftpipe.contracts import Outcome
+from tests.online_fixtures import Service, free_port, read_stream, stream_count
+from tests.pipeline.test_pipeline_e2e import FAST, write_slice
+from tests.serving.conftest import WINDOW, make_bundle
+
+pytestmark = pytest.mark.slow
+
+K = 10
+
+
+def _wait_for(predicate, timeout_s: float, what: str, log=lambda: "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}\n{log()}")
+
+
+def _bundle(folder: Path, source: Path) -> Path:
+    from hftpipe.data import book_matrix, load_lobster
+
+    book = book_matrix(load_lobster(source).frame)[:2000]
+    return make_bundle(folder / "bundle", book)
+
+
+def _feedback(nats_server, home: Path, bundle: Path, *sets: str) -> Service:
+    args = [a for s in ("bus.monitor_port=0", f"bus.port={nats_server.port}", *sets) for a in ("-S", s)]
+    service = Service([], home, ready="feedback", name="feedback")
+    service.cmd = [sys.executable, "-m", "hftpipe.cli.monitor_live", "-v", *args, "run", "--model", str(bundle)]
+    return service
+
+
+def _start_pipeline(nats_server, home: Path, source: Path, bundle: Path, rows: int, *feedback_sets: str,
+                    signal_sets: tuple[str, ...] = ()) -> tuple[Service, Service]:
+    feed = Service([*nats_server.overrides(), "feed", "replay", str(source), "--speed", "max", "--limit", str(rows)],
+                   home, ready=None, name="feed")
+    assert feed.start().wait(timeout_s=120) == 0, feed.log()
+    sets = [a for s in ("signals.backlog=all", "signals.reload_interval_s=0", *signal_sets) for a in ("-S", s)]
+    signals = Service([*nats_server.overrides(), *sets, "signals", "--model", str(bundle)], home, ready="signals",
+                      name="signals").start()
+    feedback = _feedback(nats_server, home, bundle, *feedback_sets).start()
+    return signals, feedback
+
+
+def test_live_macro_f1_equals_hftpipe_evaluate_on_the_same_rows(nats_server, hftpipe_home: Path,
+                                                                tmp_path: Path) -> None:
+    import requests
+
+    from hftpipe.config import Config, EvaluateConfig
+    from hftpipe.evaluation.evaluate import evaluate_source
+    from hftpipe.monitoring.feedback_store import read_table
+    from hftpipe.monitoring.quality import RollingQuality
+
+    rows = 2500
+    source = write_slice(tmp_path / "slice", rows=rows)  # a real GOOG slice as a LOBSTER CSV pair
+    bundle = _bundle(tmp_path, source)
+    port = free_port()
+    signals, feedback = _start_pipeline(nats_server, hftpipe_home, source, bundle, rows,
+                                        f"feedback.metrics_port={port}", "feedback.flush_rows=1000",
+                                        "feedback.flush_interval_s=0.5")
+    try:
+        expected = rows - K - WINDOW + 1  # signals from seq T on; the last k events have no outcome yet
+        _wait_for(lambda: stream_count(nats_server.url, "OUT") >= expected, 120, "outcomes", feedback.log)
+        time.sleep(1.0)  # anything extra (a duplicate, a look-ahead outcome) would arrive now
+        outcomes = [m for m in read_stream(nats_server.url, "out.>") if isinstance(m, Outcome)]
+        assert sorted(o.seq for o in outcomes) == list(range(WINDOW, rows - K + 1))
+        assert all(o.outcome_time > o.event_time or o.outcome_time == o.event_time for o in outcomes)
+        live = RollingQuality(window=None)
+        for o in outcomes:
+            live.add(o)
+        snap = live.snapshot()
+
+        # `hftpipe evaluate` on the same file, every row (scope all), same model and label.
+        cfg = Config().replace(evaluate=EvaluateConfig(bootstrap=20))
+        report = evaluate_source(cfg, bundle, source, tmp_path / "report", scope="all").report
+        assert report["data"]["scored_rows"] == snap.n
+        assert snap.scores["model"]["macro_f1"] == report["model"]["macro_f1"]
+        assert snap.scores["model"]["accuracy"] == report["model"]["accuracy"]
+        for name in ("persistence", "momentum"):
+            assert snap.scores[name]["macro_f1"] == report["baselines"][name]["macro_f1"]
+
+        # The same figures as Prometheus gauges, and the same outcomes in the Parquet data set.
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        gauges = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+                  if line.startswith("hftpipe_feedback_")}
+        assert gauges['hftpipe_feedback_live_macro_f1{predictor="model"}'] == pytest.approx(
+            snap.scores["model"]["macro_f1"], abs=1e-12)
+        assert gauges['hftpipe_feedback_live_macro_f1{predictor="momentum"}'] == pytest.approx(
+            snap.scores["momentum"]["macro_f1"], abs=1e-12)
+        assert sum(v for n, v in gauges.items() if n.startswith("hftpipe_feedback_outcomes_total")) == expected
+        assert gauges["hftpipe_feedback_books_total"] == rows
+        assert feedback.stop() < 10.0 and feedback.proc.returncode == 0  # SIGTERM: flush, clean exit
+        frame = read_table(hftpipe_home / "feedback", "outcomes", "GOOG")
+        assert list(frame["seq"]) == list(range(WINDOW, rows - K + 1))
+        assert set(frame["date"]) == {"2012-06-21"}
+        np.testing.assert_array_equal(frame["realised"].to_numpy(), [o.realised for o in
+                                                                      sorted(outcomes, key=lambda o: o.seq)])
+        books = read_table(hftpipe_home / "feedback", "books", "GOOG")
+        assert list(books["seq"]) == list(range(1, rows + 1))
+        parts = sorted((hftpipe_home / "feedback" / "books" / "symbol=GOOG" / "date=2012-06-21").glob("*.parquet"))
+        assert parts and not list(parts[0].parent.glob(".part-*"))  # no temporary file left behind
+    finally:
+        feedback.stop()
+        signals.stop()
