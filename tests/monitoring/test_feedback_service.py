@@ -115,3 +115,46 @@ def test_live_macro_f1_equals_hftpipe_evaluate_on_the_same_rows(nats_server, hft
     finally:
         feedback.stop()
         signals.stop()
+
+
+def test_trigger_fires_on_live_decay_and_retrains_on_the_recorded_data_through_the_gate(
+        nats_server, hftpipe_home: Path, tmp_path: Path) -> None:
+    """A random-weight model is far below the momentum baseline live: the trigger fires once (then the
+    cooldown holds), audits its evidence, and the local pipeline retrains on the recorded live day, whose
+    registration goes through the promotion gate."""
+    from hftpipe import audit
+    from hftpipe.registry.registry import CHALLENGER, CHAMPION
+    from tests.pipeline.test_pipeline_e2e import SLICE_ROWS
+
+    rows = SLICE_ROWS
+    source = write_slice(tmp_path / "slice", rows=rows)
+    bundle = _bundle(tmp_path, source)
+    fast = [FAST[i + 1] for i in range(0, len(FAST), 2)]  # the pipeline tests' cheap settings
+    trigger = ["feedback.retrain=true", "feedback.retrain_check_s=1.0", "feedback.retrain_min_outcomes=1000",
+               "feedback.retrain_min_hold_s=0", f"feedback.retrain_min_new_rows={rows}",
+               "feedback.retrain_cooldown_s=3600", "feedback.metrics_port=0", "feedback.flush_rows=4000"]
+    signals, feedback = _start_pipeline(nats_server, hftpipe_home, source, bundle, rows, *fast, *trigger)
+
+    def retrain_records() -> list:
+        with audit.open_trail() as trail:
+            return [r for r in trail.records() if r.action == audit.RETRAIN_TRIGGER]
+
+    try:
+        _wait_for(lambda: len(retrain_records()) >= 2, 420, "the retrain to finish", feedback.log)
+        time.sleep(3.0)  # further checks happen every second: the cooldown must keep them quiet
+        fired, finished = retrain_records()[:2]
+        assert len(retrain_records()) == 2
+        assert "below_baseline" in fired.reason
+        evidence = fired.details["evidence"]
+        assert evidence["new_rows"] == rows and evidence["outcomes"] >= 1000
+        assert evidence["model_macro_f1"] < evidence["best_baseline_macro_f1"]
+        result = finished.details
+        assert result["exit_code"] == 0, feedback.log()
+        assert result["status"] == "succeeded" and result["rows"] == rows
+        assert result["decision"] in (CHAMPION, CHALLENGER) and result["gate_reasons"]  # the gate decided, with reasons
+        assert result["version"] is not None  # the retrained model was registered
+        assert finished.reason == f"retrain on live data finished: exit 0, gate {result['decision']}"
+        assert feedback.proc.poll() is None  # the outcome store kept running through the retrain
+    finally:
+        feedback.stop()
+        signals.stop()
