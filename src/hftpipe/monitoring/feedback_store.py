@@ -127,6 +127,11 @@ def write_part(root: Path, table: str, symbol: str, date: str, rows: list[dict[s
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    # A crash after a file was written but before its rows left the buffer writes those rows again, starting
+    # at the same seq (perhaps with more after them): the older, shorter file is superseded.
+    for other in folder.glob(f"part-{first:012d}-*.parquet"):
+        if other != target:
+            other.unlink(missing_ok=True)
     return target
 
 
@@ -209,8 +214,7 @@ def export_lobster(root: Path, symbol: str, date: str, out_dir: Path, session: t
     stem = f"{symbol}_{date}_{int(session[0] * 1000)}_{int(session[1] * 1000)}"
     message_path = out_dir / f"{stem}_message_{levels}.csv"
     with open(message_path, "w") as fh:
-        for row, ti in zip(messages[:, 1:].astype(np.int64), t):
-            fh.write(f"{ti:.9f},{','.join(str(int(v)) for v in row)}\n")
+        fh.writelines(f"{ti:.9f},{','.join(str(int(v)) for v in row)}\n" for row, ti in zip(messages[:, 1:].astype(np.int64), t))
     np.savetxt(out_dir / f"{stem}_orderbook_{levels}.csv", out_book, fmt="%d", delimiter=",")
     log.info("exported %d recorded events of %s %s to %s", len(frame), symbol, date, message_path)
     return message_path

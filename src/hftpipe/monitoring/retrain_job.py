@@ -67,7 +67,7 @@ def retrain_on_feedback(config: Config, root: Path, evidence: dict[str, Any] | N
     cmd = [sys.executable, "-m", "hftpipe.cli", "--params", str(params), *extra_args, "retrain", "--data", str(data)]
     log.warning("retraining on the recorded live data: %s", " ".join(cmd))
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s,
                           env={**os.environ, "HFTPIPE_HOME": str(paths.home())})
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     result = {

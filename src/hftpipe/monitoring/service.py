@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -171,7 +170,7 @@ class FeedbackService:
     async def _fetch(self, stream: str) -> list:
         try:
             return await self._subs[stream].fetch(self.cfg.pull_batch, timeout=FETCH_WAIT_S)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return []
         except Exception as exc:  # noqa: BLE001 - nats timeout class differs by version; reconnects too
             if "timeout" in type(exc).__name__.lower():
