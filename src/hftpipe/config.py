@@ -409,7 +409,7 @@ class FeedbackConfig:
     record_books: bool = True  # also store every book update (the live data a retrain trains on)
     flush_rows: int = 5000  # rows per Parquet file (one row group); smaller tail flushed on the interval
     flush_interval_s: float = 30.0  # a partial buffer is written at least this often
-    max_signal_delay_events: int = 100_000  # a signal arriving more events than this after its book is dropped
+    max_signal_delay_events: int = 20_000  # a signal trailing its book update by more events than this is dropped
     pull_batch: int = 1000  # messages fetched per pull
     quality_window: int = 5000  # outcomes in the rolling quality window
     reliability_bins: int = 10  # bins of the reliability curve

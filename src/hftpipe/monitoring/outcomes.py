@@ -320,9 +320,17 @@ class OutcomeJoiner:
         return out
 
     # ---- persistence across restarts ----------------------------------------------------------------
-    def state_of(self, symbol: str) -> dict[str, Any]:
-        """A JSON-able snapshot of one symbol (the service stores it with the batch it applied)."""
+    def state_of(self, symbol: str, late_tail: int = 1000) -> dict[str, Any]:
+        """A JSON-able snapshot of one symbol (the service stores it with the batch it applied).
+
+        Resolved records without a signal are kept only for the last ``late_tail`` events (for signals that
+        trail their book update a little): persisting all ``max_delay_events`` of them on every batch would
+        cost more than the join itself. A signal later than that after a restart is dropped as ``no_book``.
+        """
         st = self._state(symbol)
+        keep_from = st.n - self.spec.horizon - 1 - late_tail
+        records = [r for r in st.records.values()
+                   if r.index >= keep_from or r.signal is not None or r.realised is None]
         return {
             "last_seq": st.last_seq, "last_signal_seq": st.last_signal_seq, "n": st.n,
             "segment_start": st.segment_start, "ref": st.ref, "c_total": st.c_total, "nbad_total": st.nbad_total,
@@ -330,7 +338,7 @@ class OutcomeJoiner:
             "history": [[e.index, e.seq, e.event_time, e.mid, e.c_before, e.nbad_before] for e in st.history],
             "records": [[r.index, r.seq, r.event_time, r.persistence, r.momentum, r.realised, r.label_return,
                          r.outcome_time, msgspec.to_builtins(r.signal) if r.signal is not None else None]
-                        for r in st.records.values()],
+                        for r in records],
             "early": [msgspec.to_builtins(s) for s in st.early.values()],
         }
 
