@@ -52,43 +52,62 @@ def largest_recording(root: Path) -> tuple[str, str, int]:
     return best
 
 
-def retrain_on_feedback(config: Config, root: Path, evidence: dict[str, Any] | None = None,
-                        extra_args: tuple[str, ...] = (), timeout_s: float | None = None) -> dict[str, Any]:
-    """Export the live recording, run ``hftpipe retrain`` on it, audit the result; returns what happened."""
-    from hftpipe import audit
-
+def prepare_retrain(config: Config, root: Path, extra_args: tuple[str, ...] = ()) -> tuple[list[str], dict[str, Any]]:
+    """Export the live recording and write the resolved config; returns (command, facts about the data)."""
     symbol, date, rows = largest_recording(root)
     work = root / "retrain" / time.strftime("%Y%m%d-%H%M%S")
     data = export_lobster(root, symbol, date, work / "data")
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    summary_path = paths.logs_dir() / "retrain-last.json"
-    summary_path.unlink(missing_ok=True)
+    (paths.logs_dir() / "retrain-last.json").unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "hftpipe.cli", "--params", str(params), *extra_args, "retrain", "--data", str(data)]
-    log.warning("retraining on the recorded live data: %s", " ".join(cmd))
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s,
-                          env={**os.environ, "HFTPIPE_HOME": str(paths.home())})
+    return cmd, {"work": str(work), "data": str(data), "symbol": symbol, "date": date, "rows": rows}
+
+
+def finish_retrain(config: Config, facts: dict[str, Any], returncode: int, output: str, seconds: float,
+                   evidence: dict[str, Any] | None) -> dict[str, Any]:
+    """Read the run's summary, append the result to the audit trail, and return it."""
+    from hftpipe import audit
+
+    summary_path = paths.logs_dir() / "retrain-last.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     result = {
-        "exit_code": proc.returncode, "seconds": round(time.monotonic() - t0, 1), "data": str(data),
-        "symbol": symbol, "date": date, "rows": rows, "status": summary.get("status"),
-        "version": summary.get("version"), "decision": summary.get("decision"),
+        "exit_code": returncode, "seconds": round(seconds, 1), **{k: v for k, v in facts.items() if k != "work"},
+        "status": summary.get("status"), "version": summary.get("version"), "decision": summary.get("decision"),
         "aliases": summary.get("aliases", []), "gate_reasons": summary.get("reasons", []),
-        "failed_step": summary.get("failed_step"), "output_tail": (proc.stdout + proc.stderr)[-2000:],
+        "failed_step": summary.get("failed_step"), "output_tail": output[-2000:],
     }
     audit.record(audit.RETRAIN_TRIGGER, summary.get("model_name") or config.register.model_name,
-                 reason=(f"retrain on live data finished: exit {proc.returncode}, gate "
+                 reason=(f"retrain on live data finished: exit {returncode}, gate "
                          f"{summary.get('decision') or 'not reached'}"),
                  details=json_safe({k: v for k, v in {**result, "trigger_evidence": evidence}.items()
                                     if k != "output_tail"}),
                  url=config.audit.url)
-    (work / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    (Path(facts["work"]) / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "HFTPIPE_HOME": str(paths.home())}
+
+
+def retrain_on_feedback(config: Config, root: Path, evidence: dict[str, Any] | None = None,
+                        extra_args: tuple[str, ...] = (), timeout_s: float | None = None) -> dict[str, Any]:
+    """Export the live recording, run ``hftpipe retrain`` on it, audit the result; returns what happened."""
+    cmd, facts = prepare_retrain(config, root, extra_args)
+    log.warning("retraining on the recorded live data: %s", " ".join(cmd))
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout_s, env=_env())
+    return finish_retrain(config, facts, proc.returncode, proc.stdout + proc.stderr, time.monotonic() - t0,
+                          evidence)
+
+
 class RetrainJob:
-    """The service's ``on_trigger``: run :func:`retrain_on_feedback` in a worker thread, one at a time."""
+    """The service's ``on_trigger``: ``hftpipe retrain`` as a child process, one at a time.
+
+    The event loop keeps consuming meanwhile; when the service stops (task cancelled) the child gets
+    SIGTERM, which stops every process of the run (``hftpipe retrain`` exits 143), and that is audited too.
+    """
 
     def __init__(self, config: Config, root: Path) -> None:
         self.config = config
@@ -102,8 +121,27 @@ class RetrainJob:
             return
         self.running = asyncio.current_task()
         try:
-            result = await asyncio.to_thread(retrain_on_feedback, self.config, self.root, decision.evidence)
-            self.results.append(result)
-            log.warning("retrain finished: exit %s, gate %s", result["exit_code"], result["decision"])
-        except Exception as exc:  # noqa: BLE001 - a failed retrain must not stop the outcome store
-            log.error("retrain failed: %s", exc)
+            cmd, facts = await asyncio.to_thread(prepare_retrain, self.config, self.root)
+        except Exception as exc:  # noqa: BLE001 - nothing to train on must not stop the outcome store
+            log.error("retrain not started: %s", exc)
+            return
+        log.warning("retraining on the recorded live data: %s", " ".join(cmd))
+        t0 = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT, env=_env())
+        try:
+            out, _ = await proc.communicate()
+        except asyncio.CancelledError:
+            proc.terminate()
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), timeout=30.0)
+            except TimeoutError:
+                proc.kill()
+                out = b""
+            finish_retrain(self.config, facts, proc.returncode if proc.returncode is not None else -9,
+                           out.decode(errors="replace"), time.monotonic() - t0, decision.evidence)
+            raise
+        result = await asyncio.to_thread(finish_retrain, self.config, facts, proc.returncode,
+                                         out.decode(errors="replace"), time.monotonic() - t0, decision.evidence)
+        self.results.append(result)
+        log.warning("retrain finished: exit %s, gate %s", result["exit_code"], result["decision"])

@@ -122,6 +122,7 @@ class FeedbackService:
         self._last_flush = time.monotonic()
         self._last_check = time.monotonic()
         self._last_gauges = 0.0
+        self._tasks: set[asyncio.Task] = set()
         self.outcomes_published = 0
 
     # ---- start-up -------------------------------------------------------------------------------------
@@ -329,7 +330,9 @@ class FeedbackService:
                 self._flush(partial=True)  # the retrain reads the recorded data from Parquet
                 result = self.on_trigger(decision)
                 if asyncio.iscoroutine(result):
-                    asyncio.create_task(result)
+                    task = asyncio.create_task(result)
+                    self._tasks.add(task)  # a reference, or the task may be garbage-collected mid-run
+                    task.add_done_callback(self._tasks.discard)
         return decision
 
     # ---- publishing -----------------------------------------------------------------------------------
@@ -359,6 +362,12 @@ class FeedbackService:
                 log.warning("%d outcome publish(es) not acknowledged (%s); sending again", len(items), exc)
 
     async def close(self) -> None:
+        for task in list(self._tasks):  # a running retrain: its child gets SIGTERM (see RetrainJob)
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - shutting down either way
+                log.info("retrain task ended at shutdown: %s", type(exc).__name__)
         for sub in self._subs.values():
             try:
                 await sub.unsubscribe()
