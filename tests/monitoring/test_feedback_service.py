@@ -95,12 +95,13 @@ def test_live_macro_f1_equals_hftpipe_evaluate_on_the_same_rows(nats_server, hft
         # The same figures as Prometheus gauges, and the same outcomes in the Parquet data set.
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         gauges = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
-                  if line.startswith("hftpipe_feedback_")}
-        assert gauges['hftpipe_feedback_live_macro_f1{predictor="model"}'] == pytest.approx(
-            snap.scores["model"]["macro_f1"], abs=1e-12)
-        assert gauges['hftpipe_feedback_live_macro_f1{predictor="momentum"}'] == pytest.approx(
-            snap.scores["momentum"]["macro_f1"], abs=1e-12)
-        assert sum(v for n, v in gauges.items() if n.startswith("hftpipe_feedback_outcomes_total")) == expected
+                  if line.startswith(("hftpipe_feedback_", "hftpipe_live_", "hftpipe_outcomes_"))}
+        for source in ("model", "persistence", "momentum"):  # the names the alert rules and dashboards read
+            assert gauges[f'hftpipe_live_macro_f1{{source="{source}",symbol="GOOG"}}'] == pytest.approx(
+                snap.scores[source]["macro_f1"], abs=1e-12)
+            assert f'hftpipe_live_hit_rate{{source="{source}",symbol="GOOG"}}' in gauges
+        assert gauges['hftpipe_live_brier{symbol="GOOG"}'] == pytest.approx(snap.brier, abs=1e-12)
+        assert gauges['hftpipe_outcomes_total{symbol="GOOG"}'] == expected
         assert gauges["hftpipe_feedback_books_total"] == rows
         assert feedback.stop() < 10.0 and feedback.proc.returncode == 0  # SIGTERM: flush, clean exit
         frame = read_table(hftpipe_home / "feedback", "outcomes", "GOOG")

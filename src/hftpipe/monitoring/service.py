@@ -67,8 +67,9 @@ class FeedbackMetrics:
         self.registry = r = registry or CollectorRegistry()
         self.books = Counter("hftpipe_feedback_books_total", "Book updates applied", registry=r)
         self.signals = Counter("hftpipe_feedback_signals_total", "Signals applied", registry=r)
-        self.outcomes = Counter("hftpipe_feedback_outcomes_total", "Outcomes published, by realised class",
-                                ["realised"], registry=r)
+        # Names and labels of the "hftpipe-monitor" scrape job's contract (hftpipe.monitoring.metrics.CONTRACT):
+        # the alert rules and dashboards read exactly these.
+        self.outcomes = Counter("hftpipe_outcomes_total", "Outcomes published", ["symbol"], registry=r)
         self.dropped = Gauge("hftpipe_feedback_signals_dropped", "Signals without an outcome, by reason",
                              ["reason"], registry=r)
         self.dead_letters = Counter("hftpipe_feedback_dead_letters_total", "Messages sent to dlq.feedback",
@@ -77,16 +78,18 @@ class FeedbackMetrics:
                                      registry=r)
         self.rows_recorded = Gauge("hftpipe_feedback_rows_recorded", "Book updates recorded (all time)", registry=r)
         self.lag = Gauge("hftpipe_feedback_consumer_lag", "Messages not yet delivered", ["stream"], registry=r)
-        self.window = Gauge("hftpipe_feedback_quality_window_outcomes", "Outcomes in the live quality window",
-                            registry=r)
-        self.macro_f1 = Gauge("hftpipe_feedback_live_macro_f1", "Rolling live macro-F1", ["predictor"], registry=r)
-        self.accuracy = Gauge("hftpipe_feedback_live_accuracy", "Rolling live accuracy", ["predictor"], registry=r)
-        self.hit_rate = Gauge("hftpipe_feedback_live_hit_rate", "Rolling live hit rate of up/down calls",
-                              ["predictor"], registry=r)
-        self.brier = Gauge("hftpipe_feedback_live_brier", "Rolling Brier score of the model", registry=r)
-        self.ece = Gauge("hftpipe_feedback_live_ece", "Rolling expected calibration error of the model", registry=r)
-        self.reliability = Gauge("hftpipe_feedback_live_reliability_accuracy",
-                                 "Accuracy per top-label confidence bin", ["bin"], registry=r)
+        self.window = Gauge("hftpipe_live_window_outcomes", "Scored outcomes in the live quality window",
+                            ["symbol"], registry=r)
+        self.macro_f1 = Gauge("hftpipe_live_macro_f1", "Rolling live macro-F1 (source: model or a baseline)",
+                              ["symbol", "source"], registry=r)
+        self.accuracy = Gauge("hftpipe_live_accuracy", "Rolling live accuracy", ["symbol", "source"], registry=r)
+        self.hit_rate = Gauge("hftpipe_live_hit_rate", "Rolling live hit rate of up/down calls (a move inside the "
+                              "stationary band is a miss)", ["symbol", "source"], registry=r)
+        self.brier = Gauge("hftpipe_live_brier", "Rolling Brier score of the model", ["symbol"], registry=r)
+        self.ece = Gauge("hftpipe_live_ece", "Rolling expected calibration error of the model", ["symbol"],
+                         registry=r)
+        self.reliability = Gauge("hftpipe_live_reliability_accuracy", "Model accuracy per top-label confidence bin "
+                                 "(bin = its upper edge)", ["symbol", "bin"], registry=r)
         self.retrain_reason = Gauge("hftpipe_feedback_retrain_reason", "1 while a retrain reason holds", ["reason"],
                                     registry=r)
         self.retrain_triggers = Counter("hftpipe_feedback_retrain_triggers_total", "Retrain triggers fired",
@@ -111,7 +114,8 @@ class FeedbackService:
         self.root.mkdir(parents=True, exist_ok=True)
         self.buffer = store.RowBuffer(self.root / f".{self.cfg.durable}.sqlite")
         self.joiner = OutcomeJoiner(spec, max_delay_events=self.cfg.max_signal_delay_events)
-        self.quality = RollingQuality(self.cfg.quality_window, self.cfg.reliability_bins)
+        self.quality = RollingQuality(self.cfg.quality_window, self.cfg.reliability_bins)  # all symbols: the trigger
+        self.quality_by_symbol: dict[str, RollingQuality] = {}  # per symbol: the gauges
         self.policy = TriggerPolicy.from_config(self.cfg)
         self.trigger_state = TriggerState()
         self.drift = drift
@@ -262,7 +266,12 @@ class FeedbackService:
             await self._publish_dead(dead)
         for o in outcomes:
             self.quality.add(o)
-            self.metrics.outcomes.labels(str(o.realised)).inc()
+            by_symbol = self.quality_by_symbol.get(o.symbol)
+            if by_symbol is None:
+                by_symbol = self.quality_by_symbol[o.symbol] = RollingQuality(self.cfg.quality_window,
+                                                                              self.cfg.reliability_bins)
+            by_symbol.add(o)
+            self.metrics.outcomes.labels(o.symbol).inc()
             rows.append(("outcomes", o.symbol, store.utc_date(o.event_time), o.seq, store.outcome_row(o)))
         self.outcomes_published += len(outcomes)
         state: dict[str, Any] = {f"joiner:{s}": self.joiner.state_of(s) for s in dirty}
@@ -289,18 +298,18 @@ class FeedbackService:
         for reason, n in self.joiner.stats.dropped.items():
             m.dropped.labels(reason).set(n)
         m.rows_recorded.set(self.rows_recorded)
-        snap = self.quality.snapshot()
-        m.window.set(snap.n)
-        for name in PREDICTORS:
-            s = snap.scores[name]
-            m.macro_f1.labels(name).set(s["macro_f1"])
-            m.accuracy.labels(name).set(s["accuracy"])
-            m.hit_rate.labels(name).set(s["hit_rate"])
-        m.brier.set(snap.brier)
-        m.ece.set(snap.reliability["ece"])
-        for b in snap.reliability["bins"]:
-            m.reliability.labels(f"{b['high']:.2f}").set(b["accuracy"])
-        self.last_snapshot = snap
+        for symbol, quality in self.quality_by_symbol.items():
+            snap = quality.snapshot()
+            m.window.labels(symbol).set(snap.n)
+            for name in PREDICTORS:
+                sc = snap.scores[name]
+                m.macro_f1.labels(symbol, name).set(sc["macro_f1"])
+                m.accuracy.labels(symbol, name).set(sc["accuracy"])
+                m.hit_rate.labels(symbol, name).set(sc["hit_rate"])
+            m.brier.labels(symbol).set(snap.brier)
+            m.ece.labels(symbol).set(snap.reliability["ece"])
+            for bn in snap.reliability["bins"]:
+                m.reliability.labels(symbol, f"{bn['high']:.2f}").set(bn["accuracy"])
 
     async def check_trigger(self, now: float) -> Decision:
         """Evaluate the retrain trigger once; audit and act on it when it fires."""
