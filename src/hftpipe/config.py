@@ -248,6 +248,7 @@ class Config:
     lake: LakeConfig = field(default_factory=LakeConfig)
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig())
     paper: PaperConfig = field(default_factory=lambda: PaperConfig())
+    feedback: FeedbackConfig = field(default_factory=lambda: FeedbackConfig())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (tuples as lists) for YAML/JSON and MLflow params."""
@@ -455,3 +456,30 @@ class PaperConfig:
     store: str | None = None  # the trader's sqlite store; None: HFTPIPE_HOME/paper/<durable>.sqlite
     lag_interval_s: float = 1.0  # how often consumer lag is read from the server
     metrics_port: int = 9103  # Prometheus /metrics on 127.0.0.1; 0: off
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    """Section ``feedback``: the outcome store (``hftpipe monitor run``), live quality and the retrain trigger."""
+
+    model_uri: str | None = None  # whose label definition outcomes use; None: signals.model_uri, else serve.model_uri
+    alpha: float | None = None  # stationary band when the model bundle has none
+    durable: str = "feedback"  # JetStream durable consumer names: <durable>-md and <durable>-sig
+    output: str | None = None  # feedback data set folder; None: HFTPIPE_HOME/feedback
+    record_books: bool = True  # also store every book update (the live data a retrain trains on)
+    flush_rows: int = 5000  # rows per Parquet file (one row group); smaller tail flushed on the interval
+    flush_interval_s: float = 30.0  # a partial buffer is written at least this often
+    max_signal_delay_events: int = 20_000  # a signal trailing its book update by more events than this is dropped
+    pull_batch: int = 1000  # messages fetched per pull
+    quality_window: int = 5000  # outcomes in the rolling quality window
+    reliability_bins: int = 10  # bins of the reliability curve
+    metrics_port: int = 9104  # Prometheus /metrics on 127.0.0.1; 0: off
+    retrain: bool = False  # let the service start retraining when the trigger fires
+    retrain_check_s: float = 30.0  # how often the trigger is evaluated
+    retrain_min_outcomes: int = 500  # live quality is judged only on at least this many outcomes
+    retrain_decay_margin: float = 0.0  # decay: model macro-F1 below the best baseline's by more than this
+    retrain_min_macro_f1: float | None = None  # decay also when the model's live macro-F1 falls below this
+    retrain_drift: bool = True  # a drift flag (monitoring.drift) also counts as a reason
+    retrain_min_hold_s: float = 300.0  # the reason must hold this long without interruption
+    retrain_min_new_rows: int = 20_000  # recorded book updates since the last retrain
+    retrain_cooldown_s: float = 86_400.0  # no second trigger within this time

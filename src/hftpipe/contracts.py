@@ -262,8 +262,39 @@ class PositionUpdate(msgspec.Struct, tag="position", frozen=True, omit_defaults=
     version: int = SCHEMA_VERSION
 
 
+class Outcome(msgspec.Struct, tag="outcome", frozen=True, omit_defaults=True):
+    """A signal's realised outcome, published on ``out.<symbol>`` once its k events have passed.
+
+    ``realised`` is the label of the signal's event under the model's own definition (horizon, label kind,
+    sampling, stationary band alpha from the bundle): 0 down, 1 stationary, 2 up, -1 undefined (a missing
+    mid in the window). ``persistence`` and ``momentum`` are what the naive baselines predicted for the same
+    event, from information available at its time.
+    """
+
+    symbol: str
+    venue: str
+    seq: int  # the signal's (input book update's) seq
+    event_time: float  # the signal's event time
+    outcome_time: float  # event time of the k-th event after it: the outcome is known from then on
+    publish_time: float  # when this outcome was published
+    horizon: int  # k, in events of the sampled stream
+    alpha: float  # the stationary band used
+    label_return: float  # the smoothed move the label thresholds (NaN when undefined)
+    realised: int  # 0 down, 1 stationary, 2 up, -1 undefined
+    predicted: int  # the model's class
+    probabilities: list[float]  # the model's class probabilities (down, stationary, up)
+    persistence: int  # the persistence baseline's class for this event
+    momentum: int  # the momentum baseline's class for this event
+    model_name: str
+    model_version: str
+    signal_publish_time: float = 0.0
+    correlation_id: str = ""
+    version: int = SCHEMA_VERSION
+
+
+# Every message on the wire. The trading and outcome structs come after the first four; the unions and the
+# decoder are rebuilt here so decode() (which reads the module-level _DECODER at call time) knows every tag.
 TradingMessage = Order | Fill | PositionUpdate
+Message = BookUpdate | Gap | Signal | DeadLetter | Outcome  # type: ignore[misc]
 AnyMessage = Message | TradingMessage
-# The trading structs are appended after the decoder was built: rebuild it so decode() (which reads the
-# module-level _DECODER at call time) knows every tag.
 _DECODER = msgspec.msgpack.Decoder(AnyMessage)

@@ -10,12 +10,16 @@ import click
 
 
 def register(group: click.Group) -> None:
+    from hftpipe.cli.monitor_live import retrain_check_cmd, run_cmd
+
+    monitor.add_command(run_cmd)
+    monitor.add_command(retrain_check_cmd)
     group.add_command(monitor)
 
 
 @click.group()
 def monitor() -> None:
-    """Monitoring: Prometheus (config, rules, server) and drift against the training reference."""
+    """Monitoring: Prometheus, drift against the training reference, the live outcome/quality service."""
 
 
 @monitor.command("prometheus")
