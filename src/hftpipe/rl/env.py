@@ -426,6 +426,7 @@ class BatchLobEnv(VecEnv):
         self.episode_events = max(1, min(self.episode_events, self.last - self.first))
         self.rng = np.random.default_rng(cfg.rl.seed if seed is None else seed)
         space = gym.spaces.Box(-np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32)
+        self.render_mode = None
         super().__init__(n, space, gym.spaces.Discrete(N_ACTIONS))
         self._actions = np.zeros(n, dtype=np.int64)
 
