@@ -48,6 +48,14 @@ def test_train_checkpoint_load_and_evaluate(small_day: Day, rl_config: Config, t
         assert {"sharpe", "max_drawdown", "shares_traded", "fill_ratio", "inventory_profile"} <= set(r)
     assert report["policies"]["flat"]["net_pnl"] == 0.0
     json.dumps(report, allow_nan=False)
+    if algo == "ppo":  # registered as its own model, aliased by the gate (real MLflow sqlite store)
+        from hftpipe.registry.rl import register_policy
+        from hftpipe.registry.tracker import client
+
+        out = register_policy(cfg, tmp_path / "policy", report)
+        assert out["alias"] == policy_gate(report, cfg.rl.min_margin)["alias"]
+        version = client().get_model_version_by_alias(cfg.rl.model_name, out["alias"])
+        assert str(version.version) == out["version"] == "1"
 
 
 def _report(learned: float, low: float, others: dict[str, float]) -> dict:
