@@ -25,9 +25,15 @@ def _actions(n: int, seed: int, p: np.ndarray = QUOTING) -> np.ndarray:
     return rng.choice(len(ACTIONS), size=n, p=p)
 
 
-def _backtest(day: Day, cfg: Config, start: int, actions: np.ndarray):
+def _backtest(day: Day, cfg: Config, start: int, actions: np.ndarray, seen: dict | None = None):
     settings = SimSettings.from_config(cfg)
-    policy = AgentPolicy("replay", lambda obs, i: actions[min(i - start, actions.size - 1)], day, settings, start=start)
+
+    def choose(obs: np.ndarray, i: int) -> int:
+        if seen is not None:
+            seen[i] = obs
+        return int(actions[min(i - start, actions.size - 1)])
+
+    policy = AgentPolicy("replay", choose, day, settings, start=start)
     events = day.events.iloc[start:start + actions.size + 1].reset_index(drop=True)
     t = cfg.trading
     res = run_backtest(events, np.full((len(events), 3), np.nan), policy, RiskEngine(settings.limits),
@@ -37,13 +43,15 @@ def _backtest(day: Day, cfg: Config, start: int, actions: np.ndarray):
     return res, policy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start,seed,taking", [(12_000, 1, True), (20_000, 2, False), (25_500, 3, False),
                                                (14_000, 4, False)])
 def test_fills_and_pnl_equal_the_execution_model(small_day: Day, rl_config: Config, start: int, seed: int,
                                                  taking: bool) -> None:
     n = 3000
     actions = _actions(n, seed, TAKING if taking else QUOTING)
-    res, policy = _backtest(small_day, rl_config, start, actions)
+    seen: dict[int, np.ndarray] = {}
+    res, policy = _backtest(small_day, rl_config, start, actions, seen)
     assert res.n_fills > 20 and res.maker_fills >= 3  # the slice exercises queues and market orders
     assert (res.risk_state == "HALTED") == taking  # so the loss halt is exercised too
     # the backtest stops asking the policy at the event where the risk engine halts
@@ -52,12 +60,15 @@ def test_fills_and_pnl_equal_the_execution_model(small_day: Day, rl_config: Conf
     sim = BatchSim(small_day, SimSettings.from_config(rl_config), 1)
     sim.reset_all(np.array([start]), np.array([start + n]))
     pos, equity = [0.0], [0.0]
+    np.testing.assert_array_equal(sim.observe()[0], seen[start])
     for a in actions[:-1]:
         sim.step(np.array([a]))
         pos.append(sim.pos[0])
         equity.append(sim.equity[0])
         if sim.halted[0]:
             break
+        # the learned policy sees in the backtest exactly what it saw in the environment
+        np.testing.assert_array_equal(sim.observe()[0], seen[int(sim.cur[0])])
     # the environment halts (and ends the episode) on the same event
     assert (len(pos) - 1 if sim.halted[0] else None) == halt
     m = len(pos)
@@ -119,6 +130,7 @@ def test_reward_is_the_pnl_change_by_hand(small_day: Day, rl_config: Config) -> 
     assert sim.fees[0] == pytest.approx(fee)
 
 
+@pytest.mark.slow
 def test_no_look_ahead(goog_day: Day, rl_config: Config) -> None:
     """Cutting the future off the day changes no observation and no reward up to the cut."""
     cut = 20_000

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hftpipe.config import Config
+from hftpipe.errors import ModelError
 from hftpipe.features.splits import TEST
 from hftpipe.rl.actions import ACTIONS
 from hftpipe.rl.agent import LoadedPolicy
@@ -57,7 +58,7 @@ def scope_rows(day: Day, policy: LoadedPolicy) -> tuple[int, int, str]:
     return 0, len(day) - 1, "all"
 
 
-def _profile(res: BacktestResult, mid: np.ndarray) -> dict[str, Any]:
+def _profile(res: BacktestResult) -> dict[str, Any]:
     pos = res.position
     return {
         "mean_abs": float(np.abs(pos).mean()), "max_abs": float(np.abs(pos).max()),
@@ -74,7 +75,8 @@ def evaluate_policies(cfg: Config, day: Day, policy: LoadedPolicy, seed: int = 0
     first, last, scope = scope_rows(day, policy)
     events = day.events.iloc[first:last + 1].reset_index(drop=True)
     if policy.meta.get("with_probs") and day.probs is None:
-        raise ValueError("this policy reads classifier probabilities: load the day with its classifier")
+        raise ModelError(f"this policy reads the probabilities of classifier {policy.meta.get('classifier')}: "
+                         "pass --classifier (or set rl.classifier)")
     settings = SimSettings.from_config(cfg)
     t = cfg.trading
     signals = day.probs[first:last + 1] if day.probs is not None else np.full((len(events), 3), np.nan)
@@ -84,14 +86,13 @@ def evaluate_policies(cfg: Config, day: Day, policy: LoadedPolicy, seed: int = 0
         "learned": AgentPolicy("learned", policy.choose, day, settings, policy.stats, policy.meta.get("with_probs"),
                                start=first),
         "flat": FlatPolicy(),
-        "threshold": make_policy("threshold", t, 10),
-        "passive": make_policy("passive", t, 10),
+        "threshold": make_policy("threshold", t, cfg.train.horizon),
+        "passive": make_policy("passive", t, cfg.train.horizon),
         "random": AgentPolicy("random", lambda obs, i: int(random_actions[i - first]), day, settings,
                               policy.stats, policy.meta.get("with_probs"), start=first),
     }
     results: dict[str, BacktestResult] = {}
     report_policies: dict[str, Any] = {}
-    mid = day.mid[first:last + 1]
     for name, pol in policies.items():
         res = run_backtest(events, signals, pol, RiskEngine(limits_from_config(cfg.risk)),
                            Latency(t.feed_latency_s, t.order_latency_s),
@@ -101,7 +102,7 @@ def evaluate_policies(cfg: Config, day: Day, policy: LoadedPolicy, seed: int = 0
                            flatten_at_end=t.flatten_at_end)
         results[name] = res
         entry = res.to_dict()
-        entry["inventory_profile"] = _profile(res, mid)
+        entry["inventory_profile"] = _profile(res)
         if isinstance(pol, AgentPolicy):
             entry["actions"] = {a: int(c) for a, c in zip(ACTIONS, pol.actions)}
         if name == "threshold" and day.probs is None:
