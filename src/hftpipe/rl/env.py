@@ -38,6 +38,7 @@ from hftpipe.trading.risk import BPS, RiskLimits, limits_from_config
 
 N_ACTIONS = len(ACTIONS)
 CLIP = 5.0  # standardised features are clipped to +/- this many training standard deviations
+OBS_BOUND = 10.0  # every observation value lies within +/- this (features by CLIP, the rest by construction)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ class BatchSim:
                                np.where(self.q_state[:, 0] == 2, self.q_ahead[:, 0], 0.0),
                                np.where(self.q_state[:, 1] == 2, self.q_ahead[:, 1], 0.0), self.tod[i])
         parts.append(extra)
-        return np.concatenate(parts, axis=1)
+        return np.clip(np.concatenate(parts, axis=1), -OBS_BOUND, OBS_BOUND)
 
     # -- the risk engine's pre-trade check, in arrays --------------------------------------------------------------
     def _risk_check(self, want: np.ndarray, side: np.ndarray, qty: np.ndarray, price: np.ndarray, now: np.ndarray,
@@ -425,7 +426,7 @@ class BatchLobEnv(VecEnv):
         self.first, self.last = int(first[longest]), int(last[longest])
         self.episode_events = max(1, min(self.episode_events, self.last - self.first))
         self.rng = np.random.default_rng(cfg.rl.seed if seed is None else seed)
-        space = gym.spaces.Box(-np.inf, np.inf, shape=(self.sim.obs_dim,), dtype=np.float32)
+        space = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(self.sim.obs_dim,), dtype=np.float32)
         self.render_mode = None
         super().__init__(n, space, gym.spaces.Discrete(N_ACTIONS))
         self._actions = np.zeros(n, dtype=np.int64)

@@ -15,7 +15,7 @@ import numpy as np
 
 from hftpipe.rl.actions import ACTIONS, orders_for
 from hftpipe.rl.day import Day
-from hftpipe.rl.env import BatchSim, SimSettings, state_features
+from hftpipe.rl.env import OBS_BOUND, BatchSim, SimSettings, state_features
 from hftpipe.trading.policies import Action, MarketView
 
 
@@ -50,7 +50,7 @@ class AgentPolicy:
                                [ask.queue_ahead if ask is not None and ask.status.value == "resting" else 0.0],
                                [sim.tod[i]])[0]
         parts = [sim.z[i]] + ([sim.probs[i]] if sim.with_probs else []) + [extra]
-        return np.concatenate(parts)
+        return np.clip(np.concatenate(parts), -OBS_BOUND, OBS_BOUND)
 
     def decide(self, view: MarketView, probs: tuple[float, float, float] | None, position: float,
                open_orders: list[Any]) -> list[Action]:
