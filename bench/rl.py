@@ -27,17 +27,17 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: the number is per core
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from hftpipe.config import load_config  # noqa: E402
-from hftpipe.rl.actions import ACTIONS  # noqa: E402
-from hftpipe.rl.day import load_day  # noqa: E402
-from hftpipe.rl.env import BatchSim, SimSettings  # noqa: E402
-from hftpipe.rl.policy import AgentPolicy  # noqa: E402
-from hftpipe.trading.backtest import run_backtest  # noqa: E402
-from hftpipe.trading.execution import Fees, Latency  # noqa: E402
-from hftpipe.trading.risk import RiskEngine  # noqa: E402
+from hftpipe.config import load_config
+from hftpipe.rl.actions import ACTIONS
+from hftpipe.rl.day import load_day
+from hftpipe.rl.env import BatchSim, SimSettings
+from hftpipe.rl.policy import AgentPolicy
+from hftpipe.trading.backtest import run_backtest
+from hftpipe.trading.execution import Fees, Latency
+from hftpipe.trading.risk import RiskEngine
 
 P = np.array([0.55, 0.01, 0.01, 0.2, 0.2, 0.02, 0.01])
 

@@ -14,7 +14,6 @@ from hftpipe.trading.backtest import run_backtest
 from hftpipe.trading.execution import Fees, Latency
 from hftpipe.trading.risk import RiskEngine
 
-
 QUOTING = np.array([0.55, 0.01, 0.01, 0.2, 0.2, 0.02, 0.01])
 TAKING = np.array([0.55, 0.04, 0.04, 0.15, 0.15, 0.03, 0.04])
 
@@ -161,7 +160,7 @@ def test_vec_env_is_seeded_and_episodes_stay_in_training(small_day: Day, rl_conf
         total = np.zeros(4)
         rng = np.random.default_rng(0)
         for _ in range(450):
-            obs, r, done, infos = env.step(rng.integers(0, len(ACTIONS), size=4))
+            obs, r, _done, _infos = env.step(rng.integers(0, len(ACTIONS), size=4))
             total += r
             assert (small_day.split[env.sim.cur] == 0).all()
         runs.append((obs, total))
@@ -176,5 +175,5 @@ def test_single_env_follows_the_gymnasium_api(small_day: Day, rl_config: Config)
     check_env(env, skip_render_check=True)
     obs, _ = env.reset(seed=0, options={"start": 12_000})
     for a in (QUOTE_BID, QUOTE_ASK, SELL, FLATTEN):
-        obs, reward, terminated, truncated, info = env.step(a)
+        obs, reward, _terminated, _truncated, _info = env.step(a)
         assert np.isfinite(reward) and obs.shape == env.observation_space.shape

@@ -28,8 +28,8 @@ def policy_gate(report: dict[str, Any], min_margin: float) -> dict[str, Any]:
     margin = learned["net_pnl"] - pols[best]["net_pnl"]
     low = learned["net_pnl_interval"]["low"]
     checks = {"margin": margin > min_margin, "interval_above_zero": low > 0}
-    reasons = [f"net PnL {learned['net_pnl']:+.2f} $ vs best simple policy {best} {pols[best]['net_pnl']:+.2f} $ "
-               f"(margin {margin:+.2f}, required > {min_margin:+.2f})",
+    reasons = [(f"net PnL {learned['net_pnl']:+.2f} $ vs best simple policy {best} {pols[best]['net_pnl']:+.2f} $ "
+               f"(margin {margin:+.2f}, required > {min_margin:+.2f})"),
                f"net PnL 95% interval lower bound {low:+.2f} $ (required > 0)"]
     passed = all(checks.values())
     return {"passed": passed, "alias": "champion" if passed else "challenger", "margin": margin,

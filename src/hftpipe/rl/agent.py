@@ -64,7 +64,7 @@ def _callback(total: int, checkpoint_every: int, checkpoints: Path, tracker: Tra
             self.last_logged = 0
 
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=total, desc=f"rl train", unit="step", disable=not (progress and sys.stderr.isatty()))
+            self.bar = tqdm(total=total, desc="rl train", unit="step", disable=not (progress and sys.stderr.isatty()))
 
         def _on_step(self) -> bool:
             n = self.training_env.num_envs

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -111,7 +111,7 @@ class BatchSim:
 
     # -- state ---------------------------------------------------------------------------------------------------
     # name -> (dtype, trailing shape, initial value) of the per-environment state
-    _STATE: dict[str, tuple[Any, tuple[int, ...], float]] = {
+    _STATE: ClassVar[dict[str, tuple[Any, tuple[Any, ...], Any]]] = {
         "pos": (float, (), 0.0), "cash": (float, (), 0.0), "fees": (float, (), 0.0),  # fees: paid minus rebates
         "halted": (bool, (), False), "working": (float, (2,), 0.0), "risk_peak": (float, (), 0.0),
         "ring": (float, ("ring",), -np.inf), "ring_ptr": (np.int64, (), 0),
@@ -446,7 +446,7 @@ class BatchLobEnv(VecEnv):
         self._actions = np.asarray(actions).reshape(-1)
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        reward, pnl = self.sim.step(self._actions)
+        reward, _pnl = self.sim.step(self._actions)
         truncated = self.sim.cur >= self.sim.end
         terminated = self.sim.halted.copy()
         done = truncated | terminated
@@ -479,7 +479,7 @@ class BatchLobEnv(VecEnv):
 class LobEnv(gym.Env):
     """The single-environment gymnasium API over the same simulator (one episode = ``episode_events``)."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, day: Day, cfg: Config, episode_events: int | None = None, split: int = TRAIN) -> None:
         self.vec = BatchLobEnv(day, cfg, n_envs=1, episode_events=episode_events, split=split)

@@ -127,8 +127,8 @@ def evaluate_policies(cfg: Config, day: Day, policy: LoadedPolicy, seed: int = 0
 def render_table(report: dict[str, Any]) -> list[str]:
     """The report as a Markdown table, one row per policy."""
     d = report["data"]
-    lines = [f"RL evaluation on {d['symbol']} {d['date']} ({d['scope']}, {d['events']} events); "
-             f"policy {report['policy']['dir']}", "",
+    lines = [(f"RL evaluation on {d['symbol']} {d['date']} ({d['scope']}, {d['events']} events); "
+             f"policy {report['policy']['dir']}"), "",
              "| policy | net $ | 95% interval $ | Sharpe/bucket | max DD $ | turnover sh | fill ratio | mean abs inv | risk |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, r in report["policies"].items():
