@@ -21,7 +21,6 @@ of the training split, seeded); :class:`LobEnv` is the single-environment gymnas
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -508,8 +507,3 @@ class LobEnv(gym.Env):
         return sim.observe()[0], float(reward[0]), terminated, truncated, {"pnl": float(pnl[0]),
                                                                            "position": float(sim.pos[0])}
 
-
-def naive_pnl_increment(position: float, bid: float, ask: float, cash: float) -> float:
-    """Equity of a position marked at its closing side (used by the naive benchmark environment)."""
-    liq = bid if position > 0 else ask
-    return cash + (position * liq if position and math.isfinite(liq) else 0.0)
