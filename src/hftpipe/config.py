@@ -249,6 +249,7 @@ class Config:
     monitor: MonitorConfig = field(default_factory=lambda: MonitorConfig())
     paper: PaperConfig = field(default_factory=lambda: PaperConfig())
     feedback: FeedbackConfig = field(default_factory=lambda: FeedbackConfig())
+    rl: RLConfig = field(default_factory=lambda: RLConfig())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (tuples as lists) for YAML/JSON and MLflow params."""
@@ -483,3 +484,34 @@ class FeedbackConfig:
     retrain_min_hold_s: float = 300.0  # the reason must hold this long without interruption
     retrain_min_new_rows: int = 20_000  # recorded book updates since the last retrain
     retrain_cooldown_s: float = 86_400.0  # no second trigger within this time
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Section ``rl``: the order-book trading environment, the PPO/DQN agent and its promotion gate."""
+
+    algo: Literal["ppo", "dqn"] = "ppo"  # stable-baselines3 algorithm
+    data: str | None = None  # training day: LOBSTER zip or canonical Parquet; None: data.source
+    classifier: str | None = None  # bundle folder or models:/ URI whose probabilities join the observation; None: none
+    levels: int = 1  # book levels the observation's features read (1: the policy also runs on 1-level files)
+    n_envs: int = 16  # environments stepped together in one batched numpy VecEnv
+    episode_events: int = 2000  # events per episode (a contiguous slice of the training split)
+    total_timesteps: int = 150_000  # environment steps of `rl train` (all envs together)
+    order_size: int = 100  # shares per order (market, quote, flatten up to this much)
+    max_inventory: int = 200  # the action mapping never trades beyond +/- this position (the risk engine has the hard limit)
+    inventory_penalty: float = 0.001  # reward: minus this many dollars per share of |inventory| per event
+    reward_scale: float = 0.1  # reward units per dollar (keeps PPO's value targets near 1)
+    learning_rate: float = 0.0003
+    n_steps: int = 256  # PPO: rollout length per env
+    batch_size: int = 1024  # PPO/DQN minibatch
+    n_epochs: int = 4  # PPO: passes over each rollout
+    gamma: float = 0.99
+    ent_coef: float = 0.01  # PPO entropy bonus
+    hidden: int = 64  # units of each of the two hidden layers (policy and value nets)
+    checkpoint_every: int = 50_000  # environment steps between checkpoints
+    seed: int = 0
+    threads: int = 1  # torch threads
+    output: str = "data/rl"  # folder: policy.zip, policy.json (+ checkpoints/)
+    evaluation_output: str = "data/rl_evaluation"  # folder of `rl evaluate`'s report
+    model_name: str = "hftpipe-rl-policy"  # registered model of the policy
+    min_margin: float = 0.0  # gate: net PnL (dollars) the policy must beat the best simple policy by

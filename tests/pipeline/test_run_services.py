@@ -115,7 +115,8 @@ def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: 
     overrides = ["-S", f"serve.port={serve_port}", "-S", f"ui.port={ui_port}", "-S", "serve.reload_interval_s=0",
                  "-S", f"bus.port={bus_port}", "-S", "bus.monitor_port=0", "-S", "feed.metrics_port=0",
                  "-S", "signals.metrics_port=0", "-S", f"ui.replay_source={events}", "-S", "feed.speed=20",
-                 "-S", f"monitor.prometheus_port={free_port()}", "-S", "paper.metrics_port=0"]
+                 "-S", f"monitor.prometheus_port={free_port()}", "-S", "paper.metrics_port=0",
+                 "-S", "feedback.metrics_port=0"]
     try:
         result = CliRunner().invoke(main, [*overrides, "run", "--skip-pipeline"])
         assert result.exit_code == 0, result.output
@@ -124,7 +125,7 @@ def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: 
         assert "prometheus:   http://127.0.0.1:" in result.output, result.output
         serve_pid = int(Service("serve", [], "", {}).pid_file.read_text())
         ui_pid = int(Service("ui", [], "", {}).pid_file.read_text())
-        pids = {name: int(Service(name, [], "", {}).pid_file.read_text()) for name in ("signals", "feed", "trader")}
+        pids = {name: int(Service(name, [], "", {}).pid_file.read_text()) for name in ("signals", "feed", "trader", "feedback")}
         # The servers bound the overridden ports (not params.yaml's 8080 / 5000), and they are ours.
         assert owns_port(serve_pid, serve_port) and owns_port(ui_pid, ui_port)
         assert requests.get(f"http://127.0.0.1:{serve_port}/v2/health/ready", timeout=5).status_code == 200
@@ -144,7 +145,7 @@ def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: 
     finally:
         stopped = CliRunner().invoke(main, [*overrides, "stop"])
     assert stopped.exit_code == 0, stopped.output
-    for name in ("ui", "feed", "trader", "signals", "serve", "bus", "prometheus"):
+    for name in ("ui", "feed", "feedback", "trader", "signals", "serve", "bus", "prometheus"):
         assert f"{name}: stopped" in stopped.output, stopped.output
     for pid in (serve_pid, ui_pid, *pids.values()):
         assert not _running(pid), f"pid {pid} still runs after `hftpipe stop`"

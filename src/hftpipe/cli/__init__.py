@@ -17,7 +17,7 @@ from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 
 COMMAND_MODULES = ("data", "train", "evaluate", "registry", "serve", "ui", "pipeline", "run", "bars",
-                   "backtest", "risk", "audit", "bus", "feed", "signals", "lake", "monitor", "trade")
+                   "backtest", "risk", "audit", "bus", "feed", "signals", "lake", "monitor", "trade", "rl")
 
 
 class Context:

@@ -105,11 +105,13 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         start(Service("signals", [*params, "signals", "--model", uri], "", {}, ready_file="signals"))
         click.echo(f"starting the paper trader ({cfg.paper.policy} policy under the risk engine) ...")
         start(Service("trader", [*params, "trade", "--paper"], "", {}, ready_file="trader"))
+        click.echo("starting the outcome monitor (signals scored k events later, beside the baselines) ...")
+        start(Service("feedback", [*params, "monitor", "run", "--model", uri], "", {}, ready_file="feedback"))
         click.echo(f"starting the feed: {replay} replayed at {cfg.feed.speed:g}x real time, on a loop ...")
         start(Service("feed", [*params, "feed", "replay", str(replay), "--loop", "--name", "feed"], "", {},
                       ready_file="feed"))
     except PipelineError:
-        for name in ("feed", "trader", "signals", "serve"):
+        for name in ("feed", "feedback", "trader", "signals", "serve"):
             stop_service(name)
         raise
     password = secrets.token_urlsafe(12)
@@ -121,7 +123,7 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
         start(Service("ui", [*params, "-S", f"ui.replay_source={replay}", "-S", f"ui.serving_url={serve_url}",
                              "ui"], f"{ui_url}/login", env, host=cfg.ui.host, port=cfg.ui.port, port_setting="ui.port"))
     except PipelineError:
-        for name in ("feed", "trader", "signals", "serve"):  # half a stack is worse than none: the message says what to fix
+        for name in ("feed", "feedback", "trader", "signals", "serve"):  # half a stack is worse than none: the message says what to fix
             stop_service(name)
         raise
     from hftpipe.monitoring import prometheus as prom
@@ -149,13 +151,13 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     click.echo("stop everything with `make stop` (or `hftpipe stop`); logs in " + str(paths.logs_dir()))
 
 
-ONLINE_SERVICES = ("ui", "feed", "trader", "signals", "serve")  # stopped in this order: consumers after their feed
+ONLINE_SERVICES = ("ui", "feed", "feedback", "trader", "signals", "serve")  # stopped in this order: consumers after their feed
 
 
 @click.command()
 @click.pass_obj
 def stop(obj) -> None:
-    """Stop everything ``hftpipe run`` started (UI, feed, trader, signal service, model server, bus, Prometheus)."""
+    """Stop everything ``hftpipe run`` started (UI, feed, monitor, trader, signals, model server, bus, Prometheus)."""
     from hftpipe.bus.server import stop_server
     from hftpipe.pipeline.services import stop as stop_service
 
