@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hftpipe.monitoring.drift import (
+from hftpipe.evaluation.drift import (
     DriftReference,
     DriftThresholds,
     SlidingPredictionDrift,

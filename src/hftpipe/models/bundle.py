@@ -76,7 +76,7 @@ def save_bundle(
         feature_meta: lineage of the training data (symbol, date, source_sha256, ...).
         metrics: training metrics (best validation macro-F1, epochs, ...).
         drift_reference: feature and prediction distributions on the training split
-            (:meth:`hftpipe.monitoring.drift.DriftReference.to_dict`); optional, older bundles lack it.
+            (:meth:`hftpipe.evaluation.drift.DriftReference.to_dict`); optional, older bundles lack it.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

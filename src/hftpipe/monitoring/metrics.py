@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Gauge
 
-from hftpipe.monitoring.drift import DriftReport
+from hftpipe.evaluation.drift import DriftReport
 
 CONTRACT: dict[str, dict[str, str]] = {
     "hftpipe-model-server": {  # hftpipe.serving.metrics + kserve.metrics

@@ -1,6 +1,6 @@
 """``hftpipe monitor drift``: the drift report of any data file against a model bundle's reference.
 
-Orchestration only (load the rows, predict a sample of windows, call :mod:`hftpipe.monitoring.drift`).
+Orchestration only (load the rows, predict a sample of windows, call :mod:`hftpipe.evaluation.drift`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 
 from hftpipe.config import Config
 from hftpipe.errors import MonitoringError
+from hftpipe.evaluation.drift import DriftReference, DriftReport, DriftThresholds, drift_report
 from hftpipe.models.bundle import ModelBundle
-from hftpipe.monitoring.drift import DriftReference, DriftReport, DriftThresholds, drift_report
 
 log = logging.getLogger(__name__)
 

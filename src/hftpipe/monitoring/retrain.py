@@ -4,7 +4,7 @@ A retrain starts when a reason holds without interruption for ``min_hold_s``, at
 live book updates were recorded since the last retrain, and the last trigger is ``cooldown_s`` or more in
 the past. Reasons:
 
-- ``drift``: the drift detector (``hftpipe.monitoring.drift``) flags the live window;
+- ``drift``: the drift detector (``hftpipe.evaluation.drift``) flags the live window;
 - ``below_baseline``: on at least ``min_outcomes`` outcomes, the model's live macro-F1 is below the best
   naive baseline's by more than ``decay_margin``;
 - ``below_floor``: the model's live macro-F1 is below ``min_macro_f1``.

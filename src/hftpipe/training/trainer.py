@@ -414,8 +414,8 @@ def cpu_threads(tcfg: TrainConfig) -> int:
 def drift_reference(cfg: Config, book: np.ndarray, split: np.ndarray, module: nn.Module,
                     stats: WindowStats) -> dict[str, Any]:
     """Feature distributions of the training rows and the classes the model predicts on (a sample of) them."""
+    from hftpipe.evaluation.drift import build_reference
     from hftpipe.features.window import model_input
-    from hftpipe.monitoring.drift import build_reference
 
     mcfg, window = cfg.monitor, cfg.train.window
     rows = np.flatnonzero(split == 0)
