@@ -42,6 +42,7 @@ from hftpipe.bus.connection import BusClient, ensure_streams, stream_config, sub
 from hftpipe.config import Config
 from hftpipe.contracts import BookUpdate, ContractError, DeadLetter, Gap, Outcome, Signal, decode, encode
 from hftpipe.monitoring import feedback_store as store
+from hftpipe.monitoring.live_drift import LiveDrift
 from hftpipe.monitoring.outcomes import LabelSpec, OutcomeJoiner
 from hftpipe.monitoring.quality import PREDICTORS, RollingQuality
 from hftpipe.monitoring.retrain import Decision, Observation, TriggerPolicy, TriggerState, decide, json_safe
@@ -119,6 +120,8 @@ class FeedbackService:
         self.policy = TriggerPolicy.from_config(self.cfg)
         self.trigger_state = TriggerState()
         self.drift = drift
+        # A LiveDrift given as the provider also needs the stream's books and predictions fed in.
+        self.live_drift = drift if isinstance(drift, LiveDrift) else None
         self.on_trigger = on_trigger
         self.rows_recorded = 0
         self.decisions: list[Decision] = []
@@ -240,6 +243,8 @@ class FeedbackService:
             dirty.add(message.symbol)
             if self.joiner.stats.books > before:  # not a replay
                 self.metrics.books.inc()
+                if self.live_drift is not None:
+                    self.live_drift.add_book(message.book)
                 if self.cfg.record_books:
                     rows.append(("books", message.symbol, store.utc_date(message.event_time), message.seq,
                                  store.book_row(message)))
@@ -258,6 +263,8 @@ class FeedbackService:
             dirty.add(message.symbol)
             if self.joiner.stats.signals > before:
                 self.metrics.signals.inc()
+                if self.live_drift is not None:
+                    self.live_drift.add_prediction(message.predicted)
         now = time.time()
         outcomes = [msgspec.structs.replace(o, publish_time=now) for o in outcomes]
         await self._publish_acked([(out_subject(o.symbol), encode(o), {"Nats-Msg-Id": f"out:{o.symbol}:{o.seq}"})
@@ -386,13 +393,20 @@ class FeedbackService:
         self.buffer.close()
 
 
-def load_label(config: Config, model_uri: str | None) -> tuple[LabelSpec, tuple[str, str]]:
-    """The label definition (and model name, version) from the model the signals come from."""
+def load_label(config: Config, model_uri: str | None, with_reference: bool = False) -> tuple:
+    """The label definition (and model name, version) from the model the signals come from; with
+    ``with_reference`` also its drift reference (None for a bundle trained before drift existed)."""
+    from hftpipe.evaluation.drift import DriftReference
     from hftpipe.serving.runtime import load_served, model_source
 
     uri = model_uri or config.feedback.model_uri or config.signals.model_uri or config.serve.model_uri
     served = load_served(model_source(uri, config.register.model_name))
-    return LabelSpec.from_bundle(served.bundle, config.feedback.alpha), (served.name, served.version)
+    label = LabelSpec.from_bundle(served.bundle, config.feedback.alpha), (served.name, served.version)
+    if not with_reference:
+        return label
+    raw = getattr(served.bundle, "drift_reference", None)
+    reference = DriftReference.from_dict(raw) if isinstance(raw, dict) else raw
+    return (*label, reference)
 
 
 async def run_feedback(config: Config, model_uri: str | None = None, url: str | None = None,
@@ -403,12 +417,16 @@ async def run_feedback(config: Config, model_uri: str | None = None, url: str | 
     from hftpipe.monitoring.retrain_job import RetrainJob
 
     stop = stop or stop_event()
-    spec, model = load_label(config, model_uri)
+    spec, model, reference = load_label(config, model_uri, with_reference=True)
     log.info("feedback: label k=%d alpha=%.6g (%s, sampling %s) of %s %s", spec.horizon, spec.alpha, spec.kind,
              spec.sampling, *model)
     client = await connect(config.bus, "hftpipe-feedback", url=url)
     metrics = FeedbackMetrics()
-    service = FeedbackService(config, client, spec, model=model, metrics=metrics)
+    from hftpipe.monitoring.report import thresholds_of
+
+    drift = LiveDrift(reference, thresholds_of(config), config.monitor.min_rows) if config.feedback.retrain_drift \
+        else None
+    service = FeedbackService(config, client, spec, model=model, metrics=metrics, drift=drift)
     service.on_trigger = RetrainJob(config, service.root).start
     try:
         await service.start()
