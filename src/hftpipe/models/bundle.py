@@ -27,6 +27,7 @@ from torch import nn
 from hftpipe.errors import ModelError
 from hftpipe.features.window import WindowStats, model_input
 from hftpipe.models.nets import build_model
+from hftpipe.models.tabular import TABULAR_MODELS, TabularBundle, TabularModel
 
 MODEL_FILE = "model.pt"
 BUNDLE_FILE = "bundle.json"
@@ -180,8 +181,25 @@ def read_bundle_json(directory: str | Path) -> dict[str, Any]:
         raise ModelError(f"{path} is not valid JSON: {exc}") from exc
 
 
-def load_bundle(directory: str | Path) -> ModelBundle:
+def _load_tabular(directory: Path, info: dict[str, Any], weights: bytes) -> TabularBundle:
+    model = TabularModel.from_bytes(weights, directory)
+    try:
+        return TabularBundle(
+            model=model, model_name=info["model"], levels=int(info["levels"]), window=int(info["window"]),
+            horizon=int(info["horizon"]), alpha=info.get("alpha"),
+            class_names=tuple(info.get("class_names", CLASS_NAMES)), config_dict=info.get("config", {}),
+            feature_meta=info.get("feature_meta", {}), metrics=info.get("metrics", {}),
+            mlflow_run_id=info.get("mlflow_run_id"), path=directory, importance=info.get("importance", {}),
+            calibration=info.get("calibration", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{directory}: cannot rebuild the tabular model from {BUNDLE_FILE}: {exc}") from exc
+
+
+def load_bundle(directory: str | Path) -> ModelBundle | TabularBundle:
     """Load a bundle folder written by :func:`save_bundle`; the module is on CPU in eval mode.
+
+    A tabular family's bundle (``lgbm``, ``logreg_tab``, ``mlp_tab``) loads as a
+    :class:`~hftpipe.models.tabular.TabularBundle`: the same attributes and ``predict_proba(raw windows)``.
 
     Raises:
         ModelError: missing files, weights that do not match ``bundle.json``, or an unknown format.
@@ -198,6 +216,8 @@ def load_bundle(directory: str | Path) -> ModelBundle:
     if hashlib.sha256(weights).hexdigest() != info.get("model_sha256"):
         raise ModelError(f"{directory}: {MODEL_FILE} does not match {BUNDLE_FILE} (sha256 differs); "
                          "the bundle was changed or partly overwritten, train again")
+    if info.get("model") in TABULAR_MODELS:  # engineered-feature families: a torch-free predictor
+        return _load_tabular(directory, info, weights)
     try:
         module = build_model(info["model"], info["levels"], info["window"], info["hidden"], info["dropout"])
         module.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))

@@ -434,6 +434,12 @@ def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker
     if horizons and tcfg.horizon not in horizons:
         raise ConfigError(f"train.horizon={tcfg.horizon} is not among the feature set's horizons {horizons}; "
                           "set train.horizon to one of them or rebuild features with that horizon")
+    from hftpipe.models.tabular import TABULAR_MODELS
+
+    if tcfg.model in TABULAR_MODELS:  # engineered features, no torch loop (hftpipe.training.tabular)
+        from hftpipe.training.tabular import train_tabular
+
+        return train_tabular(cfg, features, output_dir, tracker=tracker)
     book = features.book()
     labels = features.labels(tcfg.horizon)
     split = features.split
