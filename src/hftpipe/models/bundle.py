@@ -26,6 +26,7 @@ from torch import nn
 
 from hftpipe.errors import ModelError
 from hftpipe.features.window import WindowStats, model_input
+from hftpipe.models.calibration import softmax
 from hftpipe.models.nets import build_model
 from hftpipe.models.tabular import TABULAR_MODELS, TabularBundle, TabularModel
 
@@ -66,6 +67,8 @@ def save_bundle(
     feature_meta: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     mlflow_run_id: str | None = None,
+    temperature: float | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model.pt`` and ``bundle.json`` into ``directory`` (created if needed); return the folder.
 
@@ -75,6 +78,8 @@ def save_bundle(
         stats: window statistics fitted on the training split.
         feature_meta: lineage of the training data (symbol, date, source_sha256, ...).
         metrics: training metrics (best validation macro-F1, epochs, ...).
+        temperature: logits are divided by it before the softmax (fitted on validation); None: 1.
+        calibration: Brier score and reliability before/after the temperature, on validation.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -100,6 +105,9 @@ def save_bundle(
         "config": config,
         "model_sha256": hashlib.sha256(weights).hexdigest(),
     }
+    if temperature is not None:
+        info["temperature"] = float(temperature)
+        info["calibration"] = calibration or {}
     if mlflow_run_id:
         info["mlflow_run_id"] = mlflow_run_id
     _atomic_write(directory / MODEL_FILE, weights)
@@ -124,6 +132,8 @@ class ModelBundle:
     metrics: dict[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
     path: Path | None = None
+    temperature: float = 1.0  # logits / temperature before the softmax (fitted on validation)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config(self) -> Any:
@@ -151,15 +161,19 @@ class ModelBundle:
                              f"({self.window} states x {self.levels} level(s) x 4 columns); got {raw.shape}")
         return raw
 
-    def predict_proba(self, raw_windows: np.ndarray) -> np.ndarray:
-        """Class probabilities (B, 3) [down, stationary, up] for RAW windows (B, T, 4L) or one (T, 4L)."""
+    def predict_logits(self, raw_windows: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits (B, 3) for RAW windows: probabilities are softmax(logits / temperature)."""
         raw = self._check(raw_windows)
         out = np.empty((len(raw), len(self.class_names)), dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, len(raw), _PREDICT_CHUNK):
                 x = torch.from_numpy(model_input(raw[start:start + _PREDICT_CHUNK], self.stats))
-                out[start:start + len(x)] = torch.softmax(self.module(x).float(), dim=-1).numpy()
+                out[start:start + len(x)] = self.module(x).float().numpy()
         return out
+
+    def predict_proba(self, raw_windows: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (B, 3) [down, stationary, up] for RAW windows (B, T, 4L) or one (T, 4L)."""
+        return softmax(self.predict_logits(raw_windows) / self.temperature)
 
     def predict(self, raw_windows: np.ndarray) -> np.ndarray:
         """Most probable class (B,) int64: 0 down, 1 stationary, 2 up."""
@@ -238,4 +252,6 @@ def load_bundle(directory: str | Path) -> ModelBundle | TabularBundle:
         metrics=info.get("metrics", {}),
         mlflow_run_id=info.get("mlflow_run_id"),
         path=directory,
+        temperature=float(info.get("temperature") or 1.0),
+        calibration=info.get("calibration", {}),
     )

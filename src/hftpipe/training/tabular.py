@@ -22,6 +22,7 @@ import numpy as np
 from hftpipe.config import Config, TrainConfig
 from hftpipe.errors import ConfigError, DataFormatError
 from hftpipe.models.bundle import BUNDLE_FILE, BUNDLE_FORMAT, CLASS_NAMES, MODEL_FILE, _atomic_write
+from hftpipe.models.calibration import calibration_summary, fit_temperature
 from hftpipe.models.tabular import (
     LgbmEstimator,
     LinearEstimator,
@@ -32,8 +33,6 @@ from hftpipe.models.tabular import (
     TabularSpec,
     base_features,
     book_feature_matrix,
-    calibration_summary,
-    fit_temperature,
     names_by_group,
 )
 from hftpipe.tracking import Tracker
@@ -169,7 +168,7 @@ def fit_tabular(book: np.ndarray, labels: np.ndarray, split: np.ndarray, tcfg: T
     perm_rows = np.sort(rng.choice(len(yv), size=min(PERMUTATION_ROWS, len(yv)), replace=False))
     importance: dict[str, Any] = {
         "permutation_macro_f1_drop": permutation_importance(model, xv[perm_rows], yv[perm_rows], names, tcfg.seed),
-        "permutation_rows": int(len(perm_rows)), "computed_on": "validation split",
+        "permutation_rows": len(perm_rows), "computed_on": "validation split",
     }
     gain = estimator.gain_importance()
     if gain is not None:
