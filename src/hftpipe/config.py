@@ -83,7 +83,7 @@ class TrainConfig:
     tabular_windows: tuple[int, ...] = (5, 10, 30)  # tabular families: event windows of OFI, return, volatility
     tabular_lags: tuple[int, ...] = (0, 1, 2, 5, 10)  # tabular families: features also at t - lag
     lgbm_rounds: int = 400  # LightGBM: most boosting rounds (early stopping on validation log loss)
-    lgbm_early_stopping: int = 30  # LightGBM: rounds without validation gain before stopping
+    lgbm_early_stopping: int = 30  # LightGBM: rounds without validation gain before stopping (0: never)
     lgbm_learning_rate: float = 0.05
     lgbm_num_leaves: int = 31
 

@@ -79,8 +79,9 @@ def _fit_estimator(name: str, x: np.ndarray, y: np.ndarray, w: np.ndarray, xv: n
         booster = lightgbm.train(
             params, lightgbm.Dataset(x, y, weight=w, free_raw_data=True), num_boost_round=tcfg.lgbm_rounds,
             valid_sets=[lightgbm.Dataset(xv, yv, weight=wv)], valid_names=["val"],
-            callbacks=[lightgbm.early_stopping(tcfg.lgbm_early_stopping, verbose=False),
-                       lightgbm.record_evaluation(evals)])
+            callbacks=[lightgbm.record_evaluation(evals)]
+            + ([lightgbm.early_stopping(tcfg.lgbm_early_stopping, verbose=False)] if tcfg.lgbm_early_stopping > 0
+               else []))
         curve = evals.get("val", {}).get("multi_logloss", [])
         return LgbmEstimator(booster), [{"round": i + 1, "val_weighted_logloss": float(v)}
                                         for i, v in enumerate(curve)]
