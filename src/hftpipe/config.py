@@ -86,6 +86,7 @@ class TrainConfig:
     lgbm_early_stopping: int = 30  # LightGBM: rounds without validation gain before stopping (0: never)
     lgbm_learning_rate: float = 0.05
     lgbm_num_leaves: int = 31
+    tabular_units: Literal["bps", "spreads"] = "bps"  # tabular: price moves in bps, or in mean spreads
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
@@ -57,6 +58,7 @@ def test_names_and_required_rows() -> None:
     ({"levels": 0}, "tabular_levels must be >= 1"),
     ({"windows": (5, 5)}, "tabular_windows must be distinct"),
     ({"lags": (-1,)}, "tabular_lags must be distinct non-negative"),
+    ({"units": "ticks"}, "tabular_units must be bps or spreads"),
 ])
 def test_bad_specs_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -91,12 +93,14 @@ def test_hand_computed_values_on_a_small_book() -> None:
     assert third["ofi_w2"] == pytest.approx((50 + 40 + 150) / (((150 + 100) / 2 + (300 + 40) / 2) / 2))
 
 
-def test_window_path_equals_book_path_exactly() -> None:
+@pytest.mark.parametrize("units", ["bps", "spreads"])
+def test_window_path_equals_book_path_exactly(units: str) -> None:
+    spec = dataclasses.replace(SPEC, units=units)
     book = _goog()[:, : 4 * SPEC.levels]
     window = 20
     ends = np.arange(window - 1, len(book), 7)
-    from_book = book_feature_matrix(book, ends, SPEC)
-    from_windows = window_feature_matrix(_windows(book, ends, window), SPEC)
+    from_book = book_feature_matrix(book, ends, spec)
+    from_windows = window_feature_matrix(_windows(book, ends, window), spec)
     # Same floats, NaN in the same places: the tree model splits identically in training and serving.
     np.testing.assert_array_equal(from_book, from_windows)
     assert np.isfinite(from_book).all()
@@ -122,15 +126,33 @@ def test_no_look_ahead_in_the_lagged_feature_matrix() -> None:
     np.testing.assert_array_equal(book_feature_matrix(ancient, ends[late], SPEC), before[late])
 
 
-def test_features_are_instrument_agnostic() -> None:
+@pytest.mark.parametrize("units", ["bps", "spreads"])
+def test_features_are_instrument_agnostic(units: str) -> None:
     """Price level and share scale do not move any feature: a $20 stock reads like a $570 one."""
+    spec = dataclasses.replace(SPEC, units=units)
     book = _goog()[:, : 4 * SPEC.levels]
     ends = np.arange(SPEC.required_rows - 1, 1500, 11)
     scaled = book.copy()
     scaled[:, 0::2] *= 0.037
     scaled[:, 1::2] *= 25.0
-    np.testing.assert_allclose(book_feature_matrix(scaled, ends, SPEC), book_feature_matrix(book, ends, SPEC),
+    np.testing.assert_allclose(book_feature_matrix(scaled, ends, spec), book_feature_matrix(book, ends, spec),
                                rtol=1e-7, atol=1e-9)
+
+
+def test_spread_units_remove_the_spread_regime() -> None:
+    """With units="spreads" a book whose spreads and moves are all twice as wide reads the same."""
+    spec = dataclasses.replace(SPEC, levels=1, units="spreads")
+    book = _goog(1)[:, :4]
+    mid = (book[:, 0] + book[:, 2]) / 2
+    wide = book.copy()
+    wide[:, 0] = 2 * mid[0] + 2 * (book[:, 0] - mid[0]) - mid[0]  # every price distance from mid[0] doubled
+    wide[:, 2] = 2 * mid[0] + 2 * (book[:, 2] - mid[0]) - mid[0]
+    ends = np.arange(spec.required_rows - 1, 1500, 11)
+    a, b = book_feature_matrix(book, ends, spec), book_feature_matrix(wide, ends, spec)
+    # Log moves are not exactly linear in price, hence the tolerance (moves are a few bps).
+    np.testing.assert_allclose(b, a, rtol=2e-3, atol=2e-3)
+    bps = dataclasses.replace(spec, units="bps")
+    assert not np.allclose(book_feature_matrix(wide, ends, bps), book_feature_matrix(book, ends, bps), rtol=0.1)
 
 
 def test_ends_without_enough_history_are_refused() -> None:

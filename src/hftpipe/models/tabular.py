@@ -4,7 +4,9 @@ The features are computed from the RAW book window itself (the serving contract:
 states in, class probabilities out), so serving, evaluation and the registry gate use a tabular bundle
 exactly like a torch one. At the window's last state t, and at a few lags t - l, they are:
 
-- ``spread_bps``, ``microprice_bps`` (microprice minus mid, in bps of the mid);
+- ``spread_bps``, ``microprice_bps`` (microprice minus mid, in bps of the mid); with ``units="spreads"``
+  every price move (spread, microprice offset, returns, volatility) is instead divided by the mean
+  relative spread over the longest window, which removes the tick size and price level too;
 - ``depth_imbalance_k`` for the first ``levels`` levels and ``cum_depth_imbalance_k`` (k >= 2);
 - per event window w: ``ofi_w`` (Cont-Kukanov-Stoikov order-flow imbalance summed over w events, divided
   by the mean best-level depth over them), ``return_w_bps``, ``volatility_w_bps`` (realised, from
@@ -53,6 +55,7 @@ class TabularSpec:
     levels: int = 1  # book levels the features read (depth imbalances per level)
     windows: tuple[int, ...] = (5, 10, 30)  # event windows for OFI, return, volatility, mid moves
     lags: tuple[int, ...] = (0, 1, 2, 5, 10)  # the features at t - lag, for each lag
+    units: str = "bps"  # price moves in bps of the mid, or "spreads": in units of the mean relative spread
 
     def __post_init__(self) -> None:
         if self.levels < 1:
@@ -61,6 +64,8 @@ class TabularSpec:
             raise ConfigError(f"train.tabular_windows must be distinct positive event counts; got {self.windows}")
         if not self.lags or any(lag < 0 for lag in self.lags) or len(set(self.lags)) != len(self.lags):
             raise ConfigError(f"train.tabular_lags must be distinct non-negative event counts; got {self.lags}")
+        if self.units not in ("bps", "spreads"):
+            raise ConfigError(f"train.tabular_units must be bps or spreads; got {self.units!r}")
 
     @property
     def required_rows(self) -> int:
@@ -74,11 +79,12 @@ class TabularSpec:
                               f"{max(self.lags)} + 1); raise train.window or shorten tabular_windows/lags")
 
     def base_names(self) -> list[str]:
-        names = ["spread_bps", "microprice_bps"]
+        u = self.units
+        names = [f"spread_{u}", f"microprice_{u}"]
         names += [f"depth_imbalance_{k}" for k in range(1, self.levels + 1)]
         names += [f"cum_depth_imbalance_{k}" for k in range(2, self.levels + 1)]
         for w in self.windows:
-            names += [f"ofi_w{w}", f"return_w{w}_bps", f"volatility_w{w}_bps", f"mid_moves_w{w}"]
+            names += [f"ofi_w{w}", f"return_w{w}_{u}", f"volatility_w{w}_{u}", f"mid_moves_w{w}"]
         return names
 
     def names(self) -> list[str]:
@@ -86,12 +92,12 @@ class TabularSpec:
         return [f"{name}_lag{lag}" for lag in self.lags for name in self.base_names()]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"levels": self.levels, "windows": list(self.windows), "lags": list(self.lags)}
+        return {"levels": self.levels, "windows": list(self.windows), "lags": list(self.lags), "units": self.units}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TabularSpec:
         return cls(levels=int(raw["levels"]), windows=tuple(int(w) for w in raw["windows"]),
-                   lags=tuple(int(lag) for lag in raw["lags"]))
+                   lags=tuple(int(lag) for lag in raw["lags"]), units=str(raw.get("units", "bps")))
 
 
 # ------------------------------------------------------------------------------------------- features
@@ -134,7 +140,13 @@ def base_features(book: np.ndarray, spec: TabularSpec) -> np.ndarray:
     L = spec.levels
     mid = mid_price(flat)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cols: list[np.ndarray] = [spread(flat) / mid * BPS, (microprice(flat) - mid) / mid * BPS]
+        rel_spread = spread(flat) / mid
+        if spec.units == "bps":
+            scale = np.full(m, 1.0 / BPS)
+        else:  # the mean relative spread over the longest window: a tick-size and price-level free unit
+            longest = max(spec.windows)
+            scale = (_trailing_sum(rel_spread.reshape(*lead, n), longest) / longest).reshape(-1)
+        cols: list[np.ndarray] = [rel_spread / scale, (microprice(flat) - mid) / mid / scale]
         per_level, cumulative = np.empty((m, L), order="F"), np.empty((m, L), order="F")
         depth_imbalances(flat, per_level, cumulative, np.empty((m, 3), order="F"))
         cols += [per_level[:, k] for k in range(L)] + [cumulative[:, k] for k in range(1, L)]
@@ -147,8 +159,8 @@ def base_features(book: np.ndarray, spec: TabularSpec) -> np.ndarray:
         moved = (np.abs(step) > 0).astype(np.float64)
         for w in spec.windows:
             cols.append((_trailing_sum(ofi, w) / _trailing_sum(depth, w) * w).reshape(-1))
-            cols.append(((log_mid - _lagged(log_mid, w)) * BPS).reshape(-1))
-            cols.append((np.sqrt(_trailing_sum(step * step, w)) * BPS).reshape(-1))
+            cols.append((log_mid - _lagged(log_mid, w)).reshape(-1) / scale)
+            cols.append(np.sqrt(_trailing_sum(step * step, w)).reshape(-1) / scale)
             cols.append((_trailing_sum(moved, w) / w).reshape(-1))
     return np.stack(cols, axis=-1).reshape(*lead, n, len(cols))
 

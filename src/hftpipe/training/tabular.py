@@ -46,7 +46,7 @@ PERMUTATION_REPEATS = 2
 
 def spec_from_config(tcfg: TrainConfig, book_levels: int) -> TabularSpec:
     spec = TabularSpec(levels=min(tcfg.tabular_levels, book_levels), windows=tuple(tcfg.tabular_windows),
-                       lags=tuple(tcfg.tabular_lags))
+                       lags=tuple(tcfg.tabular_lags), units=tcfg.tabular_units)
     spec.check_window(tcfg.window)
     return spec
 
