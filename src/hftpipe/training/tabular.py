@@ -181,8 +181,9 @@ def fit_tabular(book: np.ndarray, labels: np.ndarray, split: np.ndarray, tcfg: T
     seconds = time.perf_counter() - started
     metrics = {
         "best_val_macro_f1": val_f1, "best_val_accuracy": val_acc,
-        "best_epoch": float(getattr(getattr(estimator, "booster", None), "best_iteration", 0) or len(history)),
-        "epochs_run": float(len(history)), "train_samples": float(len(y)), "val_samples": float(len(yv)),
+        # LightGBM: boosting rounds (best, run); MLP: epochs; logistic regression: one fit.
+        "best_epoch": float(getattr(getattr(estimator, "booster", None), "best_iteration", 0) or len(history) or 1),
+        "epochs_run": float(len(history) or 1), "train_samples": float(len(y)), "val_samples": float(len(yv)),
         "temperature": temperature, "val_brier_uncalibrated": calibration["uncalibrated"]["brier"],
         "val_brier_calibrated": calibration["calibrated"]["brier"], "train_seconds": seconds,
         "train_samples_per_s": len(y) / max(seconds, 1e-9), "n_features": float(len(names)),
