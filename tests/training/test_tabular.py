@@ -127,3 +127,20 @@ def test_torch_family_is_calibrated_too(small_features: Path, tmp_path: Path) ->
     fs = load_feature_set(small_features)
     raw = fs.book()[window_indices(sample_ends(fs.labels(10), fs.split, TEST, 10)[:50], 10)]
     np.testing.assert_allclose(bundle.predict_proba(raw), softmax(bundle.predict_logits(raw) / bundle.temperature))
+
+
+@pytest.mark.slow
+def test_registry_gate_rescores_a_one_level_model_on_deeper_data(small_features: Path, tmp_path: Path) -> None:  # noqa: F811
+    """The champion re-score cuts deeper test data to the model's levels, as evaluate does (it refused
+    a 1-level bundle on 5-level features before)."""
+    from hftpipe.evaluation.metrics import classification_metrics
+    from hftpipe.registry.registry import _macro_f1_on_test
+
+    cfg = Config(features=FEATURES, train=dataclasses.replace(TCFG, tabular_levels=1, horizon=10))
+    bundle_dir = train(cfg, small_features, tmp_path / "model").bundle_dir
+    fs = load_feature_set(small_features)
+    assert fs.levels == 5 and load_bundle(bundle_dir).levels == 1
+    ends = sample_ends(fs.labels(10), fs.split, TEST, WINDOW)
+    expected = classification_metrics(fs.labels(10)[ends].astype(np.int64),
+                                      load_bundle(bundle_dir).predict(fs.book()[:, :4][window_indices(ends, WINDOW)]))
+    assert _macro_f1_on_test(bundle_dir, small_features) == pytest.approx(expected["macro_f1"])
