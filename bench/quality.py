@@ -1,6 +1,6 @@
 """Model-quality table: every model beside the naive baselines, in sample (GOOG test split) and out of sample.
 
-Each model (logreg, mlp, lstm, deeplob) is trained with :func:`hftpipe.training.train` on the GOOG sample
+Each model (logreg, mlp, lstm, deeplob; lgbm, logreg_tab, mlp_tab on engineered features) is trained with :func:`hftpipe.training.train` on the GOOG sample
 at each horizon k, then scored by :func:`hftpipe.evaluation.evaluate` on
 
 - the GOOG test split (the model's own file: the last 15% of the day, never trained on), and
@@ -43,7 +43,7 @@ from hftpipe.training import train
 
 log = logging.getLogger("bench.quality")
 
-MODELS = ("logreg", "mlp", "lstm", "deeplob")
+MODELS = ("logreg", "mlp", "lstm", "deeplob", "lgbm", "logreg_tab", "mlp_tab")  # *_tab, lgbm: engineered features
 HORIZONS = (10, 50, 100)
 
 

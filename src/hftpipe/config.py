@@ -59,7 +59,7 @@ class FeaturesConfig:
 class TrainConfig:
     """Section ``train``: model, data feeding and optimisation."""
 
-    model: Literal["deeplob", "lstm", "mlp", "logreg"] = "lstm"
+    model: Literal["deeplob", "lstm", "mlp", "logreg", "lgbm", "logreg_tab", "mlp_tab"] = "lstm"  # *_tab, lgbm: engineered features
     horizon: int = 10  # which label horizon k to learn (must be in features.horizons)
     window: int = 50  # T, book states per input window
     batch_size: int = 256
@@ -78,6 +78,15 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm (0: no clipping); keeps the LSTM stable early on
     threads: int | None = None  # torch CPU threads per process; None: 1 (see training.trainer.cpu_threads)
     output: str = "data/model"  # model bundle folder (DVC output)
+    calibrate: bool = True  # fit a temperature on validation logits; served probabilities are calibrated
+    tabular_levels: int = 1  # tabular families: book levels the features read (1 reads any LOBSTER file)
+    tabular_windows: tuple[int, ...] = (5, 10, 30)  # tabular families: event windows of OFI, return, volatility
+    tabular_lags: tuple[int, ...] = (0, 1, 2, 5, 10)  # tabular families: features also at t - lag
+    lgbm_rounds: int = 400  # LightGBM: most boosting rounds (early stopping on validation log loss)
+    lgbm_early_stopping: int = 30  # LightGBM: rounds without validation gain before stopping (0: never)
+    lgbm_learning_rate: float = 0.05
+    lgbm_num_leaves: int = 31
+    tabular_units: Literal["bps", "spreads"] = "bps"  # tabular: price moves in bps, or in mean spreads
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,18 @@ def predict_rows(bundle: Any, book: np.ndarray, rows: np.ndarray, batch: int = P
     return out
 
 
+def predict_logits_rows(bundle: Any, book: np.ndarray, rows: np.ndarray, batch: int = PREDICT_BATCH) -> np.ndarray:
+    """Uncalibrated model logits (len(rows), 3) for ``rows`` (as :func:`predict_rows`, batch by batch)."""
+    offsets = np.arange(-bundle.window + 1, 1)
+    out = np.empty((rows.size, len(bundle.class_names)), dtype=np.float64)
+    with tqdm(total=rows.size, desc="predict", unit="win", disable=not sys.stderr.isatty()) as bar:
+        for start in range(0, rows.size, batch):
+            chunk = rows[start:start + batch]
+            out[start:start + chunk.size] = bundle.predict_logits(book[chunk[:, None] + offsets[None, :]])
+            bar.update(chunk.size)
+    return out
+
+
 def _model_book(feature_set: Any, levels: int) -> np.ndarray:
     """The raw book with the model's level count (deeper data is cut to the top levels)."""
     if feature_set.levels < levels:
@@ -200,6 +212,8 @@ def bundle_sha256(bundle_dir: str | Path) -> str:
     if not weights.is_file():
         raise ModelError(f"{bundle_dir}: {MODEL_FILE} is missing; the bundle is incomplete, train again")
     described = {key: info.get(key) for key in _PREDICTIVE_KEYS}
+    if info.get("temperature") is not None:  # only when present: older bundles keep their fingerprint
+        described["temperature"] = info["temperature"]
     described["weights_sha256"] = file_sha256(weights)  # the file itself, not what bundle.json claims
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
@@ -251,7 +265,9 @@ def evaluate(cfg: Config, model_dir: str | Path, features_dir: str | Path, outpu
              span.size)
 
     # Predict over the backtest span (a superset of the scored rows); score on the labelled rows.
-    model_span = predict_rows(bundle, book, span)
+    logits_span = predict_logits_rows(bundle, book, span) if hasattr(bundle, "predict_logits") else None
+    model_span = (predict_rows(bundle, book, span) if logits_span is None
+                  else logits_span.argmax(axis=1).astype(np.int8))  # a temperature never moves the arg-max
     mid = fs.mid
     train_mask = fs.split == 0
     base_span = baseline_predictions(labels, mid, train_mask, span, k, bundle.alpha if bundle.alpha is not None
@@ -282,6 +298,13 @@ def evaluate(cfg: Config, model_dir: str | Path, features_dir: str | Path, outpu
     report = _build_report(cfg, bundle, fs, metrics, best, margin, margin_iv, backtests, chosen, score, span,
                            alpha_note, block, model_dir, features_dir, model_ref)
     report["data"].update(provenance or {})
+    if logits_span is not None:
+        from hftpipe.models.calibration import calibration_summary
+
+        report["calibration"] = calibration_summary(logits_span[pos], y, float(getattr(bundle, "temperature", 1.0)))
+        report["calibration"]["temperature_fitted_on"] = "validation split of the training data"
+    if getattr(bundle, "importance", None):
+        report["feature_importance"] = bundle.importance
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = _write_outputs(report, output_dir, metrics, best, backtests, times)
@@ -431,7 +454,42 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{bt['sharpe']:+.3f} |")
     lines += ["", (f"Sharpe: mean over standard deviation of net PnL per time bucket ({bs['sharpe_buckets']} "
                   "buckets), not annualised."), "", "![PnL curves](pnl.png)", ""]
+    lines += _calibration_markdown(report.get("calibration")) + _importance_markdown(report.get("feature_importance"))
     return "\n".join(lines)
+
+
+def _calibration_markdown(cal: dict[str, Any] | None) -> list[str]:
+    """Brier score, log loss and top-label reliability on the scored rows, before and after the temperature."""
+    if not cal:
+        return []
+    before, after = cal["uncalibrated"], cal["calibrated"]
+    lines = ["## Calibration (scored rows)", "",
+             (f"Temperature {cal['temperature']:.3f}, fitted on the validation split of the training data and "
+              "applied to served probabilities (it never changes the predicted class)."), "",
+             "| | Brier | log loss | ECE (top label) |", "|---|---:|---:|---:|"]
+    for name, part in (("uncalibrated (T=1)", before), ("calibrated", after)):
+        lines.append(f"| {name} | {part['brier']:.4f} | {part['log_loss']:.4f} | {part['reliability']['ece']:.4f} |")
+    lines += ["", "Reliability of the calibrated top-label probability:", "",
+              "| confidence bin | mean confidence | accuracy | rows |", "|---|---:|---:|---:|"]
+    for b in after["reliability"]["bins"]:
+        lines.append(f"| {b['low']:.1f}-{b['high']:.1f} | {b['confidence']:.3f} | {b['accuracy']:.3f} | {b['count']} |")
+    return lines + [""]
+
+
+def _importance_markdown(imp: dict[str, Any] | None, top: int = 15) -> list[str]:
+    """Permutation importance (macro-F1 drop on validation, all lags of a feature shuffled together) and gain."""
+    if not imp:
+        return []
+    perm, gain = imp.get("permutation_macro_f1_drop", {}), imp.get("gain_share") or {}
+    lines = ["## Feature importance (from training, validation split)", "",
+             (f"Permutation: drop in validation macro-F1 (points) when a feature is shuffled across "
+              f"{imp.get('permutation_rows')} validation rows, all its lags together"
+              + ("; gain: share of LightGBM's total split gain." if gain else ".")), "",
+             "| feature | permutation drop | gain share |", "|---|---:|---:|"]
+    for name, drop in list(perm.items())[:top]:
+        share = f"{100 * gain[name]:.1f}%" if name in gain else "-"
+        lines.append(f"| {name} | {100 * drop:+.2f} | {share} |")
+    return lines + [""]
 
 
 def features_for_model(cfg: Config, bundle_dir: str | Path, source: str | Path, workdir: str | Path) -> Path:

@@ -26,7 +26,9 @@ from torch import nn
 
 from hftpipe.errors import ModelError
 from hftpipe.features.window import WindowStats, model_input
+from hftpipe.models.calibration import softmax
 from hftpipe.models.nets import build_model
+from hftpipe.models.tabular import TABULAR_MODELS, TabularBundle, TabularModel
 
 MODEL_FILE = "model.pt"
 BUNDLE_FILE = "bundle.json"
@@ -66,6 +68,8 @@ def save_bundle(
     metrics: dict[str, float] | None = None,
     mlflow_run_id: str | None = None,
     drift_reference: dict[str, Any] | None = None,
+    temperature: float | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model.pt`` and ``bundle.json`` into ``directory`` (created if needed); return the folder.
 
@@ -77,6 +81,8 @@ def save_bundle(
         metrics: training metrics (best validation macro-F1, epochs, ...).
         drift_reference: feature and prediction distributions on the training split
             (:meth:`hftpipe.evaluation.drift.DriftReference.to_dict`); optional, older bundles lack it.
+        temperature: logits are divided by it before the softmax (fitted on validation); None: 1.
+        calibration: Brier score and reliability before/after the temperature, on validation.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -102,6 +108,9 @@ def save_bundle(
         "config": config,
         "model_sha256": hashlib.sha256(weights).hexdigest(),
     }
+    if temperature is not None:
+        info["temperature"] = float(temperature)
+        info["calibration"] = calibration or {}
     if mlflow_run_id:
         info["mlflow_run_id"] = mlflow_run_id
     if drift_reference is not None:
@@ -129,6 +138,8 @@ class ModelBundle:
     mlflow_run_id: str | None = None
     path: Path | None = None
     drift_reference: dict[str, Any] | None = None  # None: trained before references were saved
+    temperature: float = 1.0  # logits / temperature before the softmax (fitted on validation)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config(self) -> Any:
@@ -156,15 +167,19 @@ class ModelBundle:
                              f"({self.window} states x {self.levels} level(s) x 4 columns); got {raw.shape}")
         return raw
 
-    def predict_proba(self, raw_windows: np.ndarray) -> np.ndarray:
-        """Class probabilities (B, 3) [down, stationary, up] for RAW windows (B, T, 4L) or one (T, 4L)."""
+    def predict_logits(self, raw_windows: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits (B, 3) for RAW windows: probabilities are softmax(logits / temperature)."""
         raw = self._check(raw_windows)
         out = np.empty((len(raw), len(self.class_names)), dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, len(raw), _PREDICT_CHUNK):
                 x = torch.from_numpy(model_input(raw[start:start + _PREDICT_CHUNK], self.stats))
-                out[start:start + len(x)] = torch.softmax(self.module(x).float(), dim=-1).numpy()
+                out[start:start + len(x)] = self.module(x).float().numpy()
         return out
+
+    def predict_proba(self, raw_windows: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (B, 3) [down, stationary, up] for RAW windows (B, T, 4L) or one (T, 4L)."""
+        return softmax(self.predict_logits(raw_windows) / self.temperature)
 
     def predict(self, raw_windows: np.ndarray) -> np.ndarray:
         """Most probable class (B,) int64: 0 down, 1 stationary, 2 up."""
@@ -186,8 +201,25 @@ def read_bundle_json(directory: str | Path) -> dict[str, Any]:
         raise ModelError(f"{path} is not valid JSON: {exc}") from exc
 
 
-def load_bundle(directory: str | Path) -> ModelBundle:
+def _load_tabular(directory: Path, info: dict[str, Any], weights: bytes) -> TabularBundle:
+    model = TabularModel.from_bytes(weights, directory)
+    try:
+        return TabularBundle(
+            model=model, model_name=info["model"], levels=int(info["levels"]), window=int(info["window"]),
+            horizon=int(info["horizon"]), alpha=info.get("alpha"),
+            class_names=tuple(info.get("class_names", CLASS_NAMES)), config_dict=info.get("config", {}),
+            feature_meta=info.get("feature_meta", {}), metrics=info.get("metrics", {}),
+            mlflow_run_id=info.get("mlflow_run_id"), path=directory, importance=info.get("importance", {}),
+            calibration=info.get("calibration", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{directory}: cannot rebuild the tabular model from {BUNDLE_FILE}: {exc}") from exc
+
+
+def load_bundle(directory: str | Path) -> ModelBundle | TabularBundle:
     """Load a bundle folder written by :func:`save_bundle`; the module is on CPU in eval mode.
+
+    A tabular family's bundle (``lgbm``, ``logreg_tab``, ``mlp_tab``) loads as a
+    :class:`~hftpipe.models.tabular.TabularBundle`: the same attributes and ``predict_proba(raw windows)``.
 
     Raises:
         ModelError: missing files, weights that do not match ``bundle.json``, or an unknown format.
@@ -204,6 +236,8 @@ def load_bundle(directory: str | Path) -> ModelBundle:
     if hashlib.sha256(weights).hexdigest() != info.get("model_sha256"):
         raise ModelError(f"{directory}: {MODEL_FILE} does not match {BUNDLE_FILE} (sha256 differs); "
                          "the bundle was changed or partly overwritten, train again")
+    if info.get("model") in TABULAR_MODELS:  # engineered-feature families: a torch-free predictor
+        return _load_tabular(directory, info, weights)
     try:
         module = build_model(info["model"], info["levels"], info["window"], info["hidden"], info["dropout"])
         module.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
@@ -225,4 +259,6 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         mlflow_run_id=info.get("mlflow_run_id"),
         path=directory,
         drift_reference=info.get("drift_reference"),
+        temperature=float(info.get("temperature") or 1.0),
+        calibration=info.get("calibration", {}),
     )

@@ -59,7 +59,7 @@ def input_example(bundle_dir: str | Path, window: int, levels: int,
     if features_dir is not None and (Path(features_dir) / "features_meta.json").exists():
         from hftpipe.features import load_feature_set
 
-        book = load_feature_set(features_dir).book()
+        book = load_feature_set(features_dir).book()[:, : 4 * levels]  # deeper data: the model's top levels
         if book.shape[1] == 4 * levels and len(book) >= window + _EXAMPLE_ROWS:
             ends = np.arange(len(book) - _EXAMPLE_ROWS, len(book))
             return np.stack([book[e - window + 1:e + 1] for e in ends]).astype(np.float64)
@@ -75,7 +75,7 @@ def input_example(bundle_dir: str | Path, window: int, levels: int,
 def pip_requirements() -> list[str]:
     """What the served model needs: hftpipe itself (it loads the bundle) and the versions it ran with."""
     pins = []
-    for package in ("mlflow", "torch", "numpy", "pandas"):
+    for package in ("mlflow", "torch", "numpy", "pandas", "lightgbm"):  # lightgbm: the lgbm family
         try:
             pins.append(f"{package}=={metadata.version(package)}")
         except metadata.PackageNotFoundError:

@@ -300,13 +300,13 @@ def _macro_f1_on_test(bundle_dir: str | Path, features_dir: str | Path, chunk: i
 
     bundle = load_bundle(bundle_dir)
     features = load_feature_set(features_dir)
-    if features.levels != bundle.levels:
+    if features.levels < bundle.levels:  # deeper data is cut to the model's top levels, as evaluate does
         raise ModelError(f"the model takes {bundle.levels} book level(s), the test data has {features.levels}")
     labels = features.labels(bundle.horizon)
     ends = sample_ends(labels, features.split, TEST, bundle.window)
     if len(ends) == 0:
         raise ModelError(f"{features_dir} has no labelled test windows of length {bundle.window}")
-    book = features.book()
+    book = np.ascontiguousarray(features.book()[:, : 4 * bundle.levels])
     predicted = np.concatenate([bundle.predict(book[window_indices(ends[i:i + chunk], bundle.window)])
                                 for i in range(0, len(ends), chunk)])
     return float(classification_metrics(labels[ends].astype(np.int64), predicted)["macro_f1"])

@@ -433,6 +433,27 @@ def drift_reference(cfg: Config, book: np.ndarray, split: np.ndarray, module: nn
                            chunks=mcfg.reference_chunks).to_dict()
 
 
+def calibrate_on_validation(result: FitResult, book: np.ndarray, labels: np.ndarray, split: np.ndarray,
+                            tcfg: TrainConfig) -> tuple[float, dict[str, Any]]:
+    """Temperature of the trained module fitted on the validation windows, and Brier/reliability before/after."""
+    from hftpipe.models.calibration import calibration_summary, fit_temperature
+
+    val_set = BookWindows(np.ascontiguousarray(book, dtype=np.float64), sample_ends(labels, split, VAL, tcfg.window),
+                          labels, tcfg.window, result.stats)
+    chunks, ys = [], []
+    with torch.inference_mode():
+        for x, y in iter_eval_batches(val_set, max(tcfg.batch_size, 1024)):
+            chunks.append(result.module(x).float().numpy())
+            ys.append(y.numpy())
+    logits, y_val = np.concatenate(chunks).astype(np.float64), np.concatenate(ys)
+    temperature = fit_temperature(logits, y_val)
+    summary = calibration_summary(logits, y_val, temperature)
+    summary["fitted_on"] = "validation split"
+    log.info("temperature %.3f: validation Brier %.4f -> %.4f", temperature, summary["uncalibrated"]["brier"],
+             summary["calibrated"]["brier"])
+    return temperature, summary
+
+
 def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker: Tracker | None = None,
           resume: bool = False, checkpoint_dir: str | Path | None = None,
           progress: bool | None = None) -> TrainResult:
@@ -456,6 +477,12 @@ def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker
     if horizons and tcfg.horizon not in horizons:
         raise ConfigError(f"train.horizon={tcfg.horizon} is not among the feature set's horizons {horizons}; "
                           "set train.horizon to one of them or rebuild features with that horizon")
+    from hftpipe.models.tabular import TABULAR_MODELS
+
+    if tcfg.model in TABULAR_MODELS:  # engineered features, no torch loop (hftpipe.training.tabular)
+        from hftpipe.training.tabular import train_tabular
+
+        return train_tabular(cfg, features, output_dir, tracker=tracker)
     book = features.book()
     labels = features.labels(tcfg.horizon)
     split = features.split
@@ -473,11 +500,18 @@ def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker
         metrics = result.metrics()
         if info.is_main:
             run_id = getattr(tracker, "run_id", None) if tracker is not None else None
+            temperature, calibration = None, None
+            if tcfg.calibrate:
+                temperature, calibration = calibrate_on_validation(result, book, labels, split, tcfg)
+                metrics.update({"temperature": temperature,
+                                "val_brier_uncalibrated": calibration["uncalibrated"]["brier"],
+                                "val_brier_calibrated": calibration["calibrated"]["brier"]})
             bundle_dir = save_bundle(
                 output_dir, result.module, config=cfg.to_dict(), model_name=tcfg.model, levels=features.levels,
                 window=tcfg.window, horizon=tcfg.horizon, alpha=alpha, stats=result.stats, hidden=tcfg.hidden,
                 dropout=tcfg.dropout, feature_meta=meta, metrics=metrics, mlflow_run_id=run_id,
-                drift_reference=drift_reference(cfg, book, split, result.module, result.stats))
+                drift_reference=drift_reference(cfg, book, split, result.module, result.stats),
+                temperature=temperature, calibration=calibration)
             log.info("model bundle written to %s (best val macro-F1 %.4f at epoch %d)", bundle_dir,
                      result.best_val_macro_f1, result.best_epoch)
             if tracker is not None:
