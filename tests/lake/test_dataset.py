@@ -272,3 +272,14 @@ def test_unreachable_scheduler_is_a_config_error() -> None:
     refused = pytest.raises(ConfigError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'")
     with refused, dask_client(scheduler="tcp://127.0.0.1:9", connect_timeout="1s"):
         pass
+
+
+@pytest.mark.slow
+def test_an_l3_capture_folder_is_one_partition_built_by_the_book_builder(tmp_path: Path) -> None:
+    capture = RAW / "bitstamp-btcusd-l3-2026-05-02"
+    assert expand_inputs([capture]) == [capture]  # its trades file is not a second input
+    first = ingest_dataset([capture], tmp_path, workers=0)
+    assert not first.failed and len(first.written) == 1
+    entry = next(iter(json.loads((tmp_path / MANIFEST_FILE).read_text())["partitions"].values()))
+    assert entry["levels"] == 10 and entry["loader_report"]["unknown_deletes"] >= 0
+    assert ingest_dataset([capture], tmp_path, workers=0).unchanged  # a rerun is a no-op

@@ -152,7 +152,15 @@ def _is_lobster(path: Path) -> bool:
     return path.suffix.lower() == ".csv" and ("message" in name or "orderbook" in name)
 
 
+def _is_l3_capture(path: Path) -> bool:
+    from hftpipe.data.bitstamp import is_bitstamp_capture
+
+    return is_bitstamp_capture(path)
+
+
 def _data_files(folder: Path) -> list[Path]:
+    if _is_l3_capture(folder):
+        return [folder]  # an order-by-order capture: the orders file is the data, its trades file rides along
     found = []
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not any(p.startswith(".") for p in path.relative_to(folder).parts) \
@@ -220,6 +228,14 @@ def file_sha256(path: Path) -> str:
         return discover(path).sha256()
     from hftpipe.data.bars import sha256_of
 
+    if path.is_dir():  # an L3 capture folder: its orders and trades files, in name order
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name in ("orders.csv.gz", "orders.csv", "trades.csv.gz", "trades.csv"):
+            if (path / name).exists():
+                digest.update(sha256_of(path / name).encode())
+        return digest.hexdigest()
     return sha256_of(path)
 
 
@@ -244,6 +260,25 @@ def _stage_lobster(path: Path, opts: IngestOptions, staged: Path) -> tuple[str, 
     start, end = _lobster_span(meta.date, table.frame["time"])
     entry = {"kind": "events", "rows": meta.rows, "levels": meta.levels, "start": start, "end": end,
              "source_sha256": meta.source_sha256}
+    return key, entry, result
+
+
+def _stage_l3(path: Path, opts: IngestOptions, staged: Path) -> tuple[str, dict[str, Any], Any]:
+    """An order-by-order capture (Bitstamp L3) through the same book builder as `hftpipe ingest`."""
+    from hftpipe.data.bitstamp import load_bitstamp
+    from hftpipe.data.schema import write_events
+    from hftpipe.validation import validate_table
+
+    table = load_bitstamp(path)
+    result = validate_table(table, opts.validate)
+    meta = table.meta
+    key = partition_key(f"{meta.venue or 'l3'}_l{meta.levels}", meta.symbol, meta.date)
+    if result.success:
+        write_events(table, staged)
+    times = table.frame["time"]
+    start, end = _lobster_span(meta.date, times)
+    entry = {"kind": "events", "rows": meta.rows, "levels": meta.levels, "start": start, "end": end,
+             "source_sha256": file_sha256(path), "loader_report": dict(meta.source_report)}
     return key, entry, result
 
 
@@ -287,7 +322,7 @@ def stage_file(path: str | Path, tmp_dir: str | Path, known: dict[str, str],
         if sha in known:
             return {"status": "unchanged", "source": str(path), "key": known[sha]}
         staged = Path(tmp_dir) / f"{uuid.uuid4().hex}.parquet"
-        stage = _stage_lobster if _is_lobster(path) else _stage_market
+        stage = _stage_lobster if _is_lobster(path) else _stage_l3 if _is_l3_capture(path) else _stage_market
         key, entry, result = stage(path, opts, staged)
     except (HftpipeError, OSError, ValueError, zipfile.BadZipFile) as exc:
         # A corrupt or unreadable file is this file's failure, not the run's.
