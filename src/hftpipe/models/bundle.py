@@ -25,12 +25,12 @@ import torch
 from torch import nn
 
 from hftpipe.errors import ModelError
+from hftpipe.features.labels import CLASS_NAMES
 from hftpipe.features.window import WindowStats, model_input
 from hftpipe.models.nets import build_model
 
 MODEL_FILE = "model.pt"
 BUNDLE_FILE = "bundle.json"
-CLASS_NAMES: tuple[str, str, str] = ("down", "stationary", "up")
 BUNDLE_FORMAT = 1
 _PREDICT_CHUNK = 4096  # windows per forward pass, bounds memory for large batch requests
 
