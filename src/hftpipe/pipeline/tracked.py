@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,15 +23,15 @@ log = logging.getLogger(__name__)
 def train_tracked(cfg: Config, features_dir: str | Path, model_dir: str | Path, nproc: int = 1) -> dict[str, Any]:
     """Train (in-process, or under torchrun when ``nproc > 1``) inside an MLflow run."""
     if nproc > 1:
-        # torchrun needs a fresh process group per rank: go through the CLI, which launches it.
+        from hftpipe.training.distributed import launch_torchrun
+
+        # torchrun needs a fresh process group per rank: its ranks run `hftpipe train` on this config.
         with tempfile.TemporaryDirectory() as tmp:
             params = Path(tmp) / "params.yaml"
             params.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            cmd = [sys.executable, "-m", "hftpipe.cli", "--params", str(params), "train", str(features_dir),
-                   "-o", str(model_dir), "--nproc", str(nproc)]
-            done = subprocess.run(cmd, env=os.environ.copy(), check=False)
-            if done.returncode != 0:
-                raise PipelineError(f"distributed training with {nproc} processes exited {done.returncode}")
+            code = launch_torchrun(nproc, str(params), [str(features_dir), "-o", str(model_dir)], stop_tree=False)
+            if code != 0:
+                raise PipelineError(f"distributed training with {nproc} processes exited {code}")
         bundle = json.loads((Path(model_dir) / "bundle.json").read_text())
         return {"model_dir": str(model_dir), "model": bundle.get("model_name"),
                 "mlflow_run_id": bundle.get("mlflow_run_id"), **_scalars(bundle.get("metrics", {}))}
