@@ -49,7 +49,7 @@ def train_tracked(cfg: Config, features_dir: str | Path, model_dir: str | Path, 
 def evaluate_tracked(cfg: Config, model_dir: str | Path, features_dir: str | Path,
                      report_dir: str | Path) -> dict[str, Any]:
     """Evaluate the model against the baselines and log the report into the model's MLflow run."""
-    from hftpipe.evaluation import evaluate
+    from hftpipe.evaluation import EvaluationReport, evaluate
     from hftpipe.registry.tracker import mlflow_run
 
     bundle = json.loads((Path(model_dir) / "bundle.json").read_text())
@@ -57,11 +57,11 @@ def evaluate_tracked(cfg: Config, model_dir: str | Path, features_dir: str | Pat
     with mlflow_run(cfg, f"evaluate-{bundle.get('model_name')}", {"step": "evaluate"},
                     features_dir=features_dir, run_id=run_id) as tracker:
         evaluate(cfg, model_dir, features_dir, report_dir, tracker=tracker)
-    data = json.loads((Path(report_dir) / "report.json").read_text())
+    report = EvaluationReport.load(report_dir)
     out: dict[str, Any] = {"report_dir": str(report_dir), "mlflow_run_id": run_id,
-                           "macro_f1": float(data["model"]["macro_f1"]),
-                           "best_baseline": data.get("best_baseline"),
-                           "margin": data.get("margin")}
+                           "macro_f1": report.model_macro_f1,
+                           "best_baseline": report.best_baseline,
+                           "margin": report.raw.get("margin")}
     return out
 
 

@@ -35,7 +35,7 @@ from mlflow.tracking import MlflowClient
 
 from hftpipe import paths
 from hftpipe.config import Config
-from hftpipe.errors import DataFormatError, ModelError, RegistryError
+from hftpipe.errors import DataFormatError, ModelError, RegistryError, ReportError
 from hftpipe.registry.gate import ChampionScore, Check, GateDecision, candidate_from_report, decide
 from hftpipe.registry.pyfunc import BUNDLE_ARTIFACT, log_bundle_model
 from hftpipe.registry.tracker import client, file_sha256, fluent_store, git_commit, lineage_tags, mlflow_run
@@ -174,16 +174,15 @@ def read_report(report_path: str | Path) -> dict[str, Any]:
     Raises:
         RegistryError: missing or not JSON.
     """
+    from hftpipe.evaluation.report import EvaluationReport
+
     path = Path(report_path)
-    if not path.is_file():
+    if not path.is_file():  # a folder is not a report here: --report names the file
         raise RegistryError(f"evaluation report {path} does not exist; run `hftpipe evaluate` first")
     try:
-        report = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"evaluation report {path} is not valid JSON: {exc}") from exc
-    if not isinstance(report, dict):
-        raise RegistryError(f"evaluation report {path} is not a JSON object")
-    return report
+        return EvaluationReport.load(path).raw
+    except ReportError as exc:
+        raise RegistryError(str(exc)) from exc
 
 
 def eval_data_id(features_dir: str | Path | None, report: dict[str, Any]) -> str | None:
@@ -275,7 +274,7 @@ def score_on_test_split(cfg: Config, bundle_dir: str | Path, features_dir: str |
     available; otherwise scores macro-F1 directly on the test windows (no backtest: net PnL is None).
     """
     try:
-        from hftpipe.evaluation import evaluate
+        from hftpipe.evaluation import REPORT_FILE, evaluate
     except ImportError:
         evaluate = None
     if evaluate is not None:
@@ -284,7 +283,7 @@ def score_on_test_split(cfg: Config, bundle_dir: str | Path, features_dir: str |
             evaluate(cfg, bundle_dir, features_dir, output, scope=scope, model_ref=label)
         else:
             evaluate(cfg, bundle_dir, features_dir, output)
-        report = read_report(output / "report.json")
+        report = read_report(output / REPORT_FILE)
         score = candidate_from_report(report, horizon=0)
         return score.macro_f1, score.net_pnl, f"re-scored by hftpipe evaluate, report {output}"
     return _macro_f1_on_test(bundle_dir, features_dir), None, "re-scored on the test windows"
