@@ -62,3 +62,10 @@ def test_missing_or_broken_reports_say_what_to_do(tmp_path: Path) -> None:
     assert partial.bundle_sha256 is None and partial.backtest == {}
     with pytest.raises(ReportError, match="no 'margin' section"):
         _ = partial.margin
+
+
+def test_headline_is_one_flat_set_of_numbers(tmp_path: Path) -> None:
+    """DVC's metrics.json and the KFP step's metrics come from this one function."""
+    headline = EvaluationReport.load(_write(tmp_path / "eval")).headline()
+    assert headline == {"macro_f1": 0.41, "accuracy": 0.5, "mcc": 0.1, "margin": 0.06, "margin_low": 0.04,
+                        "margin_high": 0.08, "net_pnl_bps": -3.5, "baseline_persistence_macro_f1": 0.35}

@@ -23,12 +23,11 @@ def _tracker(cfg: Any, enabled: bool, features_dir: str, checkpoint_dir: Path, r
     if not enabled or int(os.environ.get("RANK", "0")) != 0:
         yield None
         return
-    from hftpipe.registry.tracker import mlflow_run  # the MLflow edge, imported only here
+    from hftpipe.registry.tracker import step_run, train_subject  # the MLflow edge, imported only here
 
     id_file = checkpoint_dir / RUN_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.exists() else None
-    name = f"train-{cfg.train.model}-k{cfg.train.horizon}"
-    with mlflow_run(cfg, name, {"step": "train"}, features_dir=features_dir, run_id=run_id) as tracker:
+    with step_run(cfg, "train", train_subject(cfg), features_dir=features_dir, run_id=run_id) as tracker:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         id_file.write_text(tracker.run_id + "\n")
         yield tracker

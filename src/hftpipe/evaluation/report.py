@@ -142,6 +142,18 @@ class EvaluationReport:
         """Each baseline's scalar metrics."""
         return {name: _numbers(m) for name, m in self.baselines.items()}
 
+    def headline(self) -> dict[str, float]:
+        """The numbers a reader compares first, flat (DVC's metrics.json, the KFP step's metrics): the
+        model, every baseline, the margin over the best one and its interval, the model's net PnL."""
+        m, mg = self.model, self.margin
+        out = {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"], "mcc": m["mcc"], "margin": mg.point,
+               "margin_low": mg.low, "margin_high": mg.high}
+        if "model" in self.backtest:
+            out["net_pnl_bps"] = self.backtest["model"]["net_pnl_bps"]
+        for name, b in self.baselines.items():
+            out[f"baseline_{name}_macro_f1"] = b["macro_f1"]
+        return {k: float(v) for k, v in out.items()}
+
     def summary_lines(self) -> list[str]:
         """The model's macro-F1 beside every baseline, the margin and the backtest, one line each."""
         r = self.report

@@ -114,30 +114,13 @@ def evaluate_step(model_dir: str, features_dir: str, config_json: str, report_di
         out.update(evaluate_tracked(cfg, model_dir, features_dir, report_dir))
         report = EvaluationReport.load(report_dir)
         if metrics is not None:
-            for name, value in _headline(report.raw).items():
+            for name, value in report.headline().items():
                 metrics.log_metric(name, value)
         if confusion is not None:
             confusion.log_confusion_matrix(list(report.model["classes"]),
                                            [list(map(int, row)) for row in report.model["confusion"]])
         if markdown_path:
             shutil.copyfile(Path(report_dir) / REPORT_MD, markdown_path)
-    return out
-
-
-def _headline(report: dict[str, Any]) -> dict[str, float]:
-    """The numbers a reader compares first: the model beside the best baseline, the margin, net PnL."""
-    best = report["best_baseline"]
-    out = {
-        "model_macro_f1": float(report["model"]["macro_f1"]),
-        "model_accuracy": float(report["model"]["accuracy"]),
-        f"baseline_{best}_macro_f1": float(report["baselines"][best]["macro_f1"]),
-        "margin_point": float(report["margin"]["point"]),
-        "margin_low": float(report["margin"]["low"]),
-        "margin_high": float(report["margin"]["high"]),
-    }
-    bt = report.get("backtest", {}).get("model")
-    if bt:
-        out["net_pnl_bps"] = float(bt.get("net_pnl_bps", 0.0))
     return out
 
 

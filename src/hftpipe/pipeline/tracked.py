@@ -36,10 +36,10 @@ def train_tracked(cfg: Config, features_dir: str | Path, model_dir: str | Path, 
         return {"model_dir": str(model_dir), "model": bundle.get("model_name"),
                 "mlflow_run_id": bundle.get("mlflow_run_id"), **_scalars(bundle.get("metrics", {}))}
 
-    from hftpipe.registry.tracker import mlflow_run
+    from hftpipe.registry.tracker import step_run, train_subject
     from hftpipe.training import train
 
-    with mlflow_run(cfg, f"train-{cfg.train.model}", {"step": "train"}, features_dir=features_dir) as tracker:
+    with step_run(cfg, "train", train_subject(cfg), features_dir=features_dir) as tracker:
         result = train(cfg, features_dir, model_dir, tracker=tracker)
         run_id = tracker.run_id
     return {"model_dir": str(model_dir), "model": result.model, "mlflow_run_id": run_id,
@@ -50,12 +50,12 @@ def evaluate_tracked(cfg: Config, model_dir: str | Path, features_dir: str | Pat
                      report_dir: str | Path) -> dict[str, Any]:
     """Evaluate the model against the baselines and log the report into the model's MLflow run."""
     from hftpipe.evaluation import EvaluationReport, evaluate
-    from hftpipe.registry.tracker import mlflow_run
+    from hftpipe.registry.tracker import step_run
 
     bundle = json.loads((Path(model_dir) / "bundle.json").read_text())
     run_id = bundle.get("mlflow_run_id")
-    with mlflow_run(cfg, f"evaluate-{bundle.get('model_name')}", {"step": "evaluate"},
-                    features_dir=features_dir, run_id=run_id) as tracker:
+    with step_run(cfg, "evaluate", str(bundle.get("model_name")), features_dir=features_dir,
+                  run_id=run_id) as tracker:
         evaluate(cfg, model_dir, features_dir, report_dir, tracker=tracker)
     report = EvaluationReport.load(report_dir)
     out: dict[str, Any] = {"report_dir": str(report_dir), "mlflow_run_id": run_id,

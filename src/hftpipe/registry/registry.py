@@ -38,7 +38,14 @@ from hftpipe.config import Config
 from hftpipe.errors import DataFormatError, ModelError, RegistryError, ReportError
 from hftpipe.registry.gate import ChampionScore, Check, GateDecision, candidate_from_report, decide
 from hftpipe.registry.pyfunc import BUNDLE_ARTIFACT, log_bundle_model
-from hftpipe.registry.tracker import client, file_sha256, fluent_store, git_commit, lineage_tags, mlflow_run
+from hftpipe.registry.tracker import (
+    client,
+    file_sha256,
+    fluent_store,
+    git_commit,
+    lineage_tags,
+    step_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -483,8 +490,7 @@ def _register_audited(cfg: Config, mc: MlflowClient, trail: Any, name: str, mode
 
     target = _target_run(mc, run_id or bundle_info.get("mlflow_run_id"))
     if target is None:
-        with mlflow_run(cfg, f"register-{bundle_info.get('model', 'model')}", {"step": "register"},
-                        features_dir=features_dir) as tracker:
+        with step_run(cfg, "register", str(bundle_info.get("model", "model")), features_dir=features_dir) as tracker:
             target = tracker.run_id
     run_tracker_metrics = {"test_macro_f1": candidate.macro_f1, "test_margin_point": candidate.margin_point}
     if candidate.margin_low is not None:
