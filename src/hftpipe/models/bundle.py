@@ -27,7 +27,7 @@ from torch import nn
 from hftpipe.errors import ModelError
 from hftpipe.features.labels import CLASS_NAMES
 from hftpipe.features.window import WindowStats, model_input
-from hftpipe.models.nets import build_model
+from hftpipe.models.spec import ModelSpec
 
 MODEL_FILE = "model.pt"
 BUNDLE_FILE = "bundle.json"
@@ -85,15 +85,12 @@ def save_bundle(
     torch.save(state, buf)
     weights = buf.getvalue()
     meta = feature_meta or {}
+    spec = ModelSpec(model_name, int(levels), int(window), int(hidden), float(dropout))
     info: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
-        "model": model_name,
-        "levels": int(levels),
-        "window": int(window),
+        **spec.to_bundle_info(),
         "horizon": int(horizon),
         "alpha": None if alpha is None else float(alpha),
-        "hidden": int(hidden),
-        "dropout": float(dropout),
         "class_names": list(CLASS_NAMES),
         "window_stats": stats.to_dict(),
         "feature_meta": {k: meta.get(k) for k in ("symbol", "date", "source_sha256", "levels", "sampling",
@@ -205,7 +202,7 @@ def load_bundle(directory: str | Path) -> ModelBundle:
         raise ModelError(f"{directory}: {MODEL_FILE} does not match {BUNDLE_FILE} (sha256 differs); "
                          "the bundle was changed or partly overwritten, train again")
     try:
-        module = build_model(info["model"], info["levels"], info["window"], info["hidden"], info["dropout"])
+        module = ModelSpec.from_bundle_info(info).build()
         module.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
     except (KeyError, RuntimeError) as exc:
         raise ModelError(f"{directory}: cannot rebuild the model from {BUNDLE_FILE}: {exc}") from exc
