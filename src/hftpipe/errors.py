@@ -67,3 +67,7 @@ class LakeBusy(HftpipeError):
 
 class MonitoringError(HftpipeError):
     """Monitoring cannot proceed: no drift reference, too little data, or Prometheus will not start."""
+
+
+class ReportError(DataFormatError):
+    """An evaluation report (report.json) is missing, not JSON, or lacks a section the caller needs."""

@@ -1,8 +1,8 @@
 """Stop everything a pipeline run started when it is interrupted (SIGINT / SIGTERM).
 
-kfp.local runs each step in a child process, a step with ``nproc > 1`` starts ``hftpipe train`` which starts
-torchrun, and torchrun puts every rank in a session of its own: a signal to the parent alone, or to its
-process group, leaves those running. So, while a run is in progress, this process is made a *child
+kfp.local runs each step in a child process, a step with ``nproc > 1`` starts torchrun
+(``training.distributed.launch_torchrun``), and torchrun puts every rank in a session of its own: a signal
+to the parent alone, or to its process group, leaves those running. So, while a run is in progress, this process is made a *child
 subreaper* (Linux ``prctl``): a descendant whose parent dies is re-parented here instead of to init, and
 the whole tree can still be found by walking ``/proc``. On a signal the tree is sent SIGTERM, then SIGKILL
 after a timeout, and only then does the interrupt propagate (so a caller holding a lock, like

@@ -255,7 +255,7 @@ def test_mlflow_models_serve_answers_for_the_champion(scored, features_dir: Path
 @pytest.mark.slow
 def test_champion_moved_during_scoring_is_not_overwritten(scored, features_dir: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import hftpipe.registry.registry as registry_module
+    import hftpipe.registry.registration as registry_module
 
     worst, best = min(scored, key=lambda s: scored[s][2]), max(scored, key=lambda s: scored[s][2])
     cfg = registry_config(*LENIENT)

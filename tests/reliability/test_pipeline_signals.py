@@ -93,7 +93,7 @@ def _wait_for_training(proc: subprocess.Popen, home: Path, log: Path, ranks: int
         assert proc.poll() is None, f"the run ended before training: {log.read_text()[-3000:]}"
         seen |= _tree(proc.pid)
         training = [r for r in _runs(home) if r[1] == "RUNNING" and r[2] == "train"]
-        if training and len(_tree(proc.pid)) >= 2 + ranks:  # kfp step + (hftpipe train + torchrun +) ranks
+        if training and len(_tree(proc.pid)) >= 2 + ranks:  # kfp step + (torchrun +) ranks
             time.sleep(1.0)  # let the ranks settle, then take the last snapshot
             return seen | _tree(proc.pid)
         time.sleep(0.5)

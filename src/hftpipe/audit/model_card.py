@@ -12,8 +12,9 @@ import json
 import math
 from typing import Any
 
+from hftpipe.features.labels import CLASS_NAMES
+
 SCHEMA = "hftpipe.model_card/1"
-_CLASSES = ("down", "stationary", "up")
 
 
 def _num(value: Any) -> float | None:
@@ -78,7 +79,7 @@ def _limitations(card: dict[str, Any], report: dict[str, Any]) -> list[str]:
     if margin is not None and margin <= 0:
         out.append(f"Does not beat the best naive baseline ({best}) on macro-F1 (margin {margin:+.4f}).")
     per_class = (report.get("model") or {}).get("per_class") or {}
-    for cls in _CLASSES:
+    for cls in CLASS_NAMES:
         recall = _num((per_class.get(cls) or {}).get("recall"))
         if recall is not None and recall < 0.1:
             out.append(f"Rarely predicts '{cls}' (recall {recall:.2f}).")

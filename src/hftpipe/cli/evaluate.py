@@ -18,17 +18,6 @@ def _slug(*parts: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(str(p) for p in parts if p is not None)).strip("_")
 
 
-def headline_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """Flat numbers for DVC metrics files: the model, every baseline, the margin, the net PnL."""
-    out = {"macro_f1": report["model"]["macro_f1"], "accuracy": report["model"]["accuracy"],
-           "mcc": report["model"]["mcc"], "margin": report["margin"]["point"],
-           "margin_low": report["margin"]["low"], "margin_high": report["margin"]["high"],
-           "net_pnl_bps": report["backtest"]["model"]["net_pnl_bps"]}
-    for name, m in report["baselines"].items():
-        out[f"baseline_{name}_macro_f1"] = m["macro_f1"]
-    return {k: float(v) for k, v in out.items()}
-
-
 def evaluated_config(cfg: Any, info: dict[str, Any]) -> Any:
     """The config an evaluation run records: the evaluated model's own ``train`` / ``features`` sections.
 
@@ -105,23 +94,23 @@ def evaluate(obj: Any, model_ref: str | None, data: str | None, output: str | No
                                model_ref=ref if name else str(bundle_dir))
 
     if track:
-        from hftpipe.registry import mlflow_run
+        from hftpipe.registry.tracker import step_run
 
-        tags = {"step": "evaluate", "evaluated_model": ref, "model.name": str(info.get("model"))}
+        tags = {"evaluated_model": ref, "model.name": str(info.get("model"))}
         if info.get("mlflow_run_id"):
             tags["model_run_id"] = str(info["mlflow_run_id"])
         if name:
             tags.update({"model_name": name, "model_version": str(version)})
         source = Path(data_path)
         lineage = {"features_dir": source} if (source / "features_meta.json").is_file() else {"data_path": source}
-        with mlflow_run(evaluated_config(cfg, info), f"evaluate-{info.get('model')}-{source.stem}", tags,
-                        **lineage) as tracker:
+        with step_run(evaluated_config(cfg, info), "evaluate", f"{info.get('model')}-{source.stem}", tags,
+                      **lineage) as tracker:
             result = run(tracker)
     else:
         result = run()
     if metrics_path is None and Path(output).resolve() == Path(cfg.evaluate.output).resolve():
         metrics_path = str(Path(cfg.evaluate.output).parent / "metrics.json")  # dvc.yaml: data/metrics.json
-    headline = headline_metrics(result.report)
+    headline = result.headline()
     (result.output_dir / "metrics.json").write_text(json.dumps(headline, indent=2) + "\n")
     if metrics_path:
         Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)

@@ -30,13 +30,14 @@ def register_model(obj, model_dir: str | None, report_path: str | None, features
     """Register a trained model and apply the promotion gate (champion or challenger); writes its model card."""
     import dataclasses
 
+    from hftpipe.evaluation.report import REPORT_FILE
     from hftpipe.registry import register as run_register
 
     cfg = obj.config
     if backtest_path:
         cfg = cfg.replace(register=dataclasses.replace(cfg.register, backtest_report=backtest_path))
     model_dir = model_dir or cfg.train.output
-    report_path = report_path or str(Path(cfg.evaluate.output) / "report.json")
+    report_path = report_path or str(Path(cfg.evaluate.output) / REPORT_FILE)
     result = run_register(cfg, model_dir, report_path, features_dir=features_dir, run_id=run_id, actor=actor)
     colour = "green" if result.passed else "yellow"
     click.secho(f"{result.model_name} version {result.version}: gate {result.gate} -> {result.alias}",

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,35 +17,17 @@ def register(group: click.Group) -> None:
     group.add_command(train)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def torchrun_command(nproc: int, params: str, overrides: tuple[str, ...], cli_args: list[str],
-                     port: int, verbosity: list[str] | None = None) -> list[str]:
-    """The torchrun command line that re-runs this ``hftpipe train`` with ``nproc`` ranks on loopback."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "hftpipe.cli",
-               "--params", params, *(verbosity or [])]
-    for item in overrides:
-        command += ["-S", item]
-    return command + ["train", *cli_args]
-
-
 @contextlib.contextmanager
 def _tracker(cfg: Any, enabled: bool, features_dir: str, checkpoint_dir: Path, resume: bool) -> Iterator[Any]:
     """Rank 0 with tracking on: an MLflow run (continued on --resume); otherwise no tracker."""
     if not enabled or int(os.environ.get("RANK", "0")) != 0:
         yield None
         return
-    from hftpipe.registry.tracker import mlflow_run  # the MLflow edge, imported only here
+    from hftpipe.registry.tracker import step_run, train_subject  # the MLflow edge, imported only here
 
     id_file = checkpoint_dir / RUN_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.exists() else None
-    name = f"train-{cfg.train.model}-k{cfg.train.horizon}"
-    with mlflow_run(cfg, name, {"step": "train"}, features_dir=features_dir, run_id=run_id) as tracker:
+    with step_run(cfg, "train", train_subject(cfg), features_dir=features_dir, run_id=run_id) as tracker:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         id_file.write_text(tracker.run_id + "\n")
         yield tracker
@@ -74,24 +52,11 @@ def train(obj: Any, features_dir: str | None, output: str | None, nproc: int | N
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1; got {nproc}")
     if nproc > 1 and "RANK" not in os.environ:
-        # No --nproc for the ranks (RANK is set there); torchrun's parser would also take it for its own.
+        from hftpipe.training.distributed import launch_torchrun
+
         args = [features_dir, "-o", output] + (["--resume"] if resume else []) + \
             ([] if tracking else ["--no-tracking"])
-        level = logging.getLogger().getEffectiveLevel()  # the ranks log as verbosely as this process
-        verbosity = ["-vv"] if level <= logging.DEBUG else ["-v"] if level <= logging.INFO else []
-        command = torchrun_command(nproc, obj.params, obj.overrides, args, _free_port(), verbosity)
-        env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
-        click.echo(f"launching {nproc} processes: {' '.join(command)}", err=True)
-        from hftpipe.proctree import stop_tree_on_signal
-
-        try:
-            # torchrun starts each rank in a session of its own: on SIGINT / SIGTERM stop them all, not just us.
-            with stop_tree_on_signal() as interrupt:
-                code = subprocess.call(command, env=env)
-        except KeyboardInterrupt:
-            click.echo(f"interrupted by {interrupt.name}: stopped {interrupt.stopped} process(es)", err=True)
-            raise SystemExit(128 + (interrupt.signum or 2)) from None
-        raise SystemExit(code)
+        raise SystemExit(launch_torchrun(nproc, obj.params, args, obj.overrides))
 
     from hftpipe.training import train as run_train
     from hftpipe.training.trainer import default_checkpoint_dir

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from hftpipe.features.labels import N_CLASSES
+
 EPS = 1e-4  # floor of a bin's share in PSI: an empty bin would make ln(0) infinite
 REFERENCE_FORMAT = 1
-N_CLASSES = 3
 BPS = 1e4
 
 

@@ -24,7 +24,6 @@ import math
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,54 +38,16 @@ from hftpipe.evaluation.baselines import BASELINE_NAMES, baseline_predictions, m
 from hftpipe.evaluation.bootstrap import macro_f1_intervals
 from hftpipe.evaluation.metrics import CLASS_NAMES, classification_metrics
 from hftpipe.evaluation.plots import plot_confusions, plot_pnl
+from hftpipe.evaluation.report import REPORT_FILE, REPORT_MD, EvaluationReport
 from hftpipe.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
+REPORT_JSON = REPORT_FILE  # the older name, kept for importers
 CONFUSION_PNG = "confusion.png"
 PNL_PNG = "pnl.png"
 PREDICT_BATCH = 2048  # windows per forward pass: (2048, T, 4L) float64 raw windows stay a few tens of MB
 Scope = Literal["auto", "test", "all"]
-
-
-@dataclass
-class EvaluationReport:
-    """What :func:`evaluate` measured and where it wrote it."""
-
-    report: dict[str, Any]  # the content of report.json
-    output_dir: Path
-    files: dict[str, Path] = field(default_factory=dict)  # report.json, report.md, confusion.png, pnl.png
-    predictions: np.ndarray | None = field(default=None, repr=False)  # model classes on the scored rows
-
-    @property
-    def model_macro_f1(self) -> float:
-        return float(self.report["model"]["macro_f1"])
-
-    @property
-    def margin(self) -> dict[str, float]:
-        return dict(self.report["margin"])
-
-    def summary_lines(self) -> list[str]:
-        """The model's macro-F1 beside every baseline, the margin and the backtest, one line each."""
-        r = self.report
-        data = r["data"]
-        lines = [(f"{r['model_info']['model']} (k={r['model_info']['horizon']}) on {data['symbol']} {data['date']}, "
-                 f"scope {data['scope']}: {data['scored_rows']} rows")]
-        rows = [("model", r["model"])] + [(f"baseline {n}", m) for n, m in r["baselines"].items()]
-        for name, m in rows:
-            iv = m["macro_f1_interval"]
-            lines.append(f"  {name:<22} macro-F1 {m['macro_f1']:.4f} [{iv['low']:.4f}, {iv['high']:.4f}]  "
-                         f"accuracy {m['accuracy']:.4f}  MCC {m['mcc']:+.4f}")
-        mg = r["margin"]
-        lines.append(f"  margin over {r['best_baseline']}: {mg['point']:+.4f} (95% interval "
-                     f"{mg['low']:+.4f} to {mg['high']:+.4f})")
-        for name, bt in r["backtest"].items():
-            lines.append(f"  backtest {name:<13} net {bt['net_pnl_bps']:+9.1f} bps in {bt['n_trades']} trades, "
-                         f"gross {bt['gross_pnl_bps']:+9.1f} bps, hit rate {bt['hit_rate']:.3f}")
-        lines.append(f"report: {self.files.get('report.md', self.output_dir / REPORT_MD)}")
-        return lines
 
 
 def _same_data(feature_meta: dict[str, Any], trained_on: dict[str, Any]) -> bool:

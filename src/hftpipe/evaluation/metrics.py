@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-CLASS_NAMES = ("down", "stationary", "up")
-N_CLASSES = len(CLASS_NAMES)
+from hftpipe.features.labels import CLASS_NAMES, N_CLASSES
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:

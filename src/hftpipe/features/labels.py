@@ -22,7 +22,9 @@ from typing import Literal
 import numpy as np
 
 DOWN, STATIONARY, UP, UNDEFINED = 0, 1, 2, -1
-CLASS_NAMES = ("down", "stationary", "up")
+# The one definition of the class names and their order (probabilities, confusion rows, reports, cards).
+CLASS_NAMES: tuple[str, str, str] = ("down", "stationary", "up")
+N_CLASSES = len(CLASS_NAMES)
 LABEL_KINDS = ("forward", "deeplob")
 # Rolling means come from cumulative sums, whose round-off (~1e-13 relative here) would turn an unchanged
 # mid into a tiny non-zero move and push it out of a zero-width stationary band. Moves smaller than this

@@ -25,14 +25,14 @@ import torch
 from torch import nn
 
 from hftpipe.errors import ModelError
+from hftpipe.features.labels import CLASS_NAMES
 from hftpipe.features.window import WindowStats, model_input
 from hftpipe.models.calibration import softmax
-from hftpipe.models.nets import build_model
+from hftpipe.models.spec import ModelSpec
 from hftpipe.models.tabular import TABULAR_MODELS, TabularBundle, TabularModel
 
 MODEL_FILE = "model.pt"
 BUNDLE_FILE = "bundle.json"
-CLASS_NAMES: tuple[str, str, str] = ("down", "stationary", "up")
 BUNDLE_FORMAT = 1
 _PREDICT_CHUNK = 4096  # windows per forward pass, bounds memory for large batch requests
 
@@ -91,15 +91,12 @@ def save_bundle(
     torch.save(state, buf)
     weights = buf.getvalue()
     meta = feature_meta or {}
+    spec = ModelSpec(model_name, int(levels), int(window), int(hidden), float(dropout))
     info: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
-        "model": model_name,
-        "levels": int(levels),
-        "window": int(window),
+        **spec.to_bundle_info(),
         "horizon": int(horizon),
         "alpha": None if alpha is None else float(alpha),
-        "hidden": int(hidden),
-        "dropout": float(dropout),
         "class_names": list(CLASS_NAMES),
         "window_stats": stats.to_dict(),
         "feature_meta": {k: meta.get(k) for k in ("symbol", "date", "source_sha256", "levels", "sampling",
@@ -239,7 +236,7 @@ def load_bundle(directory: str | Path) -> ModelBundle | TabularBundle:
     if info.get("model") in TABULAR_MODELS:  # engineered-feature families: a torch-free predictor
         return _load_tabular(directory, info, weights)
     try:
-        module = build_model(info["model"], info["levels"], info["window"], info["hidden"], info["dropout"])
+        module = ModelSpec.from_bundle_info(info).build()
         module.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
     except (KeyError, RuntimeError) as exc:
         raise ModelError(f"{directory}: cannot rebuild the model from {BUNDLE_FILE}: {exc}") from exc

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from hftpipe.errors import ConfigError
+from hftpipe.features.labels import N_CLASSES
 
-N_CLASSES = 3
 MODEL_NAMES: tuple[str, ...] = ("deeplob", "lstm", "mlp", "logreg")
 
 

@@ -140,17 +140,15 @@ def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_di
                 summary.artifacts[key] = str(step_outputs[key])
     ev = outputs.get("evaluate", {})
     if ev.get("report_dir"):
-        report_path = Path(ev["report_dir"]) / "report.json"
-        if report_path.exists():
-            report = json.loads(report_path.read_text())
-            summary.metrics = {k: v for k, v in report["model"].items() if isinstance(v, (int, float))}
-            summary.baselines = {
-                name: {k: v for k, v in m.items() if isinstance(v, (int, float))}
-                for name, m in report["baselines"].items()
-            }
-            summary.metrics["margin"] = report.get("margin", {})
-            summary.backtest = report.get("backtest", {})
-            summary.report = str(Path(ev["report_dir"]) / "report.md")
+        from hftpipe.evaluation.report import REPORT_FILE, REPORT_MD, EvaluationReport
+
+        if (Path(ev["report_dir"]) / REPORT_FILE).exists():
+            report = EvaluationReport.load(ev["report_dir"])
+            summary.metrics = dict(report.model_numbers)
+            summary.baselines = report.baseline_numbers
+            summary.metrics["margin"] = report.raw.get("margin", {})
+            summary.backtest = report.backtest
+            summary.report = str(Path(ev["report_dir"]) / REPORT_MD)
     reg = outputs.get("register", {})
     if reg:
         summary.model_name = reg.get("model_name")

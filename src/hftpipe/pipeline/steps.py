@@ -106,37 +106,21 @@ def evaluate_step(model_dir: str, features_dir: str, config_json: str, report_di
 
     ``metrics`` / ``confusion`` are KFP Metrics / ClassificationMetrics artifacts when run as a component.
     """
+    from hftpipe.evaluation.report import REPORT_MD, EvaluationReport
     from hftpipe.pipeline.tracked import evaluate_tracked
 
     cfg = resolve_config(config_json)
     with step("evaluate") as out:
         out.update(evaluate_tracked(cfg, model_dir, features_dir, report_dir))
-        report = json.loads((Path(report_dir) / "report.json").read_text())
+        report = EvaluationReport.load(report_dir)
         if metrics is not None:
-            for name, value in _headline(report).items():
+            for name, value in report.headline().items():
                 metrics.log_metric(name, value)
         if confusion is not None:
-            confusion.log_confusion_matrix(list(report["model"]["classes"]),
-                                           [list(map(int, row)) for row in report["model"]["confusion"]])
+            confusion.log_confusion_matrix(list(report.model["classes"]),
+                                           [list(map(int, row)) for row in report.model["confusion"]])
         if markdown_path:
-            shutil.copyfile(Path(report_dir) / "report.md", markdown_path)
-    return out
-
-
-def _headline(report: dict[str, Any]) -> dict[str, float]:
-    """The numbers a reader compares first: the model beside the best baseline, the margin, net PnL."""
-    best = report["best_baseline"]
-    out = {
-        "model_macro_f1": float(report["model"]["macro_f1"]),
-        "model_accuracy": float(report["model"]["accuracy"]),
-        f"baseline_{best}_macro_f1": float(report["baselines"][best]["macro_f1"]),
-        "margin_point": float(report["margin"]["point"]),
-        "margin_low": float(report["margin"]["low"]),
-        "margin_high": float(report["margin"]["high"]),
-    }
-    bt = report.get("backtest", {}).get("model")
-    if bt:
-        out["net_pnl_bps"] = float(bt.get("net_pnl_bps", 0.0))
+            shutil.copyfile(Path(report_dir) / REPORT_MD, markdown_path)
     return out
 
 
@@ -147,11 +131,12 @@ def register_step(model_dir: str, report_dir: str, features_dir: str, config_jso
     The registration (model name, version, decision, reasons) is written as JSON to
     ``registration_path``: the deploy step reads the version from there.
     """
+    from hftpipe.evaluation.report import REPORT_FILE
     from hftpipe.registry import register
 
     cfg = resolve_config(config_json)
     with step("register") as out:
-        result = register(cfg, model_dir, str(Path(report_dir) / "report.json"), features_dir=features_dir)
+        result = register(cfg, model_dir, str(Path(report_dir) / REPORT_FILE), features_dir=features_dir)
         out.update(result.to_dict())
         if registration_path:
             Path(registration_path).parent.mkdir(parents=True, exist_ok=True)

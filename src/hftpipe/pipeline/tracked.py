@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,23 +23,23 @@ log = logging.getLogger(__name__)
 def train_tracked(cfg: Config, features_dir: str | Path, model_dir: str | Path, nproc: int = 1) -> dict[str, Any]:
     """Train (in-process, or under torchrun when ``nproc > 1``) inside an MLflow run."""
     if nproc > 1:
-        # torchrun needs a fresh process group per rank: go through the CLI, which launches it.
+        from hftpipe.training.distributed import launch_torchrun
+
+        # torchrun needs a fresh process group per rank: its ranks run `hftpipe train` on this config.
         with tempfile.TemporaryDirectory() as tmp:
             params = Path(tmp) / "params.yaml"
             params.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            cmd = [sys.executable, "-m", "hftpipe.cli", "--params", str(params), "train", str(features_dir),
-                   "-o", str(model_dir), "--nproc", str(nproc)]
-            done = subprocess.run(cmd, env=os.environ.copy(), check=False)
-            if done.returncode != 0:
-                raise PipelineError(f"distributed training with {nproc} processes exited {done.returncode}")
+            code = launch_torchrun(nproc, str(params), [str(features_dir), "-o", str(model_dir)], stop_tree=False)
+            if code != 0:
+                raise PipelineError(f"distributed training with {nproc} processes exited {code}")
         bundle = json.loads((Path(model_dir) / "bundle.json").read_text())
         return {"model_dir": str(model_dir), "model": bundle.get("model_name"),
                 "mlflow_run_id": bundle.get("mlflow_run_id"), **_scalars(bundle.get("metrics", {}))}
 
-    from hftpipe.registry.tracker import mlflow_run
+    from hftpipe.registry.tracker import step_run, train_subject
     from hftpipe.training import train
 
-    with mlflow_run(cfg, f"train-{cfg.train.model}", {"step": "train"}, features_dir=features_dir) as tracker:
+    with step_run(cfg, "train", train_subject(cfg), features_dir=features_dir) as tracker:
         result = train(cfg, features_dir, model_dir, tracker=tracker)
         run_id = tracker.run_id
     return {"model_dir": str(model_dir), "model": result.model, "mlflow_run_id": run_id,
@@ -52,19 +49,19 @@ def train_tracked(cfg: Config, features_dir: str | Path, model_dir: str | Path, 
 def evaluate_tracked(cfg: Config, model_dir: str | Path, features_dir: str | Path,
                      report_dir: str | Path) -> dict[str, Any]:
     """Evaluate the model against the baselines and log the report into the model's MLflow run."""
-    from hftpipe.evaluation import evaluate
-    from hftpipe.registry.tracker import mlflow_run
+    from hftpipe.evaluation import EvaluationReport, evaluate
+    from hftpipe.registry.tracker import step_run
 
     bundle = json.loads((Path(model_dir) / "bundle.json").read_text())
     run_id = bundle.get("mlflow_run_id")
-    with mlflow_run(cfg, f"evaluate-{bundle.get('model_name')}", {"step": "evaluate"},
-                    features_dir=features_dir, run_id=run_id) as tracker:
+    with step_run(cfg, "evaluate", str(bundle.get("model_name")), features_dir=features_dir,
+                  run_id=run_id) as tracker:
         evaluate(cfg, model_dir, features_dir, report_dir, tracker=tracker)
-    data = json.loads((Path(report_dir) / "report.json").read_text())
+    report = EvaluationReport.load(report_dir)
     out: dict[str, Any] = {"report_dir": str(report_dir), "mlflow_run_id": run_id,
-                           "macro_f1": float(data["model"]["macro_f1"]),
-                           "best_baseline": data.get("best_baseline"),
-                           "margin": data.get("margin")}
+                           "macro_f1": report.model_macro_f1,
+                           "best_baseline": report.best_baseline,
+                           "margin": report.raw.get("margin")}
     return out
 
 

@@ -325,3 +325,22 @@ def fluent_store() -> Iterator[str]:
         mlflow.set_tracking_uri(previous_env)  # type: ignore[arg-type]  # None unsets the variable
         if previous_bar is None:
             os.environ.pop(_PROGRESS_BAR, None)
+
+
+def train_subject(cfg: Config) -> str:
+    """What a training run is named after: the model and its horizon (``lstm-k10``)."""
+    return f"{cfg.train.model}-k{cfg.train.horizon}"
+
+
+@contextmanager
+def step_run(cfg: Config, step: str, subject: str, tags: dict[str, str] | None = None, *,
+             features_dir: str | Path | None = None, data_path: str | Path | None = None,
+             run_id: str | None = None) -> Iterator[MlflowTracker]:
+    """The MLflow run of one step (train, evaluate, register), wherever it is started (CLI or pipeline).
+
+    Named ``{step}-{subject}`` and tagged ``step`` (what the UI's Runs page filters on); everything else
+    as :func:`mlflow_run`.
+    """
+    with mlflow_run(cfg, f"{step}-{subject}", {**(tags or {}), "step": step}, features_dir=features_dir,
+                    data_path=data_path, run_id=run_id) as tracker:
+        yield tracker

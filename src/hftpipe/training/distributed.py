@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from hftpipe.errors import ConfigError
+from hftpipe.proctree import stop_tree_on_signal
 
 log = logging.getLogger(__name__)
 
@@ -138,3 +143,48 @@ def sync_buffers(module: torch.nn.Module, info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_command(nproc: int, params: str, overrides: Sequence[str], train_args: Sequence[str],
+                     port: int, verbosity: Sequence[str] = ()) -> list[str]:
+    """The torchrun command line whose ``nproc`` ranks each run ``hftpipe train train_args`` on loopback."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),
+               "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "hftpipe.cli",
+               "--params", params, *verbosity]
+    for item in overrides:
+        command += ["-S", item]
+    return command + ["train", *train_args]
+
+
+def launch_torchrun(nproc: int, params: str, train_args: Sequence[str], overrides: Sequence[str] = (),
+                    stop_tree: bool = True) -> int:
+    """Run ``hftpipe train`` as ``nproc`` ranks under torchrun on this machine; return torchrun's exit code.
+
+    The one launcher for ``hftpipe train --nproc`` and the pipeline's train step. ``train_args`` must not
+    hold ``--nproc``: the ranks (RANK set) train, and torchrun's parser would take it for its own. The
+    ranks log as verbosely as this process. torchrun starts each rank in a session of its own, so on
+    SIGINT / SIGTERM the whole tree is stopped here, and the code is then 128 + the signal number.
+
+    ``stop_tree=False`` (the pipeline's train step): the run's own guard (``pipeline.runner``) already stops
+    every process of the run, and the step must end by the signal, unrecorded, so that the run reports
+    which step it interrupted.
+    """
+    level = logging.getLogger().getEffectiveLevel()
+    verbosity = ["-vv"] if level <= logging.DEBUG else ["-v"] if level <= logging.INFO else []
+    command = torchrun_command(nproc, params, overrides, train_args, _free_port(), verbosity)
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
+    log.info("launching %d processes: %s", nproc, " ".join(command))
+    if not stop_tree:
+        return subprocess.call(command, env=env)
+    try:
+        with stop_tree_on_signal() as interrupt:
+            return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        log.warning("interrupted by %s: stopped %d process(es)", interrupt.name, interrupt.stopped)
+        return 128 + (interrupt.signum or 2)

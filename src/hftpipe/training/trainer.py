@@ -36,7 +36,8 @@ from hftpipe import paths
 from hftpipe.config import Config, TrainConfig
 from hftpipe.errors import ConfigError, DataFormatError
 from hftpipe.features.window import WindowStats, fit_window_stats
-from hftpipe.models import N_CLASSES, build_model, save_bundle
+from hftpipe.models import N_CLASSES, save_bundle
+from hftpipe.models.spec import ModelSpec
 from hftpipe.tracking import Tracker
 from hftpipe.training.data import (
     TRAIN,
@@ -280,7 +281,7 @@ def fit(
     loader = make_loader(train_set, sampler, num_workers=tcfg.num_workers,
                          pin_memory=info.device.type == "cuda")
 
-    module = build_model(tcfg.model, levels, window, tcfg.hidden, tcfg.dropout).to(info.device)
+    module = ModelSpec.from_train(tcfg, levels).build().to(info.device)
     model: nn.Module = module
     if info.distributed:
         model = DistributedDataParallel(module, device_ids=[info.device] if info.device.type == "cuda" else None)

@@ -18,13 +18,10 @@ from hftpipe import paths
 from hftpipe.config import Config, load_config
 from hftpipe.errors import HftpipeError
 from hftpipe.ui.client import ServingClient
+from hftpipe.ui.keys import CONFIG_KEY, CREDENTIALS_KEY, MLFLOW_PROBE_KEY, SERVING_KEY
 from hftpipe.ui.security import Credentials, load_credentials, users_file_path
 
 log = logging.getLogger(__name__)
-
-CONFIG_KEY = "HFTPIPE_CONFIG"
-CREDENTIALS_KEY = "HFTPIPE_CREDENTIALS"
-SERVING_KEY = "hftpipe.serving"
 
 # No CDN anywhere: scripts, styles and images come from this server. Plotly sets inline style attributes
 # on the SVG it draws, hence 'unsafe-inline' for styles only; scripts stay strictly 'self'.
@@ -41,7 +38,6 @@ SECURITY_HEADERS = {
 }
 
 csrf = CSRFProtect()
-MLFLOW_PROBE_KEY = "hftpipe.mlflow_probe"
 
 
 class MlflowProbe:

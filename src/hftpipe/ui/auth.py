@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from hftpipe.ui.keys import CONFIG_KEY, CREDENTIALS_KEY
 from hftpipe.ui.state import LoginThrottle, UiState
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ def ui_state() -> UiState:
 
 
 def _lifetimes() -> tuple[float, float]:
-    from hftpipe.ui.app import CONFIG_KEY
-
     ui = current_app.config[CONFIG_KEY].ui
     return ui.session_idle_minutes * 60.0, ui.session_max_hours * 3600.0
 
@@ -73,7 +72,6 @@ def current_user() -> str | None:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """Show the login form; on a good password start a fresh session (throttled on failures)."""
-    from hftpipe.ui.app import CREDENTIALS_KEY
 
     form = LoginForm()
     error = None
@@ -112,7 +110,6 @@ def _audit_login(user: str, address: str, ok: bool) -> None:
     officer out of the kill switch (whose own change is refused without its record). The failure is logged.
     """
     from hftpipe import audit
-    from hftpipe.ui.app import CONFIG_KEY, CREDENTIALS_KEY
 
     role = current_app.config[CREDENTIALS_KEY].role_of(user) if ok else None
     try:

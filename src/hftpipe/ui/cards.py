@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, current_app, render_template
 
 from hftpipe.errors import HftpipeError
 from hftpipe.ui import roles
+from hftpipe.ui.keys import CONFIG_KEY
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,6 @@ bp = Blueprint("cards", __name__)
 
 def _card(version: str) -> tuple[str, dict[str, Any], str]:
     from hftpipe.registry import read_model_card
-    from hftpipe.ui.app import CONFIG_KEY
 
     if not version.isdigit() or len(version) > 9:
         abort(404, description=f"{version!r} is not a version number")
@@ -35,7 +35,6 @@ def _card(version: str) -> tuple[str, dict[str, Any], str]:
 def page(version: str) -> Any:
     """The card as rendered Markdown text, with the version's audit records below."""
     from hftpipe import audit
-    from hftpipe.ui.app import CONFIG_KEY
 
     name, card, markdown = _card(version)
     history: list[Any] = []

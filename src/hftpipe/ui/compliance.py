@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, render_template, request
 
 from hftpipe.ui import roles
+from hftpipe.ui.keys import CONFIG_KEY
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ def _select(filters: dict[str, str]) -> tuple[list[Any], Any, str | None]:
     """(matching records oldest first, verification, error) for the filters."""
     from hftpipe import audit
     from hftpipe.audit.trail import normalise_time
-    from hftpipe.ui.app import CONFIG_KEY
 
     try:
         since = normalise_time(filters["since"]) if filters["since"] else None

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template
 
 from hftpipe.ui.client import ServingClient, ServingStatus
+from hftpipe.ui.keys import SERVING_KEY
 
 bp = Blueprint("health", __name__)
 
@@ -14,8 +15,6 @@ BANNER_RETRY_S = 5  # how often the page re-probes the model server while it is 
 
 
 def serving_client() -> ServingClient:
-    from hftpipe.ui.app import SERVING_KEY
-
     return current_app.extensions[SERVING_KEY]
 
 

@@ -25,6 +25,7 @@ from hftpipe.config import Config
 from hftpipe.errors import HftpipeError
 from hftpipe.ui import modelinfo
 from hftpipe.ui.client import ServingClient, ServingRejected, ServingUnavailable, StreamPrediction
+from hftpipe.ui.keys import CONFIG_KEY
 from hftpipe.ui.replay import (
     OutcomeTracker,
     Prediction,
@@ -45,8 +46,6 @@ SSE_RETRY_MS = 3000
 
 
 def _config() -> Config:
-    from hftpipe.ui.app import CONFIG_KEY
-
     return current_app.config[CONFIG_KEY]
 
 

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, render_template
 
 from hftpipe.errors import HftpipeError
 from hftpipe.ui import catalog
+from hftpipe.ui.keys import CONFIG_KEY
 
 bp = Blueprint("models", __name__)
 
@@ -13,7 +14,6 @@ bp = Blueprint("models", __name__)
 @bp.get("/models")
 def page() -> str:
     """Registered versions with aliases first; a registry that cannot be read is said, not thrown."""
-    from hftpipe.ui.app import CONFIG_KEY
 
     cfg = current_app.config[CONFIG_KEY]
     error = None

@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from hftpipe.monitoring.dashboards import find_panel, key_panels
+from hftpipe.ui.keys import CONFIG_KEY
 
 log = logging.getLogger(__name__)
 bp = Blueprint("monitoring", __name__)
@@ -89,8 +90,6 @@ def _metrics() -> UiMetrics:
 
 @bp.record_once
 def _setup(state: Any) -> None:
-    from hftpipe.ui.app import CONFIG_KEY
-
     state.app.extensions[METRICS_KEY] = UiMetrics(state.app.config[CONFIG_KEY])
 
 
@@ -117,8 +116,6 @@ def metrics() -> Response:
 
 
 def prometheus_url() -> str:
-    from hftpipe.ui.app import CONFIG_KEY
-
     m = current_app.config[CONFIG_KEY].monitor
     return (m.prometheus_url or f"http://127.0.0.1:{m.prometheus_port}").rstrip("/")
 

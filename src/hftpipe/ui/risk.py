@@ -21,6 +21,7 @@ from wtforms.validators import AnyOf, DataRequired, Length, Optional
 from hftpipe.errors import HftpipeError
 from hftpipe.trading.state_store import RiskStateError
 from hftpipe.ui import roles
+from hftpipe.ui.keys import CONFIG_KEY
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ class LimitForm(FlaskForm):
 
 
 def _cfg() -> Any:
-    from hftpipe.ui.app import CONFIG_KEY
-
     return current_app.config[CONFIG_KEY]
 
 

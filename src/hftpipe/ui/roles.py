@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, request
 
+from hftpipe.ui.keys import CREDENTIALS_KEY
+
 log = logging.getLogger(__name__)
 
 VIEW, HALT, REDUCE, RESUME, LIMITS, AUDIT = "view", "halt", "reduce", "resume", "limits", "audit"
@@ -40,7 +42,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def current_role() -> str | None:
     """The logged-in user's role from the server's credentials; None when nobody (known) is logged in."""
-    from hftpipe.ui.app import CREDENTIALS_KEY
     from hftpipe.ui.auth import current_user
 
     return current_app.config[CREDENTIALS_KEY].role_of(current_user())

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from hftpipe.errors import HftpipeError
 from hftpipe.ui import catalog
+from hftpipe.ui.keys import CONFIG_KEY
 
 bp = Blueprint("runs", __name__)
 
@@ -16,7 +17,6 @@ STEPS = {"train": "Training", "evaluate": "Evaluation", "register": "Registratio
 @bp.get("/runs")
 def page() -> str:
     """Newest runs first; the chart data travels as inert JSON (no inline script under the CSP)."""
-    from hftpipe.ui.app import CONFIG_KEY
 
     cfg = current_app.config[CONFIG_KEY]
     asked = request.args.get("step")

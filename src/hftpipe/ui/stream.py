@@ -23,6 +23,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from hftpipe.config import Config
 from hftpipe.contracts import BookUpdate, ContractError, Gap, Signal, decode
+from hftpipe.ui.keys import CONFIG_KEY
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,6 @@ def hub() -> StreamHub:
     app = current_app
     found = app.extensions.get(HUB_KEY)
     if found is None:
-        from hftpipe.ui.app import CONFIG_KEY
 
         cfg: Config = app.config[CONFIG_KEY]
         with _HUB_LOCK:
