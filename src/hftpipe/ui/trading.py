@@ -170,7 +170,7 @@ def hub() -> TradingHub:
     app = current_app
     found = app.extensions.get(HUB_KEY)
     if found is None:
-        from hftpipe.ui.app import CONFIG_KEY
+        from hftpipe.ui.keys import CONFIG_KEY
 
         cfg: Config = app.config[CONFIG_KEY]
         with _HUB_LOCK:
@@ -184,7 +184,7 @@ def hub() -> TradingHub:
 def risk_state() -> dict[str, Any]:
     """The kill-switch store's state (what `hftpipe risk status` prints)."""
     from hftpipe.trading.state_store import RiskStateError, RiskStateStore
-    from hftpipe.ui.app import CONFIG_KEY
+    from hftpipe.ui.keys import CONFIG_KEY
 
     cfg: Config = current_app.config[CONFIG_KEY]
     try:
