@@ -138,7 +138,9 @@ def test_trigger_fires_on_live_decay_and_retrains_on_the_recorded_data_through_t
 
     def retrain_records() -> list:
         with audit.open_trail() as trail:
-            return [r for r in trail.records() if r.action == audit.RETRAIN_TRIGGER]
+            # The monitor's own records (the trigger and the retrain's result); `hftpipe retrain` itself also
+            # records its start, with reason "hftpipe retrain".
+            return [r for r in trail.records() if r.action == audit.RETRAIN_TRIGGER and r.reason != "hftpipe retrain"]
 
     try:
         _wait_for(lambda: len(retrain_records()) >= 2, 420, "the retrain to finish", feedback.log)
@@ -156,6 +158,8 @@ def test_trigger_fires_on_live_decay_and_retrains_on_the_recorded_data_through_t
         assert result["version"] is not None  # the retrained model was registered
         assert finished.reason == f"retrain on live data finished: exit 0, gate {result['decision']}"
         assert feedback.proc.poll() is None  # the outcome store kept running through the retrain
+        with audit.open_trail() as trail:  # and the retrain it started left its own record
+            assert [r.reason for r in trail.records() if r.action == audit.RETRAIN_TRIGGER].count("hftpipe retrain") == 1
     finally:
         feedback.stop()
         signals.stop()
