@@ -45,9 +45,11 @@ def test_targets_follow_the_config() -> None:
 
     cfg = Config()
     cfg = cfg.replace(serve=dataclasses.replace(cfg.serve, host="0.0.0.0", port=8181),
-                      monitor=dataclasses.replace(cfg.monitor, trader_metrics_port=9333))
+                      paper=dataclasses.replace(cfg.paper, metrics_port=9333),
+                      feedback=dataclasses.replace(cfg.feedback, metrics_port=9444))
     got = {t.job: t.address for t in scrape_targets(cfg)}
     assert got["hftpipe-model-server"] == "127.0.0.1:8181" and got["hftpipe-trader"] == "127.0.0.1:9333"
+    assert got["hftpipe-monitor"] == "127.0.0.1:9444"  # the outcome service's own port
 
 
 def test_rule_unit_tests_pass(tmp_path: Path) -> None:

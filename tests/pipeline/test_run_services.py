@@ -112,11 +112,13 @@ def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: 
                                                                      features_dir: Path) -> None:  # noqa: F811
     serve_port, ui_port, bus_port = free_port(), free_port(), free_port()
     events = features_dir.parent / "events.parquet"  # the champion's own data (1 level), replayed by the feed
+    prom_port = free_port()
     overrides = ["-S", f"serve.port={serve_port}", "-S", f"ui.port={ui_port}", "-S", "serve.reload_interval_s=0",
-                 "-S", f"bus.port={bus_port}", "-S", "bus.monitor_port=0", "-S", "feed.metrics_port=0",
-                 "-S", "signals.metrics_port=0", "-S", f"ui.replay_source={events}", "-S", "feed.speed=20",
-                 "-S", f"monitor.prometheus_port={free_port()}", "-S", "paper.metrics_port=0",
-                 "-S", "feedback.metrics_port=0"]
+                 "-S", f"bus.port={bus_port}", "-S", "bus.monitor_port=0", "-S", f"feed.metrics_port={free_port()}",
+                 "-S", f"signals.metrics_port={free_port()}", "-S", f"ui.replay_source={events}",
+                 "-S", "feed.speed=20", "-S", f"monitor.prometheus_port={prom_port}",
+                 "-S", f"paper.metrics_port={free_port()}", "-S", f"feedback.metrics_port={free_port()}",
+                 "-S", "monitor.scrape_interval_s=1"]
     try:
         result = CliRunner().invoke(main, [*overrides, "run", "--skip-pipeline"])
         assert result.exit_code == 0, result.output
@@ -142,6 +144,22 @@ def test_run_passes_overrides_to_the_servers_and_refuses_a_taken_port(champion: 
         while time.monotonic() < deadline and stream_count(f"nats://127.0.0.1:{bus_port}", "POS") == 0:
             time.sleep(0.5)
         assert stream_count(f"nats://127.0.0.1:{bus_port}", "POS") > 0, "no position update from the paper trader"
+        # Prometheus scrapes every service `run` started: each target up, and a key series of each present.
+        api = f"http://127.0.0.1:{prom_port}/api/v1"
+        deadline, health = time.monotonic() + 60, {}
+        while time.monotonic() < deadline:
+            targets = requests.get(f"{api}/targets", timeout=5).json()["data"]["activeTargets"]
+            health = {t["labels"]["job"]: t["health"] for t in targets}
+            if health and all(h == "up" for h in health.values()):
+                break
+            time.sleep(1)
+        assert set(health) >= {"hftpipe-model-server", "hftpipe-signals", "hftpipe-feed", "hftpipe-trader",
+                               "hftpipe-monitor", "hftpipe-ui"}, health
+        assert all(h == "up" for h in health.values()), health
+        for series in ("hftpipe_signals_events_in_total", "hftpipe_feed_events_out_total",
+                       "hftpipe_paper_position", "hftpipe_served_model_version", "hftpipe_ui_requests_total"):
+            found = requests.get(f"{api}/query", params={"query": series}, timeout=5).json()["data"]["result"]
+            assert found, f"no {series} in Prometheus"
     finally:
         stopped = CliRunner().invoke(main, [*overrides, "stop"])
     assert stopped.exit_code == 0, stopped.output

@@ -37,12 +37,12 @@ CONTRACT: dict[str, dict[str, str]] = {
         "hftpipe_feed_reconnects": "gauge",
     },
     "hftpipe-trader": {  # the paper trader (to be built): these names and labels
-        "hftpipe_risk_halted": "gauge {symbol}: 1 while the risk engine is HALTED",
-        "hftpipe_trader_orders_total": "counter {symbol, side}",
-        "hftpipe_trader_fills_total": "counter {symbol, side}",
-        "hftpipe_trader_position": "gauge {symbol}: shares",
-        "hftpipe_trader_pnl_dollars": "gauge {symbol, kind=gross|net}",
-        "hftpipe_risk_denials_total": "counter {reason}",
+        "hftpipe_paper_risk_state": "gauge {state=ACTIVE|REDUCING|HALTED}: 1 for the current state",
+        "hftpipe_paper_orders_total": "counter {symbol, status=accepted|denied|cancel}",
+        "hftpipe_paper_fills_total": "counter {symbol, liquidity=maker|taker}",
+        "hftpipe_paper_position": "gauge {symbol}: shares",
+        "hftpipe_paper_pnl_dollars": "gauge {symbol}: marked to the mid, fees included",
+        "hftpipe_paper_denials_total": "counter {reason}",
     },
     "hftpipe-monitor": {  # live quality (to be built) and drift (DriftMetrics below)
         "hftpipe_live_macro_f1": "gauge {symbol, source=model|persistence|momentum}",

@@ -54,13 +54,14 @@ def scrape_targets(cfg: Config) -> list[Target]:
     m = cfg.monitor
     signals = getattr(getattr(cfg, "signals", None), "metrics_port", None) or m.signals_metrics_port
     feed = getattr(getattr(cfg, "feed", None), "metrics_port", None) or m.feed_metrics_port
-    trader = getattr(getattr(cfg, "trader", None), "metrics_port", None) or m.trader_metrics_port
+    trader = getattr(getattr(cfg, "paper", None), "metrics_port", None) or m.trader_metrics_port
+    monitor = getattr(getattr(cfg, "feedback", None), "metrics_port", None) or m.metrics_port  # the outcome service
     return [
         Target("hftpipe-model-server", f"{_local(cfg.serve.host)}:{cfg.serve.port}"),
         Target("hftpipe-signals", f"127.0.0.1:{signals}"),
         Target("hftpipe-feed", f"127.0.0.1:{feed}"),
         Target("hftpipe-trader", f"127.0.0.1:{trader}"),
-        Target("hftpipe-monitor", f"127.0.0.1:{m.metrics_port}"),
+        Target("hftpipe-monitor", f"127.0.0.1:{monitor}"),
         Target("hftpipe-ui", f"{_local(cfg.ui.host)}:{cfg.ui.port}"),
         Target("prometheus", f"127.0.0.1:{m.prometheus_port}"),
     ]
