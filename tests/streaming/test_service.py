@@ -83,6 +83,8 @@ def test_every_input_seq_yields_exactly_one_signal(nats_server, hftpipe_home: Pa
         assert first.model_version.startswith("local-") and sum(first.probabilities) == pytest.approx(1, abs=1e-5)
         assert first.predicted == int(np.argmax(first.probabilities))
         assert all(m.publish_time >= m.input_publish_time for m in messages)
+        # One correlation id per event, from the feed's book update through to its signal.
+        assert all(m.correlation_id == f"NASDAQ:GOOG:{m.seq}" for m in messages)
         metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
         assert f"hftpipe_signals_events_in_total {float(limit)}" in metrics
         assert f"hftpipe_signals_events_out_total {float(len(expected))}" in metrics

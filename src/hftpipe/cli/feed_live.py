@@ -131,7 +131,7 @@ def _bitstamp_to_bus(cfg, *, url: str, rest_url: str | None, pair: str, levels: 
                 elif isinstance(message, BookUpdate):
                     await publisher.publish(message.event_time, list(message.book), message.levels,
                                             message.event_type, message.price, message.size, message.direction,
-                                            recv_time=message.recv_time)
+                                            recv_time=message.recv_time, correlation_id=message.correlation_id)
                     count += 1
                     if max_updates is not None and count >= max_updates:
                         holder["client"].stop()

@@ -144,14 +144,19 @@ class FeedPublisher:
 
     async def publish(self, event_time: float, book: list[float], levels: int, event_type: int = 0,
                       price: float = 0.0, size: float = 0.0, direction: int = 0, recv_time: float | None = None,
-                      ) -> int:
-        """Publish one book update (not awaiting its ack); returns its seq."""
+                      correlation_id: str = "") -> int:
+        """Publish one book update (not awaiting its ack); returns its seq.
+
+        ``correlation_id`` follows the event from feed to signal to outcome (logs carry it as ``trace.id``);
+        by default ``<venue>:<symbol>:<seq>``, unique on the stream.
+        """
         seq = self.next_seq
         now = time.time()
         update = BookUpdate(venue=self.venue, symbol=self.symbol, seq=seq, event_time=event_time,
                             recv_time=recv_time if recv_time is not None else now, publish_time=now,
                             levels=levels, book=book, event_type=event_type, price=price, size=size,
-                            direction=direction)
+                            direction=direction,
+                            correlation_id=correlation_id or f"{self.venue}:{self.symbol}:{seq}")
         await self._send(encode(update), msg_id(self.symbol, seq))
         self.next_seq = seq + 1
         self.metrics.published.labels(self.symbol).inc()
