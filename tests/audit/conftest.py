@@ -31,7 +31,8 @@ def _as_postgres(*args: str) -> list[str]:
 def postgres_url() -> Iterator[str]:
     """A throw-away PostgreSQL 15 server on a free loopback port; stopped and removed at the end."""
     if not (PG_BIN / "initdb").exists():
-        pytest.skip("PostgreSQL 15 is not installed (/usr/lib/postgresql/15/bin)")
+        pytest.fail("PostgreSQL 15 is not installed (/usr/lib/postgresql/15/bin): `make setup` installs it "
+                    "(apt-get install -y postgresql)")
     base = Path(tempfile.mkdtemp(prefix="hftpipe-pg-"))
     data = base / "data"
     if os.geteuid() == 0:

@@ -7,6 +7,7 @@ and the trigger syntax that makes the log append-only.
 
 from __future__ import annotations
 
+import abc
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +42,7 @@ POSTGRES_TRIGGERS = [
 ]
 
 
-class SqlStore:
+class SqlStore(abc.ABC):
     """A store over a DB-API connection; subclasses set the dialect."""
 
     marker = "?"
@@ -61,8 +62,9 @@ class SqlStore:
                 cur.execute(stmt)
             cur.execute(self._sql(INSERT_HEAD), (GENESIS,))
 
+    @abc.abstractmethod
     def _transaction(self) -> Any:
-        raise NotImplementedError
+        """A context manager yielding a cursor inside one transaction (each store's own driver)."""
 
     def _lock_head(self, cur: Any) -> tuple[int, str]:
         cur.execute(SELECT_HEAD)

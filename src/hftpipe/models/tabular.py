@@ -25,6 +25,7 @@ the same element-wise arithmetic in the same order, so they agree bit for bit.
 
 from __future__ import annotations
 
+import abc
 import base64
 import json
 import logging
@@ -221,16 +222,18 @@ class Standardiser:
         return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-class TabularEstimator:
+class TabularEstimator(abc.ABC):
     """Logits (B, 3) from a feature matrix; serialisable to JSON (no pickle: bundles are data, not code)."""
 
     name: str
 
+    @abc.abstractmethod
     def logits(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Class logits of each row of ``x``."""
 
+    @abc.abstractmethod
     def to_payload(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The estimator as JSON-able data (``from_payload`` rebuilds it)."""
 
     def gain_importance(self) -> np.ndarray | None:
         return None
