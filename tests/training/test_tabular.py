@@ -134,7 +134,7 @@ def test_registry_gate_rescores_a_one_level_model_on_deeper_data(small_features:
     """The champion re-score cuts deeper test data to the model's levels, as evaluate does (it refused
     a 1-level bundle on 5-level features before)."""
     from hftpipe.evaluation.metrics import classification_metrics
-    from hftpipe.registry.registry import _macro_f1_on_test
+    from hftpipe.registry.rescore import score_on_test_split
 
     cfg = Config(features=FEATURES, train=dataclasses.replace(TCFG, tabular_levels=1, horizon=10))
     bundle_dir = train(cfg, small_features, tmp_path / "model").bundle_dir
@@ -143,4 +143,6 @@ def test_registry_gate_rescores_a_one_level_model_on_deeper_data(small_features:
     ends = sample_ends(fs.labels(10), fs.split, TEST, WINDOW)
     expected = classification_metrics(fs.labels(10)[ends].astype(np.int64),
                                       load_bundle(bundle_dir).predict(fs.book()[:, :4][window_indices(ends, WINDOW)]))
-    assert _macro_f1_on_test(bundle_dir, small_features) == pytest.approx(expected["macro_f1"])
+    cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, bootstrap=20))
+    macro_f1, _, how = score_on_test_split(cfg, bundle_dir, small_features, "champion")
+    assert macro_f1 == pytest.approx(expected["macro_f1"]) and "hftpipe evaluate" in how
