@@ -56,6 +56,12 @@ def test_train_checkpoint_load_and_evaluate(small_day: Day, rl_config: Config, t
         assert out["alias"] == policy_gate(report, cfg.rl.min_margin)["alias"]
         version = client().get_model_version_by_alias(cfg.rl.model_name, out["alias"])
         assert str(version.version) == out["version"] == "1"
+        # `rl evaluate` without --policy takes the registered champion policy, else the newest trained one.
+        from hftpipe.cli.rl import default_policy
+
+        assert default_policy(cfg) == cfg.rl.output or out["alias"] == "champion"
+        client().set_registered_model_alias(cfg.rl.model_name, "champion", out["version"])
+        assert default_policy(cfg) == f"models:/{cfg.rl.model_name}@champion"
 
 
 def _report(learned: float, low: float, others: dict[str, float]) -> dict:

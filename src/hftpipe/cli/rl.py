@@ -29,6 +29,17 @@ def _classifier_dir(ref: str | None, workdir: Path) -> str | None:
     return str(resolve_bundle(ref)[0])
 
 
+def default_policy(cfg: Any) -> str:
+    """The registered champion policy (``models:/<rl.model_name>@champion``) if there is one, else ``rl.output``."""
+    from hftpipe.registry.tracker import client
+
+    try:
+        client().get_model_version_by_alias(cfg.rl.model_name, "champion")
+    except Exception:  # noqa: BLE001 - no registry, no such model or no champion: all mean "none registered"
+        return cfg.rl.output
+    return f"models:/{cfg.rl.model_name}@champion"
+
+
 def _policy_dir(ref: str, workdir: Path) -> Path:
     if ref.startswith("models:/"):
         from hftpipe.registry.rl import resolve_policy
@@ -66,7 +77,8 @@ def train(obj: Any, data: str | None, output: str | None, track: bool) -> None:
 
 
 @rl.command()
-@click.option("--policy", "policy_ref", metavar="DIR_OR_URI", help="Policy folder or models:/NAME@champion (default: rl.output, the newest trained).")
+@click.option("--policy", "policy_ref", metavar="DIR_OR_URI", help="Policy folder or models:/NAME@champion (default: the registered champion policy, else "
+              "rl.output, the newest trained).")
 @click.option("--data", metavar="PATH", help="Day to evaluate on (default: the training day's test split).")
 @click.option("--classifier", metavar="DIR_OR_URI", help="Classifier for the threshold policy (default: rl.classifier).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report as JSON here.")
@@ -81,7 +93,7 @@ def evaluate(obj: Any, policy_ref: str | None, data: str | None, classifier: str
 
     cfg = obj.config
     with tempfile.TemporaryDirectory() as tmp:
-        policy = load_policy(_policy_dir(policy_ref or cfg.rl.output, Path(tmp)))
+        policy = load_policy(_policy_dir(policy_ref or default_policy(cfg), Path(tmp)))
         trained = policy.meta.get("data", {}).get("source")
         day = load_day(cfg, data or trained, _classifier_dir(classifier or cfg.rl.classifier, Path(tmp)))
         report = evaluate_policies(cfg, day, policy, seed=cfg.rl.seed)
