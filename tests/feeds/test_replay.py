@@ -103,3 +103,20 @@ def test_a_looping_real_time_feed_is_ready_and_stops_on_sigterm(nats_server, hft
     assert feed.proc.returncode == 0, feed.log()
     assert not (hftpipe_home / "run" / "feed-replay-GOOG.ready").exists()
     assert len(read_stream(nats_server.url, "md.>")) >= 1
+
+
+def test_replay_loads_a_pipeline_artifact_without_suffix_and_an_l3_capture(tmp_path: Path) -> None:
+    """`hftpipe run` replays the pipeline's ingest artifact, a Parquet file named `events` (no suffix)."""
+    import shutil
+
+    from hftpipe.data import load_lobster, write_events
+    from hftpipe.feeds.replay import load_replay
+    from tests.conftest import lobster_zip
+
+    write_events(load_lobster(lobster_zip("GOOG", 1)), tmp_path / "events.parquet")
+    shutil.copyfile(tmp_path / "events.parquet", tmp_path / "events")
+    data = load_replay(tmp_path / "events")
+    assert (data.symbol, data.venue, data.levels) == ("GOOG", "NASDAQ", 1) and len(data.book) > 1000
+    capture = Path(__file__).resolve().parents[2] / "data" / "raw" / "bitstamp-btcusd-l3-2026-05-02"
+    l3 = load_replay(capture)
+    assert (l3.symbol, l3.venue, l3.levels) == ("BTCUSD", "bitstamp", 10)

@@ -103,7 +103,7 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     try:
         click.echo("starting the signal service (md.> -> model -> sig.<symbol>) ...")
         start(Service("signals", [*params, "signals", "--model", uri], "", {}, ready_file="signals"))
-        click.echo(f"starting the paper trader ({cfg.paper.policy} policy under the risk engine) ...")
+        click.echo(f"starting the paper trader ({cfg.paper.policy or cfg.trading.policy} policy under the risk engine) ...")
         start(Service("trader", [*params, "trade", "--paper"], "", {}, ready_file="trader"))
         click.echo("starting the outcome monitor (signals scored k events later, beside the baselines) ...")
         start(Service("feedback", [*params, "monitor", "run", "--model", uri], "", {}, ready_file="feedback"))

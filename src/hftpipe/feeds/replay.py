@@ -72,12 +72,18 @@ def load_replay(path: str | Path, venue: str | None = None, symbol: str | None =
     Raises:
         DataFormatError: the file is not one ``hftpipe ingest`` accepts (nor its output).
     """
-    from hftpipe.data import load_lobster, read_events
+    from hftpipe.config import DataConfig, ValidateConfig
+    from hftpipe.data import read_events
+    from hftpipe.prepare import load_source
 
     path = Path(path)
     if not path.exists():
         raise DataFormatError(f"{path} does not exist")
-    table = read_events(path) if path.suffix == ".parquet" else load_lobster(path)
+    if _is_parquet(path):  # `hftpipe ingest`'s output, also as a pipeline artifact (a file with no suffix)
+        table = read_events(path)
+    else:  # LOBSTER zip / CSV pair / folder, or a Bitstamp L3 capture: the loaders `hftpipe ingest` uses
+        session = ValidateConfig()
+        table = load_source(path, DataConfig(), (session.session_start, session.session_end), require_symbol=False)
     frame = table.frame
     if len(frame) == 0:
         raise DataFormatError(f"{path} holds no events")
@@ -93,6 +99,13 @@ def load_replay(path: str | Path, venue: str | None = None, symbol: str | None =
         direction=frame["direction"].to_numpy(np.int64),
         book=book,
     )
+
+
+def _is_parquet(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
 
 
 class FeedMetrics:
