@@ -178,8 +178,27 @@ class FeedPublisher:
     async def _send(self, data: bytes, headers: dict[str, str]) -> None:
         if len(self._inflight) >= self.max_pending:
             await self.settle(self.max_pending // 2)
+        if not self.client.nc.is_connected:
+            await self._after_reconnect()
         future = await self.client.js.publish_async(self.subject, data, headers=headers)
         self._inflight[future] = (data, headers, time.monotonic())
+
+    async def _after_reconnect(self) -> None:
+        """Hold new publishes while the broker is away, then resend every unacknowledged one in seq order.
+
+        Publishes written to the old connection just before it dropped may never have reached the broker;
+        resending them before anything new keeps each symbol's stream in seq order (JetStream drops the copies
+        that did arrive, by Nats-Msg-Id)."""
+        while not self.client.nc.is_connected and not self.client.nc.is_closed:
+            await asyncio.sleep(0.05)
+        pending = [(data, headers) for future, (data, headers, _sent) in self._inflight.items()
+                   if not (future.done() and not future.cancelled() and future.exception() is None)]
+        for future in list(self._inflight):
+            if not future.done():
+                future.cancel()
+        self._inflight.clear()
+        for data, headers in pending:  # dict order is publish order, i.e. seq order
+            await self._resend(data, headers)
 
     async def settle(self, keep: int = 0) -> None:
         """Wait until at most ``keep`` publishes are unacknowledged, resending any that stalled.
