@@ -34,7 +34,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass, replace
@@ -44,9 +43,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
+from hftpipe.data.schema import read_table, write_table
 from hftpipe.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -493,29 +491,14 @@ def load_bars(
 
 def write_bars(table: BarTable, path: str | Path) -> Path:
     """Write the bar table as Parquet with its metadata; the file is replaced atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = table.frame[list(BAR_COLUMNS)]
-    arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    meta = dict(arrow.schema.metadata or {})
-    meta[META_KEY] = json.dumps(table.meta.to_dict()).encode()
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(arrow.replace_schema_metadata(meta), tmp, compression="zstd")
-    tmp.replace(path)
-    return path
+    return write_table(table.frame[list(BAR_COLUMNS)], table.meta.to_dict(), path, META_KEY)
 
 
 def read_bars(path: str | Path) -> BarTable:
     """Read a bar table written by :func:`write_bars`."""
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(f"{path} does not exist; run `hftpipe bars ingest` first")
-    arrow = pq.read_table(path)
-    raw = (arrow.schema.metadata or {}).get(META_KEY)
-    if raw is None:
-        raise DataFormatError(f"{path} has no hftpipe bar metadata; it was not written by `hftpipe bars ingest`")
-    meta = BarMeta(**json.loads(raw))
-    frame = arrow.to_pandas()
+    frame, raw = read_table(path, "does not exist; run `hftpipe bars ingest` first",
+                            "has no hftpipe bar metadata; it was not written by `hftpipe bars ingest`", META_KEY)
+    meta = BarMeta(**raw)
     frame.attrs["hftpipe"] = meta.to_dict()
     return BarTable(frame=frame, meta=meta)
 

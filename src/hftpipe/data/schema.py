@@ -95,6 +95,32 @@ class EventTable:
         return book_matrix(self.frame, self.meta.levels)
 
 
+def write_table(frame: pd.DataFrame, meta: dict[str, Any], path: str | Path, key: bytes = META_KEY) -> Path:
+    """Write ``frame`` as zstd Parquet with ``meta`` under ``key``; the file is replaced atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(frame, preserve_index=False)
+    schema_meta = dict(arrow.schema.metadata or {})
+    schema_meta[key] = json.dumps(meta).encode()
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(arrow.replace_schema_metadata(schema_meta), tmp, compression="zstd")
+    tmp.replace(path)
+    return path
+
+
+def read_table(path: str | Path, missing: str, no_meta: str,
+               key: bytes = META_KEY) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(frame, metadata) of a file written by :func:`write_table`; the messages say what to do instead."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFormatError(f"{path} {missing}")
+    arrow = pq.read_table(path)
+    raw = (arrow.schema.metadata or {}).get(key)
+    if raw is None:
+        raise DataFormatError(f"{path} {no_meta}")
+    return arrow.to_pandas(), json.loads(raw)
+
+
 def write_events(table: EventTable, path: str | Path) -> Path:
     """Write the table as Parquet with its metadata; the file is replaced atomically."""
     path = Path(path)

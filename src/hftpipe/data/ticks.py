@@ -18,7 +18,6 @@ epoch), so no local-time conversion is involved; the exchange time zone is UTC.
 from __future__ import annotations
 
 import io
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,10 +25,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hftpipe.data.bars import BarMeta, BarTable, bar_size_alias, read_bytes_maybe_gzip, sha256_of
+from hftpipe.data.schema import read_table, write_table
 from hftpipe.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -241,27 +239,13 @@ def ticks_to_bars(table: TickTable, bar_size: str = "1min") -> BarTable:
 
 def write_ticks(table: TickTable, path: str | Path) -> Path:
     """Write the tick table as Parquet with its metadata; the file is replaced atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrow = pa.Table.from_pandas(table.frame[list(TICK_COLUMNS)], preserve_index=False)
-    meta = dict(arrow.schema.metadata or {})
-    meta[META_KEY] = json.dumps(table.meta.to_dict()).encode()
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(arrow.replace_schema_metadata(meta), tmp, compression="zstd")
-    tmp.replace(path)
-    return path
+    return write_table(table.frame[list(TICK_COLUMNS)], table.meta.to_dict(), path, META_KEY)
 
 
 def read_ticks(path: str | Path) -> TickTable:
     """Read a tick table written by :func:`write_ticks`."""
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(f"{path} does not exist; run `hftpipe bars ingest` first")
-    arrow = pq.read_table(path)
-    raw = (arrow.schema.metadata or {}).get(META_KEY)
-    if raw is None:
-        raise DataFormatError(f"{path} has no hftpipe tick metadata; it was not written by `hftpipe bars ingest`")
-    meta = TickMeta(**json.loads(raw))
-    frame = arrow.to_pandas()
+    frame, raw = read_table(path, "does not exist; run `hftpipe bars ingest` first",
+                            "has no hftpipe tick metadata; it was not written by `hftpipe bars ingest`", META_KEY)
+    meta = TickMeta(**raw)
     frame.attrs["hftpipe"] = meta.to_dict()
     return TickTable(frame=frame, meta=meta)
