@@ -1,8 +1,8 @@
 """The trading page: the paper trader's positions, PnL, orders, fills, denials and the risk state, live.
 
-Like the stream page (:mod:`hftpipe.ui.stream`): one :class:`TradingHub` per UI process holds one NATS connection
-(core subscriptions on ``ord.>``, ``fill.>`` and ``pos.>``, in a background thread) and fans each message out to
-every browser as server-sent events. The hub keeps what a browser opening the page needs at once: the newest
+Like the stream page (:mod:`hftpipe.ui.stream`): one :class:`TradingHub` per UI process (a
+:class:`~hftpipe.ui.bus_hub.BusHub`) holds one NATS connection (core subscriptions on ``ord.>``, ``fill.>`` and
+``pos.>``) and fans each message out to every browser as server-sent events. The hub keeps what a browser opening the page needs at once: the newest
 position per symbol, the last orders and fills, and denial counts by reason since the UI started. The trading
 state itself (ACTIVE / REDUCING / HALTED, who set it and why) comes from the kill-switch store that
 ``hftpipe risk`` and the paper trader share; it is sent on connect and whenever it changes.
@@ -10,30 +10,24 @@ state itself (ACTIVE / REDUCING / HALTED, who set it and why) comes from the kil
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import queue
-import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import orjson
 from flask import Blueprint, Response, current_app, render_template
 
 from hftpipe.config import Config
-from hftpipe.contracts import ContractError, Fill, Order, PositionUpdate, decode
-
-log = logging.getLogger(__name__)
+from hftpipe.contracts import Fill, Order, PositionUpdate
+from hftpipe.ui.bus_hub import BusHub, Event, app_hub, sse
 
 bp = Blueprint("trading", __name__)
 
 HUB_KEY = "hftpipe.trading_hub"
 HEARTBEAT_S = 10.0
 RISK_POLL_S = 1.0  # how often the kill-switch store is read for the page
-CLIENT_QUEUE = 2000
 RECENT = 50  # orders and fills kept for a newly opened page
 
 
@@ -58,28 +52,18 @@ def _position_event(m: PositionUpdate) -> dict[str, Any]:
             "open_orders": m.open_orders, "fills": m.fills, "risk_state": m.risk_state}
 
 
-class TradingHub:
-    """One NATS connection per UI process for the trader's subjects, fanned out to every browser."""
+class TradingHub(BusHub):
+    """The trader's subjects; keeps the newest position per symbol, the last orders and fills, and denials."""
+
+    subjects = ("ord.>", "fill.>", "pos.>")
+    name = "hftpipe-ui-trading"
 
     def __init__(self, url: str, reconnect_wait_s: float = 0.5) -> None:
-        self.url = url
-        self.reconnect_wait_s = reconnect_wait_s
-        self.connected = False
-        self._clients: set[queue.Queue] = set()
-        self._lock = threading.Lock()
+        super().__init__(url, reconnect_wait_s)
         self.positions: dict[str, dict[str, Any]] = {}
         self.orders: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.fills: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.denials: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hftpipe-trading-hub", daemon=True)
-
-    def start(self) -> TradingHub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -87,98 +71,29 @@ class TradingHub:
                     "orders": list(self.orders), "fills": list(self.fills), "denials": dict(self.denials),
                     "bus_connected": self.connected}
 
-    def subscribe(self) -> queue.Queue:
-        q: queue.Queue = queue.Queue(maxsize=CLIENT_QUEUE)
-        with self._lock:
-            self._clients.add(q)
-        return q
+    def events(self, message: Any) -> Iterable[Event]:
+        if isinstance(message, PositionUpdate):
+            return [("position", _position_event(message))]
+        if isinstance(message, Order):
+            return [("order", _order_event(message))]
+        if isinstance(message, Fill):
+            return [("fill", _fill_event(message))]
+        return []
 
-    def unsubscribe(self, q: queue.Queue) -> None:
-        with self._lock:
-            self._clients.discard(q)
-
-    def publish(self, kind: str, event: dict[str, Any]) -> None:
-        with self._lock:
-            if kind == "position":
-                self.positions[event["symbol"]] = event
-            elif kind == "order":
-                self.orders.append(event)
-                if event["status"] == "denied":
-                    self.denials[event["reason"]] += 1
-            elif kind == "fill":
-                self.fills.append(event)
-            clients = list(self._clients)
-        for q in clients:
-            try:
-                q.put_nowait((kind, event))
-            except queue.Full:  # a slow browser loses its oldest event, never blocks the others
-                try:
-                    q.get_nowait()
-                    q.put_nowait((kind, event))
-                except (queue.Empty, queue.Full):
-                    pass
-
-    def _run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        import nats
-
-        async def _on_msg(msg) -> None:
-            try:
-                message = decode(msg.data)
-            except ContractError:
-                return
-            if isinstance(message, PositionUpdate):
-                self.publish("position", _position_event(message))
-            elif isinstance(message, Order):
-                self.publish("order", _order_event(message))
-            elif isinstance(message, Fill):
-                self.publish("fill", _fill_event(message))
-
-        async def _up() -> None:
-            self.connected = True
-
-        async def _down() -> None:
-            self.connected = False
-
-        async def _error(exc: Exception) -> None:
-            log.debug("trading hub: %s", exc)
-
-        while not self._stop.is_set():
-            try:
-                nc = await nats.connect(self.url, name="hftpipe-ui-trading", max_reconnect_attempts=-1,
-                                        reconnect_time_wait=self.reconnect_wait_s, connect_timeout=2,
-                                        reconnected_cb=_up, disconnected_cb=_down, error_cb=_error)
-            except Exception as exc:  # noqa: BLE001 - broker not up yet: the page says so, we retry
-                log.debug("trading hub: cannot reach %s: %s", self.url, exc)
-                await asyncio.sleep(1.0)
-                continue
-            self.connected = True
-            for subject in ("ord.>", "fill.>", "pos.>"):
-                await nc.subscribe(subject, cb=_on_msg)
-            while not self._stop.is_set():
-                await asyncio.sleep(0.2)
-            await nc.close()
-
-
-_HUB_LOCK = threading.Lock()
+    def remember(self, kind: str, event: dict[str, Any]) -> None:
+        if kind == "position":
+            self.positions[event["symbol"]] = event
+        elif kind == "order":
+            self.orders.append(event)
+            if event["status"] == "denied":
+                self.denials[event["reason"]] += 1
+        elif kind == "fill":
+            self.fills.append(event)
 
 
 def hub() -> TradingHub:
     """The app's hub, started on first use (one per process)."""
-    app = current_app
-    found = app.extensions.get(HUB_KEY)
-    if found is None:
-        from hftpipe.ui.keys import CONFIG_KEY
-
-        cfg: Config = app.config[CONFIG_KEY]
-        with _HUB_LOCK:
-            found = app.extensions.get(HUB_KEY)
-            if found is None:
-                found = TradingHub(f"nats://{cfg.bus.host}:{cfg.bus.port}", cfg.bus.reconnect_wait_s).start()
-                app.extensions[HUB_KEY] = found
-    return found
+    return app_hub(HUB_KEY, TradingHub)
 
 
 def risk_state() -> dict[str, Any]:
@@ -195,10 +110,6 @@ def risk_state() -> dict[str, Any]:
         return store.current().to_dict()
     finally:
         store.close()
-
-
-def _sse(kind: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 @bp.get("/trading")
@@ -225,12 +136,12 @@ def events() -> Response:
         try:
             with app.app_context():
                 risk = risk_state()
-            yield _sse("snapshot", {**h.snapshot(), "risk": risk})
+            yield sse("snapshot", {**h.snapshot(), "risk": risk})
             last_beat = last_risk = time.monotonic()
             while True:
                 try:
                     kind, event = q.get(timeout=0.5)
-                    yield _sse(kind, event)
+                    yield sse(kind, event)
                 except queue.Empty:
                     pass
                 now = time.monotonic()
@@ -240,10 +151,10 @@ def events() -> Response:
                         fresh = risk_state()
                     if fresh.get("version") != risk.get("version"):
                         risk = fresh
-                        yield _sse("risk", risk)
+                        yield sse("risk", risk)
                 if now - last_beat > HEARTBEAT_S:
                     last_beat = now
-                    yield _sse("status", {"bus_connected": h.connected})
+                    yield sse("status", {"bus_connected": h.connected})
         finally:
             h.unsubscribe(q)
 
