@@ -85,5 +85,5 @@ def test_cli_sets_and_shows_limits(tmp_path: Path) -> None:
     table = json.loads(shown.output)
     assert table["GOOG"]["max_position"] == 200.0 and table["*"]["max_position"] == 500.0
     refused = runner.invoke(main, ["risk", "limits", "--set", "max_position=1"])
-    assert refused.exit_code == 2 and "a limit change needs a reason" in refused.output
+    assert refused.exit_code == 2 and "a risk-limit change needs a reason" in refused.output
     assert [r.actor for r in _records()] == ["rita"]

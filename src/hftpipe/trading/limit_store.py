@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 from hftpipe.trading.risk import RiskLimits
-from hftpipe.trading.state_store import RiskStateError
+from hftpipe.trading.state_store import AuditedSqliteStore, RiskStateError
 
 DEFAULT_SYMBOL = "*"  # the override applies to every symbol without its own
 CREATE = """CREATE TABLE IF NOT EXISTS risk_limits (
@@ -47,21 +45,11 @@ def parse_limit(name: str, value: Any) -> float | int:
     return number
 
 
-class LimitStore:
+class LimitStore(AuditedSqliteStore):
     """Limit overrides in SQLite (the risk-state file), each change audited atomically."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        if path is None:
-            from hftpipe import paths
-
-            path = paths.home() / "risk.db"
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            self.conn.execute(CREATE)
-        except sqlite3.Error as exc:
-            raise RiskStateError(f"cannot open the risk-limit store {self.path}: {exc}") from exc
+    create = CREATE
+    what = "risk-limit"
 
     def overrides(self) -> dict[str, dict[str, float]]:
         """symbol (``*`` for the default) -> limit name -> value."""
@@ -90,13 +78,7 @@ class LimitStore:
 
         symbol = (symbol or "").strip() or DEFAULT_SYMBOL
         number = parse_limit(name, value)
-        if not reason or not reason.strip():
-            raise RiskStateError("a limit change needs a reason (why, for the audit trail)")
-        if not actor or not actor.strip():
-            raise RiskStateError("a limit change needs an actor")
-        cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self.audited_change(reason, actor) as cur:
             default, per_symbol = self.engine_limits(base)
             before = getattr(per_symbol.get(symbol, default) if symbol != DEFAULT_SYMBOL else default, name)
             now = utc_now()
@@ -107,16 +89,7 @@ class LimitStore:
                       "raised": _looser(name, before, number)}
             audit.record(audit.LIMIT_CHANGE, f"risk/{symbol}/{name}", reason=reason, actor=actor, url=audit_url,
                          details=change)
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
-        finally:
-            cur.close()
         return change
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def _json_number(value: float) -> float | int | str:

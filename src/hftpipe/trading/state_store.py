@@ -7,10 +7,12 @@ back). ``version`` grows by one per change, so a reader can tell cheaply that so
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hftpipe.errors import HftpipeError
 from hftpipe.trading.risk import RiskEngine, RiskState
@@ -39,8 +41,17 @@ class PersistedState:
 INITIAL = PersistedState(RiskState.ACTIVE, "initial state", "system", "", 0)
 
 
-class RiskStateStore:
-    """SQLite store of the global trading state (default ``HFTPIPE_HOME/risk.db``)."""
+class AuditedSqliteStore:
+    """A SQLite file under ``HFTPIPE_HOME`` (default ``risk.db``) whose every change is audited atomically.
+
+    Subclasses name their table (``create``) and what they hold (``what``, for error messages); a change runs
+    inside :meth:`audited_change`, which checks reason and actor, takes the write lock, and commits only if
+    the body (its own write and the audit record) succeeded: no change without its record.
+    """
+
+    create: ClassVar[str]
+    what: ClassVar[str]
+    reason_hint: ClassVar[str] = "a reason (why, for the audit trail)"
 
     def __init__(self, path: str | Path | None = None) -> None:
         if path is None:
@@ -51,9 +62,38 @@ class RiskStateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            self.conn.execute(CREATE)
+            self.conn.execute(self.create)
         except sqlite3.Error as exc:
-            raise RiskStateError(f"cannot open the risk-state store {self.path}: {exc}") from exc
+            raise RiskStateError(f"cannot open the {self.what} store {self.path}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def audited_change(self, reason: str, actor: str) -> Iterator[sqlite3.Cursor]:
+        """A write transaction for one audited change; rolled back if anything in it fails."""
+        if not reason or not reason.strip():
+            raise RiskStateError(f"a {self.what} change needs {self.reason_hint}")
+        if not actor or not actor.strip():
+            raise RiskStateError(f"a {self.what} change needs an actor")
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RiskStateStore(AuditedSqliteStore):
+    """SQLite store of the global trading state (default ``HFTPIPE_HOME/risk.db``)."""
+
+    create = CREATE
+    what = "risk state"
+    reason_hint = "--reason TEXT (why, for the audit trail)"
 
     def current(self) -> PersistedState:
         row = self.conn.execute("SELECT state, reason, actor, time, version FROM risk_state WHERE one = 1").fetchone()
@@ -66,13 +106,7 @@ class RiskStateStore:
         from hftpipe import audit
         from hftpipe.audit.trail import utc_now
 
-        if not reason or not reason.strip():
-            raise RiskStateError("a risk state change needs --reason TEXT (why, for the audit trail)")
-        if not actor or not actor.strip():
-            raise RiskStateError("a risk state change needs an actor")
-        cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self.audited_change(reason, actor) as cur:
             before = self.current()
             new = PersistedState(state, reason, actor, utc_now(), before.version + 1)
             cur.execute("INSERT INTO risk_state (one, state, reason, actor, time, version) VALUES (1, ?, ?, ?, ?, ?) "
@@ -82,12 +116,6 @@ class RiskStateStore:
             action = audit.KILL_SWITCH if state is RiskState.HALTED else audit.RISK_STATE
             audit.record(action, "trading", reason=reason, actor=actor, url=audit_url,
                          details={"previous": before.state.value, "state": state.value, "version": new.version})
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            raise
-        finally:
-            cur.close()
         return new
 
     def apply_to(self, engine: RiskEngine, now: float | None = None) -> bool:
@@ -102,6 +130,3 @@ class RiskStateStore:
         else:
             engine.resume(stored.reason, stored.actor, now)
         return True
-
-    def close(self) -> None:
-        self.conn.close()
