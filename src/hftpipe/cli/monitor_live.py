@@ -50,7 +50,7 @@ def retrain_check_cmd(ctx: click.Context, run_now: bool, json_path: str | None) 
     import time
 
     from hftpipe import paths
-    from hftpipe.monitoring.feedback_store import read_table
+    from hftpipe.monitoring.feedback_store import outcome_from_row, read_table
     from hftpipe.monitoring.quality import RollingQuality
     from hftpipe.monitoring.retrain import Observation, TriggerPolicy, TriggerState, decide, json_safe
     from hftpipe.monitoring.retrain_job import largest_recording, retrain_on_feedback
@@ -67,15 +67,8 @@ def retrain_check_cmd(ctx: click.Context, run_now: bool, json_path: str | None) 
     else:
         frame = read_table(root, "outcomes")
         quality = RollingQuality(config.feedback.quality_window, config.feedback.reliability_bins)
-        from hftpipe.contracts import Outcome
-
         for row in frame.itertuples(index=False):
-            quality.add(Outcome(symbol=row.symbol, venue=row.venue, seq=int(row.seq), event_time=row.event_time,
-                                outcome_time=row.outcome_time, publish_time=row.publish_time, horizon=int(row.horizon),
-                                alpha=row.alpha, label_return=row.label_return, realised=int(row.realised),
-                                predicted=int(row.predicted), probabilities=[row.p_down, row.p_stationary, row.p_up],
-                                persistence=int(row.persistence), momentum=int(row.momentum),
-                                model_name=row.model_name, model_version=row.model_version))
+            quality.add(outcome_from_row(row))
         snap = quality.snapshot()
         try:
             rows = largest_recording(root)[2]
