@@ -94,6 +94,38 @@ def retrain_check_cmd(ctx: click.Context, run_now: bool, json_path: str | None) 
     sys.exit(code)
 
 
+@click.command("retrain-pooled")
+@click.option("--original", required=True, type=click.Path(exists=True), help="The model's original training file.")
+@click.option("--live", required=True, type=click.Path(exists=True), help="The recorded live day (LOBSTER pair).")
+@click.option("--work", required=True, type=click.Path(file_okay=False), help="Folder for the run's artifacts.")
+@click.pass_context
+def retrain_pooled_cmd(ctx: click.Context, original: str, live: str, work: str) -> None:
+    """Retrain on the original training day plus the live day through the promotion gate (what the trigger runs).
+
+    Holds the retrain lock of ``hftpipe retrain``. Exit status: 0 done, 1 a step failed, 75 another retrain runs.
+    """
+    import fcntl
+    import os
+
+    from hftpipe import audit, paths
+    from hftpipe.monitoring.retrain_job import run_pooled_retrain
+
+    config = _config(ctx)
+    with open(paths.home() / "retrain.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            click.echo("another retrain is running; nothing done", err=True)
+            sys.exit(75)
+        audit.record(audit.RETRAIN_TRIGGER, config.register.model_name, reason="hftpipe retrain",
+                     details={"data": [original, live], "pooled": True, "pid": os.getpid()}, url=config.audit.url)
+        summary = run_pooled_retrain(config, Path(original), Path(live), Path(work))
+    (paths.logs_dir() / "retrain-last.json").write_text(json.dumps(summary, indent=2, default=str))
+    click.echo(f"retrain {summary['status']}: {summary.get('model_name')} version {summary.get('version') or '-'}, "
+               f"gate {summary.get('decision') or 'not reached'}")
+    sys.exit(0 if summary["status"] == "succeeded" else 1)
+
+
 @click.group()
 @click.option("--params", default="params.yaml", show_default=True)
 @click.option("-S", "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE")
@@ -113,6 +145,7 @@ def _standalone(ctx: click.Context, params: str, overrides: tuple[str, ...], ver
 
 _standalone.add_command(run_cmd)
 _standalone.add_command(retrain_check_cmd)
+_standalone.add_command(retrain_pooled_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     _standalone()
