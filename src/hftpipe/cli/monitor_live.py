@@ -49,14 +49,12 @@ def retrain_check_cmd(ctx: click.Context, run_now: bool, json_path: str | None) 
     import math
     import time
 
-    from hftpipe import paths
-    from hftpipe.monitoring.feedback_store import outcome_from_row, read_table
-    from hftpipe.monitoring.quality import RollingQuality
+    from hftpipe.monitoring.feedback_store import data_set_root, recorded_quality
     from hftpipe.monitoring.retrain import Observation, TriggerPolicy, TriggerState, decide, json_safe
     from hftpipe.monitoring.retrain_job import largest_recording, retrain_on_feedback
 
     config = _config(ctx)
-    root = Path(config.feedback.output) if config.feedback.output else paths.sub("feedback")
+    root = data_set_root(config)
     if run_now:
         result = retrain_on_feedback(config, root, {"reasons": ["manual"]})
         click.echo(f"retrain on {result['symbol']} {result['date']} ({result['rows']} recorded rows): exit "
@@ -65,11 +63,7 @@ def retrain_check_cmd(ctx: click.Context, run_now: bool, json_path: str | None) 
         out = result
         code = 0 if result["exit_code"] == 0 else 1
     else:
-        frame = read_table(root, "outcomes")
-        quality = RollingQuality(config.feedback.quality_window, config.feedback.reliability_bins)
-        for row in frame.itertuples(index=False):
-            quality.add(outcome_from_row(row))
-        snap = quality.snapshot()
+        snap = recorded_quality(root, config.feedback.quality_window, config.feedback.reliability_bins)
         try:
             rows = largest_recording(root)[2]
         except Exception:  # noqa: BLE001 - nothing recorded: no new data

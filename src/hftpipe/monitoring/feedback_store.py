@@ -279,3 +279,22 @@ def read_outcomes(root: Path, symbol: str | None = None, date: str | None = None
     marked = (out["fills"] > 0) & (mid > 0)
     out["markout_pnl"] = np.where(marked, out["net_qty"] * mid - out["signed_notional"] - out["fees"], 0.0)
     return out.drop(columns=["notional", "signed_notional"])
+
+
+def data_set_root(config: Any) -> Path:
+    """The feedback data set's folder: ``feedback.output``, else ``HFTPIPE_HOME/feedback``."""
+    from hftpipe import paths
+
+    return Path(config.feedback.output) if config.feedback.output else paths.home() / "feedback"
+
+
+def recorded_quality(root: Path, window: int | None, bins: int = 10) -> Any:
+    """Live quality (:class:`~hftpipe.monitoring.quality.QualitySnapshot`) of the last ``window`` recorded
+    outcomes, all symbols: what the service's rolling window held, as of the last flush."""
+    from hftpipe.monitoring.quality import RollingQuality
+
+    quality = RollingQuality(window, bins)
+    frame = read_table(root, "outcomes")
+    for row in (frame.tail(window) if window else frame).itertuples(index=False):
+        quality.add(outcome_from_row(row))
+    return quality.snapshot()
