@@ -258,34 +258,15 @@ class FeedbackService:
         dirty: set[str] = set()
         traded: set[str] = set()
         # Trades first: a fill applied in this batch is in the outcomes this batch matures.
-        for msg in trades:
-            try:
-                message = decode(msg.data)
-            except ContractError as exc:
-                dead.append((msg.subject, msg.data, str(exc)))
-                continue
-            if isinstance(message, Order):
-                made = self.ledger.on_order(message)
-            elif isinstance(message, Fill):
-                made = self.ledger.on_fill(message)
-            else:
-                dead.append((msg.subject, msg.data, f"{type(message).__name__} on a trading subject"))
-                continue
+        for message in _decoded(trades, (Order, Fill), "trading", dead):
+            made = self.ledger.on_order(message) if isinstance(message, Order) else self.ledger.on_fill(message)
             self.metrics.trades.labels("order" if isinstance(message, Order) else "fill").inc()
             traded.add(message.symbol)
             rows += [(table, row["symbol"], store.utc_date(row["event_time"]), row["seq"], row) for table, row in made]
-        for msg in md:
-            try:
-                message = decode(msg.data)
-            except ContractError as exc:
-                dead.append((msg.subject, msg.data, str(exc)))
-                continue
+        for message in _decoded(md, (Gap, BookUpdate), "market-data", dead):
             if isinstance(message, Gap):
                 self.joiner.on_gap(message.symbol, message.next_seq)
                 dirty.add(message.symbol)
-                continue
-            if not isinstance(message, BookUpdate):
-                dead.append((msg.subject, msg.data, f"{type(message).__name__} on a market-data subject"))
                 continue
             before = self.joiner.stats.books
             outcomes += self.joiner.on_book(message.symbol, message.seq, message.event_time, message.book)
@@ -298,15 +279,7 @@ class FeedbackService:
                     rows.append(("books", message.symbol, store.utc_date(message.event_time), message.seq,
                                  store.book_row(message)))
                     self.rows_recorded += 1
-        for msg in sig:
-            try:
-                message = decode(msg.data)
-            except ContractError as exc:
-                dead.append((msg.subject, msg.data, str(exc)))
-                continue
-            if not isinstance(message, Signal):
-                dead.append((msg.subject, msg.data, f"{type(message).__name__} on a signal subject"))
-                continue
+        for message in _decoded(sig, (Signal,), "signal", dead):
             before = self.joiner.stats.signals
             outcomes += self.joiner.on_signal(message)
             dirty.add(message.symbol)
@@ -445,6 +418,20 @@ class FeedbackService:
                 log.debug("unsubscribe at close: %s", exc)
         self._flush(partial=True)
         self.buffer.close()
+
+
+def _decoded(batch: Any, kinds: tuple[type, ...], what: str, dead: list[tuple[str, bytes, str]]) -> Any:
+    """The batch's messages of the expected kinds; the rest go to ``dead`` with the reason."""
+    for msg in batch:
+        try:
+            message = decode(msg.data)
+        except ContractError as exc:
+            dead.append((msg.subject, msg.data, str(exc)))
+            continue
+        if not isinstance(message, kinds):
+            dead.append((msg.subject, msg.data, f"{type(message).__name__} on a {what} subject"))
+            continue
+        yield message
 
 
 def load_label(config: Config, model_uri: str | None, with_reference: bool = False) -> tuple:
