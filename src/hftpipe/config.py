@@ -493,6 +493,8 @@ class FeedbackConfig:
     retrain_min_hold_s: float = 300.0  # the reason must hold this long without interruption
     retrain_min_new_rows: int = 20_000  # recorded book updates since the last retrain
     retrain_cooldown_s: float = 86_400.0  # no second trigger within this time
+    retrain_original: str | None = None  # the model's original training file a retrain pools with the live day; None: data.source
+    join_trades: bool = True  # also consume the paper trader's ord.> and fill.>: outcomes carry their signal's trades
 
 
 @dataclass(frozen=True)

@@ -289,6 +289,17 @@ class Outcome(msgspec.Struct, tag="outcome", frozen=True, omit_defaults=True):
     model_version: str
     signal_publish_time: float = 0.0
     correlation_id: str = ""
+    # The trades the signal caused (orders with ``Order.signal_seq`` == seq, their fills), as the monitor had
+    # applied them when the outcome was published; optional, so an outcome of an older monitor still decodes.
+    # The feedback data set's ``orders``/``fills`` tables complete them (``feedback_store.read_outcomes``).
+    outcome_mid: float = 0.0  # mid of the k-th event after the signal (0: unknown); the markout's mark
+    orders: int = 0  # accepted orders placed on this signal
+    fills: int = 0  # their (partial) fills
+    filled_qty: float = 0.0  # shares filled, both sides
+    net_qty: float = 0.0  # signed shares filled (+ bought)
+    avg_price: float = 0.0  # quantity-weighted fill price (0: no fill)
+    fees: float = 0.0  # dollars paid (negative: rebate)
+    markout_pnl: float = 0.0  # sum of side x qty x (outcome_mid - price) - fees over the fills
     version: int = SCHEMA_VERSION
 
 

@@ -133,7 +133,8 @@ def test_trigger_fires_on_live_decay_and_retrains_on_the_recorded_data_through_t
     fast = [FAST[i + 1] for i in range(0, len(FAST), 2)]  # the pipeline tests' cheap settings
     trigger = ["feedback.retrain=true", "feedback.retrain_check_s=1.0", "feedback.retrain_min_outcomes=1000",
                "feedback.retrain_min_hold_s=0", f"feedback.retrain_min_new_rows={rows}",
-               "feedback.retrain_cooldown_s=3600", "feedback.metrics_port=0", "feedback.flush_rows=4000"]
+               "feedback.retrain_cooldown_s=3600", "feedback.metrics_port=0", "feedback.flush_rows=4000",
+               f"feedback.retrain_original={source}"]
     signals, feedback = _start_pipeline(nats_server, hftpipe_home, source, bundle, rows, *fast, *trigger)
 
     def retrain_records() -> list:
@@ -154,12 +155,106 @@ def test_trigger_fires_on_live_decay_and_retrains_on_the_recorded_data_through_t
         result = finished.details
         assert result["exit_code"] == 0, feedback.log()
         assert result["status"] == "succeeded" and result["rows"] == rows
+        assert result["original"] == str(source)  # trained on the original day plus the live one
         assert result["decision"] in (CHAMPION, CHALLENGER) and result["gate_reasons"]  # the gate decided, with reasons
         assert result["version"] is not None  # the retrained model was registered
         assert finished.reason == f"retrain on live data finished: exit 0, gate {result['decision']}"
         assert feedback.proc.poll() is None  # the outcome store kept running through the retrain
         with audit.open_trail() as trail:  # and the retrain it started left its own record
             assert [r.reason for r in trail.records() if r.action == audit.RETRAIN_TRIGGER].count("hftpipe retrain") == 1
+    finally:
+        feedback.stop()
+        signals.stop()
+
+
+def _widen_spreads(source: Path) -> None:
+    """The drift acceptance's change, on a LOBSTER pair: every spread doubled (asks up, bids down by half of it)."""
+    import pandas as pd
+
+    book_path = next(source.parent.glob("*_orderbook_*.csv"))
+    book = pd.read_csv(book_path, header=None)
+    half = (book[0] - book[2]) // 2  # integer price units (1e-4 dollars)
+    for col in range(0, book.shape[1], 4):
+        book[col] += half
+        book[col + 2] -= half
+    book.to_csv(book_path, header=False, index=False)
+
+
+def _bundle_with_reference(folder: Path, source: Path, rows: int) -> Path:
+    """A random-weight bundle with the drift reference of the clean day's book states (as training saves it)."""
+    import json
+
+    from hftpipe.data import book_matrix, load_lobster
+    from hftpipe.evaluation.drift import build_reference
+
+    bundle = _bundle(folder, source)
+    book = book_matrix(load_lobster(source).frame)[:rows]
+    info = json.loads((bundle / "bundle.json").read_text())
+    info["drift_reference"] = build_reference(book).to_dict()
+    (bundle / "bundle.json").write_text(json.dumps(info))
+    return bundle
+
+
+@pytest.mark.parametrize("drifted", [False, True], ids=["clean", "drifted"])
+def test_drift_trigger_fires_on_a_drifted_replay_only_then_cools_down_and_retrains_through_the_gate(
+        nats_server, hftpipe_home: Path, tmp_path: Path, drifted: bool) -> None:
+    """The bus end to end with the live drift detector: a replay of the real day with its spreads widened fires
+    the trigger once (drift), the cooldown keeps the still-holding reason quiet, and the retrain on the original
+    day plus the recorded one is registered through the promotion gate; the clean replay never fires."""
+    import requests
+
+    from hftpipe import audit
+    from hftpipe.registry.registry import CHALLENGER, CHAMPION
+
+    rows = 4000
+    # What the model "trained" on: the day's first 8,000 events (a reference of fewer rows measures so much
+    # natural variation between its fifths that even doubled spreads stay under the cut-off); live: the first 4,000.
+    original = write_slice(tmp_path / "original", rows=2 * rows)
+    bundle = _bundle_with_reference(tmp_path, original, 2 * rows)
+    live = write_slice(tmp_path / "live", rows=rows)
+    if drifted:
+        _widen_spreads(live)
+    port = free_port()
+    fast = [FAST[i + 1] for i in range(0, len(FAST), 2)]
+    trigger = ["feedback.retrain=true", "feedback.retrain_check_s=0.5", "feedback.retrain_min_outcomes=1000000000",
+               "feedback.retrain_min_hold_s=0", f"feedback.retrain_min_new_rows={rows}", "feedback.retrain_drift=true",
+               "feedback.retrain_cooldown_s=3600", f"feedback.metrics_port={port}", "feedback.flush_rows=4000",
+               f"feedback.retrain_original={original}"]  # decay cannot fire (min outcomes): drift alone decides
+    signals, feedback = _start_pipeline(nats_server, hftpipe_home, live, bundle, rows, *fast, *trigger)
+
+    def records() -> list:
+        with audit.open_trail() as trail:
+            return [r for r in trail.records() if r.action == audit.RETRAIN_TRIGGER and r.reason != "hftpipe retrain"]
+
+    def gauges() -> dict[str, float]:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                if line.startswith("hftpipe_feedback_")}
+
+    try:
+        _wait_for(lambda: stream_count(nats_server.url, "OUT") >= rows - K - WINDOW + 1, 120, "outcomes", feedback.log)
+        if not drifted:
+            time.sleep(3.0)  # six more checks of the trigger on the whole recorded day
+            assert records() == []
+            g = gauges()
+            assert g["hftpipe_feedback_retrain_triggers_total"] == 0
+            assert g['hftpipe_feedback_retrain_reason{reason="drift"}'] == 0
+            return
+        _wait_for(lambda: len(records()) >= 2, 420, "the retrain to finish", feedback.log)
+        time.sleep(2.0)  # four more checks: the drift still holds, the cooldown keeps them quiet
+        assert len(records()) == 2
+        g = gauges()
+        assert g["hftpipe_feedback_retrain_triggers_total"] == 1
+        assert g['hftpipe_feedback_retrain_reason{reason="drift"}'] == 1  # the reason holds, the cooldown blocks
+        fired, finished = records()
+        assert fired.reason == "drift"
+        evidence = fired.details["evidence"]
+        assert evidence["drift"] is True and "spread_bps" in evidence["drift_detail"]["drifted_features"]
+        result = finished.details
+        assert result["exit_code"] == 0, feedback.log()
+        assert result["status"] == "succeeded" and result["original"] == str(original) and result["rows"] == rows
+        assert result["decision"] in (CHAMPION, CHALLENGER) and result["gate_reasons"]
+        assert result["version"] is not None
     finally:
         feedback.stop()
         signals.stop()

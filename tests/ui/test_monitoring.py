@@ -79,3 +79,42 @@ def test_pipeline_run_gauges_come_from_the_tracking_store(client) -> None:
     assert samples[("hftpipe_pipeline_runs", (("status", "finished"), ("step", "train")))] == 2
     assert samples[("hftpipe_pipeline_runs", (("status", "finished"), ("step", "evaluate")))] == 1
     assert samples[("hftpipe_pipeline_last_run_timestamp_seconds", (("step", "train"),))] > 1.7e9
+
+
+def test_live_page_shows_the_outcome_stores_live_quality_beside_the_replay(client, auth, hftpipe_home: Path) -> None:
+    """Recorded outcomes (model and baselines on the same events) appear on /live with the quality figures of
+    hftpipe.monitoring.quality; without any the panel says how to start the outcome store."""
+    import re
+
+    import numpy as np
+
+    from hftpipe.monitoring import feedback_store as fs
+    from hftpipe.monitoring.quality import RollingQuality
+    from tests.monitoring.test_quality import outcome
+
+    auth.login()
+    assert 'id="live-quality-empty"' in client.get("/live").get_data(as_text=True)
+    rng = np.random.default_rng(3)
+    outcomes = []
+    for seq in range(1, 401):
+        y = int(rng.integers(0, 3))
+        model = y if rng.random() < 0.6 else int(rng.integers(0, 3))
+        outcomes.append(outcome(y, model, int(rng.integers(0, 3)), y if rng.random() < 0.4 else 1, seq=seq))
+    buffer = fs.RowBuffer(hftpipe_home / "feedback" / ".buf.sqlite")
+    buffer.commit([("outcomes", "GOOG", "2012-06-21", o.seq, fs.outcome_row(o)) for o in outcomes], {})
+    fs.flush(buffer, hftpipe_home / "feedback", 1000, partial=True)
+    buffer.close()
+    want = RollingQuality(5000)
+    for o in outcomes:
+        want.add(o)
+    snap = want.snapshot()
+    page = client.get("/live").get_data(as_text=True)
+    assert 'id="live-quality-table"' in page and "live-quality-empty" not in page
+    for name in ("model", "persistence", "momentum"):
+        row = re.search(rf'<tr data-source="{name}">(.*?)</tr>', page, re.S).group(1)
+        f1, acc, hit = re.findall(r'<td class="q-(?:f1|acc|hit)">([^<]*)</td>', row)
+        sc = snap.scores[name]
+        assert f1 == f"{100 * sc['macro_f1']:.1f} %" and acc == f"{100 * sc['accuracy']:.1f} %"
+        assert hit == f"{100 * sc['hit_rate']:.1f} %"
+    assert snap.scores["model"]["macro_f1"] > snap.scores["persistence"]["macro_f1"]  # real, distinct numbers
+    assert f'<b id="q-brier">{snap.brier:.4f}</b>' in page and f"{snap.n} scored outcomes" in page

@@ -10,10 +10,11 @@ import click
 
 
 def register(group: click.Group) -> None:
-    from hftpipe.cli.monitor_live import retrain_check_cmd, run_cmd
+    from hftpipe.cli.monitor_live import retrain_check_cmd, retrain_pooled_cmd, run_cmd
 
     monitor.add_command(run_cmd)
     monitor.add_command(retrain_check_cmd)
+    monitor.add_command(retrain_pooled_cmd)
     group.add_command(monitor)
 
 

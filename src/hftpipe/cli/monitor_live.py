@@ -49,14 +49,12 @@ def retrain_check_cmd(ctx: click.Context, run_now: bool, json_path: str | None) 
     import math
     import time
 
-    from hftpipe import paths
-    from hftpipe.monitoring.feedback_store import read_table
-    from hftpipe.monitoring.quality import RollingQuality
+    from hftpipe.monitoring.feedback_store import data_set_root, recorded_quality
     from hftpipe.monitoring.retrain import Observation, TriggerPolicy, TriggerState, decide, json_safe
     from hftpipe.monitoring.retrain_job import largest_recording, retrain_on_feedback
 
     config = _config(ctx)
-    root = Path(config.feedback.output) if config.feedback.output else paths.sub("feedback")
+    root = data_set_root(config)
     if run_now:
         result = retrain_on_feedback(config, root, {"reasons": ["manual"]})
         click.echo(f"retrain on {result['symbol']} {result['date']} ({result['rows']} recorded rows): exit "
@@ -65,18 +63,7 @@ def retrain_check_cmd(ctx: click.Context, run_now: bool, json_path: str | None) 
         out = result
         code = 0 if result["exit_code"] == 0 else 1
     else:
-        frame = read_table(root, "outcomes")
-        quality = RollingQuality(config.feedback.quality_window, config.feedback.reliability_bins)
-        from hftpipe.contracts import Outcome
-
-        for row in frame.itertuples(index=False):
-            quality.add(Outcome(symbol=row.symbol, venue=row.venue, seq=int(row.seq), event_time=row.event_time,
-                                outcome_time=row.outcome_time, publish_time=row.publish_time, horizon=int(row.horizon),
-                                alpha=row.alpha, label_return=row.label_return, realised=int(row.realised),
-                                predicted=int(row.predicted), probabilities=[row.p_down, row.p_stationary, row.p_up],
-                                persistence=int(row.persistence), momentum=int(row.momentum),
-                                model_name=row.model_name, model_version=row.model_version))
-        snap = quality.snapshot()
+        snap = recorded_quality(root, config.feedback.quality_window, config.feedback.reliability_bins)
         try:
             rows = largest_recording(root)[2]
         except Exception:  # noqa: BLE001 - nothing recorded: no new data
@@ -101,6 +88,38 @@ def retrain_check_cmd(ctx: click.Context, run_now: bool, json_path: str | None) 
     sys.exit(code)
 
 
+@click.command("retrain-pooled")
+@click.option("--original", required=True, type=click.Path(exists=True), help="The model's original training file.")
+@click.option("--live", required=True, type=click.Path(exists=True), help="The recorded live day (LOBSTER pair).")
+@click.option("--work", required=True, type=click.Path(file_okay=False), help="Folder for the run's artifacts.")
+@click.pass_context
+def retrain_pooled_cmd(ctx: click.Context, original: str, live: str, work: str) -> None:
+    """Retrain on the original training day plus the live day through the promotion gate (what the trigger runs).
+
+    Holds the retrain lock of ``hftpipe retrain``. Exit status: 0 done, 1 a step failed, 75 another retrain runs.
+    """
+    import fcntl
+    import os
+
+    from hftpipe import audit, paths
+    from hftpipe.monitoring.retrain_job import run_pooled_retrain
+
+    config = _config(ctx)
+    with open(paths.home() / "retrain.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            click.echo("another retrain is running; nothing done", err=True)
+            sys.exit(75)
+        audit.record(audit.RETRAIN_TRIGGER, config.register.model_name, reason="hftpipe retrain",
+                     details={"data": [original, live], "pooled": True, "pid": os.getpid()}, url=config.audit.url)
+        summary = run_pooled_retrain(config, Path(original), Path(live), Path(work))
+    (paths.logs_dir() / "retrain-last.json").write_text(json.dumps(summary, indent=2, default=str))
+    click.echo(f"retrain {summary['status']}: {summary.get('model_name')} version {summary.get('version') or '-'}, "
+               f"gate {summary.get('decision') or 'not reached'}")
+    sys.exit(0 if summary["status"] == "succeeded" else 1)
+
+
 @click.group()
 @click.option("--params", default="params.yaml", show_default=True)
 @click.option("-S", "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE")
@@ -120,6 +139,7 @@ def _standalone(ctx: click.Context, params: str, overrides: tuple[str, ...], ver
 
 _standalone.add_command(run_cmd)
 _standalone.add_command(retrain_check_cmd)
+_standalone.add_command(retrain_pooled_cmd)
 
 if __name__ == "__main__":  # pragma: no cover
     _standalone()

@@ -346,6 +346,13 @@ def build_features(cfg: FeaturesConfig, events_path: str | Path, output_dir: str
     return FeatureSet(frame=frame, meta=meta)
 
 
+def write_feature_set(frame: pd.DataFrame, meta: dict[str, Any], output_dir: str | Path) -> FeatureSet:
+    """Write a feature set assembled elsewhere (e.g. pooled from several days) as :func:`build_features` does."""
+    meta = {**meta, "rows": len(frame), "build_id": uuid.uuid4().hex}
+    _write_atomically(frame, meta, Path(output_dir))
+    return FeatureSet(frame=frame, meta=meta)
+
+
 def _write_atomically(frame: pd.DataFrame, meta: dict[str, Any], output_dir: Path) -> None:
     """Write both files into a temporary folder next to the outputs, then rename each into place."""
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@ Layout under ``feedback.output`` (default ``HFTPIPE_HOME/feedback``)::
 
     outcomes/symbol=GOOG/date=2012-06-21/part-000000000051-000000005050.parquet
     books/symbol=GOOG/date=2012-06-21/part-000000000001-000000005000.parquet
+    orders/symbol=GOOG/date=2012-06-21/part-000000000001-000000000412.parquet   (keyed by order id)
+    fills/symbol=GOOG/date=2012-06-21/part-000000000001-000000000230.parquet    (keyed by fill id)
 
 One file per flush, one row group per file, named by the first and last seq it holds; a file is written to
 a temporary name in the same folder and renamed, so a reader never sees half a file. Rows wait in a small
@@ -11,7 +13,8 @@ sqlite buffer (:class:`RowBuffer`, written in the same transaction as the consum
 a crash between writing a file and clearing its rows writes the same file again, never a duplicate row.
 
 :func:`export_lobster` turns the recorded book updates of one symbol and day back into a LOBSTER
-message/orderbook CSV pair, the input the training pipeline takes.
+message/orderbook CSV pair, the input the training pipeline takes. :func:`read_outcomes` reads the outcomes with
+their trade columns recomputed from the ``orders`` and ``fills`` tables (see :mod:`hftpipe.monitoring.trades`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from hftpipe.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 
-TABLES = ("outcomes", "books")
+TABLES = ("outcomes", "books", "orders", "fills")
+TRADE_FIELDS = ("orders", "fills", "filled_qty", "net_qty", "avg_price", "fees", "markout_pnl")
 ASK_SENTINEL = 9_999_999_999
 BID_SENTINEL = -9_999_999_999
 PRICE_SCALE = 10_000.0
@@ -54,7 +58,24 @@ def outcome_row(o: Outcome) -> dict[str, Any]:
             "label_return": o.label_return, "realised": o.realised, "predicted": o.predicted, "p_down": p[0],
             "p_stationary": p[1], "p_up": p[2], "persistence": o.persistence, "momentum": o.momentum,
             "model_name": o.model_name, "model_version": o.model_version,
-            "signal_publish_time": o.signal_publish_time, "correlation_id": o.correlation_id}
+            "signal_publish_time": o.signal_publish_time, "correlation_id": o.correlation_id,
+            "outcome_mid": o.outcome_mid, **{f: getattr(o, f) for f in TRADE_FIELDS}}
+
+
+def outcome_from_row(row: Any) -> Outcome:
+    """An :class:`Outcome` from a row of :func:`read_table` (``itertuples``); trade columns optional (old files)."""
+    def opt(name: str, default: float = 0.0) -> Any:
+        value = getattr(row, name, default)
+        return default if value is None or value != value else value  # NaN: a file written before the column
+
+    return Outcome(symbol=row.symbol, venue=row.venue, seq=int(row.seq), event_time=row.event_time,
+                   outcome_time=row.outcome_time, publish_time=row.publish_time, horizon=int(row.horizon),
+                   alpha=row.alpha, label_return=row.label_return, realised=int(row.realised),
+                   predicted=int(row.predicted), probabilities=[row.p_down, row.p_stationary, row.p_up],
+                   persistence=int(row.persistence), momentum=int(row.momentum), model_name=row.model_name,
+                   model_version=row.model_version, signal_publish_time=opt("signal_publish_time"),
+                   correlation_id=opt("correlation_id", ""), outcome_mid=opt("outcome_mid"),
+                   **{f: (int if f in ("orders", "fills") else float)(opt(f)) for f in TRADE_FIELDS})
 
 
 def book_row(u: BookUpdate) -> dict[str, Any]:
@@ -218,3 +239,62 @@ def export_lobster(root: Path, symbol: str, date: str, out_dir: Path, session: t
     np.savetxt(out_dir / f"{stem}_orderbook_{levels}.csv", out_book, fmt="%d", delimiter=",")
     log.info("exported %d recorded events of %s %s to %s", len(frame), symbol, date, message_path)
     return message_path
+
+
+def read_outcomes(root: Path, symbol: str | None = None, date: str | None = None) -> Any:
+    """The outcomes table with its trade columns recomputed from the ``orders`` and ``fills`` tables.
+
+    An outcome message carries the trades its signal had caused when it was published; orders and fills that
+    arrived later are rows of those tables, so the figures here are complete (and the same whatever the order
+    in which the streams were consumed). Same formulas as :class:`hftpipe.monitoring.trades.TradeSummary`.
+    """
+    import pandas as pd
+
+    out = read_table(root, "outcomes", symbol, date)
+    if out.empty:
+        return out
+    fills = read_table(root, "fills", symbol)  # every day: a fill may fall after midnight UTC
+    orders = read_table(root, "orders", symbol)
+    key = ["symbol", "signal_seq"]
+    zero = pd.DataFrame(columns=key)
+    if not fills.empty:
+        fills = fills[fills["signal_seq"] > 0].assign(
+            signed=lambda f: f["side"] * f["qty"], notional=lambda f: f["qty"] * f["price"],
+            signed_notional=lambda f: f["side"] * f["qty"] * f["price"])
+        per_fill = fills.groupby(key).agg(fills=("qty", "size"), filled_qty=("qty", "sum"), net_qty=("signed", "sum"),
+                                         notional=("notional", "sum"), signed_notional=("signed_notional", "sum"),
+                                         fees=("fee", "sum")).reset_index()
+    else:
+        per_fill = zero
+    per_order = (orders[orders["signal_seq"] > 0].groupby(key).size().rename("orders").reset_index()
+                 if not orders.empty else zero)
+    out = out.drop(columns=[c for c in TRADE_FIELDS if c in out.columns])
+    for extra in (per_order, per_fill):
+        out = out.merge(extra.rename(columns={"signal_seq": "seq"}), on=["symbol", "seq"], how="left")
+    for col in ("orders", "fills", "filled_qty", "net_qty", "notional", "signed_notional", "fees"):
+        out[col] = out[col].fillna(0).astype(int if col in ("orders", "fills") else float) if col in out else 0
+    mid = out["outcome_mid"].fillna(0.0) if "outcome_mid" in out else 0.0
+    out["avg_price"] = np.where(out["filled_qty"] > 0, out["notional"] / out["filled_qty"].where(out["filled_qty"] > 0),
+                                0.0)
+    marked = (out["fills"] > 0) & (mid > 0)
+    out["markout_pnl"] = np.where(marked, out["net_qty"] * mid - out["signed_notional"] - out["fees"], 0.0)
+    return out.drop(columns=["notional", "signed_notional"])
+
+
+def data_set_root(config: Any) -> Path:
+    """The feedback data set's folder: ``feedback.output``, else ``HFTPIPE_HOME/feedback``."""
+    from hftpipe import paths
+
+    return Path(config.feedback.output) if config.feedback.output else paths.home() / "feedback"
+
+
+def recorded_quality(root: Path, window: int | None, bins: int = 10) -> Any:
+    """Live quality (:class:`~hftpipe.monitoring.quality.QualitySnapshot`) of the last ``window`` recorded
+    outcomes, all symbols: what the service's rolling window held, as of the last flush."""
+    from hftpipe.monitoring.quality import RollingQuality
+
+    quality = RollingQuality(window, bins)
+    frame = read_table(root, "outcomes")
+    for row in (frame.tail(window) if window else frame).itertuples(index=False):
+        quality.add(outcome_from_row(row))
+    return quality.snapshot()

@@ -108,6 +108,7 @@ class _Record:
     label_return: float = math.nan
     outcome_time: float = math.nan
     signal: Signal | None = None
+    outcome_mid: float = math.nan  # mid of the k-th event after this one (the trades' markout mark)
 
 
 @dataclass
@@ -229,6 +230,7 @@ class OutcomeJoiner:
             rec = st.records.get(j_event.seq)
             if rec is not None:
                 rec.realised, rec.label_return, rec.outcome_time = past_label, r, event.event_time
+                rec.outcome_mid = mid
                 if rec.signal is not None:
                     out.append(self._outcome(rec))
         if seg >= k:
@@ -315,7 +317,8 @@ class OutcomeJoiner:
                       predicted=int(s.predicted), probabilities=list(s.probabilities),
                       persistence=rec.persistence, momentum=rec.momentum, model_name=s.model_name,
                       model_version=s.model_version, signal_publish_time=s.publish_time,
-                      correlation_id=s.correlation_id)
+                      correlation_id=s.correlation_id,
+                      outcome_mid=rec.outcome_mid if math.isfinite(rec.outcome_mid) else 0.0)
         rec.signal = None  # one outcome per signal
         return out
 
@@ -337,7 +340,8 @@ class OutcomeJoiner:
             "prev_top": list(st.prev_top) if st.prev_top is not None else None,
             "history": [[e.index, e.seq, e.event_time, e.mid, e.c_before, e.nbad_before] for e in st.history],
             "records": [[r.index, r.seq, r.event_time, r.persistence, r.momentum, r.realised, r.label_return,
-                         r.outcome_time, msgspec.to_builtins(r.signal) if r.signal is not None else None]
+                         r.outcome_time, msgspec.to_builtins(r.signal) if r.signal is not None else None,
+                         r.outcome_mid]
                         for r in records],
             "early": [msgspec.to_builtins(s) for s in st.early.values()],
         }
@@ -351,9 +355,11 @@ class OutcomeJoiner:
         st.prev_top = tuple(snap["prev_top"]) if snap["prev_top"] is not None else None
         for e in snap["history"]:
             st.history.append(_Event(*e))
-        for idx, seq, t, pers, mom, realised, ret, out_t, sig in snap["records"]:
+        for idx, seq, t, pers, mom, realised, ret, out_t, sig, *more in snap["records"]:
+            # ``more``: the outcome mid, absent from snapshots written before trades were joined
             st.records[seq] = _Record(idx, seq, t, pers, mom, realised, ret, out_t,
-                                      _to_signal(sig) if sig is not None else None)
+                                      _to_signal(sig) if sig is not None else None,
+                                      more[0] if more and more[0] is not None else math.nan)
         for sig in snap["early"]:
             signal = _to_signal(sig)
             st.early[signal.seq] = signal

@@ -1,11 +1,16 @@
-"""The outcome store (``hftpipe monitor run``): durable consumers on ``md.>`` and ``sig.>``, outcomes out.
+"""The outcome store (``hftpipe monitor run``): durable consumers on ``md.>`` and ``sig.>`` (and the paper
+trader's ``ord.>`` and ``fill.>``), outcomes out.
 
 Per step:
 
 1. fetch a batch from each durable JetStream pull consumer (``<durable>-md`` on stream MD, ``<durable>-sig``
-   on SIG); undecodable messages go to ``dlq.feedback`` with the reason;
-2. book updates, then signals, enter the pure :class:`~hftpipe.monitoring.outcomes.OutcomeJoiner` (replayed
-   seqs are skipped there, per symbol: idempotence); outcomes whose k events have passed come out;
+   on SIG, and with ``feedback.join_trades`` ``<durable>-ord`` on ORD and ``<durable>-fill`` on FILL);
+   undecodable messages go to ``dlq.feedback`` with the reason;
+2. orders and fills enter the pure :class:`~hftpipe.monitoring.trades.TradeLedger` (attributed to the signal
+   of their order, keyed by id: idempotent); book updates, then signals, enter the pure
+   :class:`~hftpipe.monitoring.outcomes.OutcomeJoiner` (replayed seqs are skipped there, per symbol:
+   idempotence); outcomes whose k events have passed come out, with the trades their signal caused so far
+   (later trades are rows of the ``orders``/``fills`` tables: see :mod:`hftpipe.monitoring.trades`);
 3. outcomes are published to ``out.<symbol>`` (stream OUT) with ``Nats-Msg-Id = out:<symbol>:<seq>`` and their
    JetStream acks awaited; they update the rolling live quality (model and baselines) and its gauges;
 4. the joiner's per-symbol state and the new Parquet rows (outcomes, and book updates when
@@ -40,18 +45,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from hftpipe import paths
 from hftpipe.bus.connection import BusClient, ensure_streams, stream_config, subject_token
 from hftpipe.config import Config
-from hftpipe.contracts import BookUpdate, ContractError, DeadLetter, Gap, Outcome, Signal, decode, encode
+from hftpipe.contracts import (BookUpdate, ContractError, DeadLetter, Fill, Gap, Order, Outcome, Signal, decode,
+                               encode)
 from hftpipe.monitoring import feedback_store as store
 from hftpipe.monitoring.live_drift import LiveDrift
 from hftpipe.monitoring.outcomes import LabelSpec, OutcomeJoiner
 from hftpipe.monitoring.quality import PREDICTORS, RollingQuality
 from hftpipe.monitoring.retrain import Decision, Observation, TriggerPolicy, TriggerState, decide, json_safe
+from hftpipe.monitoring.trades import TradeLedger
 
 log = logging.getLogger(__name__)
 
 SERVICE = "feedback"
 DLQ_SUBJECT = f"dlq.{SERVICE}"
 OUT_STREAM, OUT_SUBJECTS = "OUT", "out.>"
+# The paper trader's output streams we read (it creates them too; whoever starts first does).
+TRADE_STREAMS = {"ORD": "ord.>", "FILL": "fill.>"}
 FETCH_WAIT_S = 0.2
 ACK_TIMEOUT_S = 5.0
 GAUGE_INTERVAL_S = 0.5  # a quality snapshot of 5000 outcomes takes ~20 ms: not on every small batch
@@ -68,6 +77,8 @@ class FeedbackMetrics:
         self.registry = r = registry or CollectorRegistry()
         self.books = Counter("hftpipe_feedback_books_total", "Book updates applied", registry=r)
         self.signals = Counter("hftpipe_feedback_signals_total", "Signals applied", registry=r)
+        self.trades = Counter("hftpipe_feedback_trades_total", "Paper-trader orders and fills applied", ["kind"],
+                              registry=r)
         # Names and labels of the "hftpipe-monitor" scrape job's contract (hftpipe.monitoring.metrics.CONTRACT):
         # the alert rules and dashboards read exactly these.
         self.outcomes = Counter("hftpipe_outcomes_total", "Outcomes published", ["symbol"], registry=r)
@@ -115,6 +126,8 @@ class FeedbackService:
         self.root.mkdir(parents=True, exist_ok=True)
         self.buffer = store.RowBuffer(self.root / f".{self.cfg.durable}.sqlite")
         self.joiner = OutcomeJoiner(spec, max_delay_events=self.cfg.max_signal_delay_events)
+        self.ledger = TradeLedger()
+        self.streams = {"MD": "md.>", "SIG": "sig.>", **(TRADE_STREAMS if self.cfg.join_trades else {})}
         self.quality = RollingQuality(self.cfg.quality_window, self.cfg.reliability_bins)  # all symbols: the trigger
         self.quality_by_symbol: dict[str, RollingQuality] = {}  # per symbol: the gauges
         self.policy = TriggerPolicy.from_config(self.cfg)
@@ -139,8 +152,11 @@ class FeedbackService:
             await self.client.js.stream_info(OUT_STREAM)
         except NotFoundError:
             await self.client.js.add_stream(stream_config(OUT_STREAM, OUT_SUBJECTS, self.config.bus))
+        for name, subjects in self.streams.items():
+            if name in TRADE_STREAMS:
+                await self._ensure_stream(name, subjects)
         self._restore()
-        for stream, subject in (("MD", "md.>"), ("SIG", "sig.>")):
+        for stream, subject in self.streams.items():
             durable = f"{self.cfg.durable}-{stream.lower()}"
             cc = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
                                 filter_subject=subject, max_ack_pending=-1, ack_wait=60.0)
@@ -163,11 +179,25 @@ class FeedbackService:
         self.metrics.model_info.labels(self.model[0], self.model[1], str(self.spec.horizon),
                                        repr(self.spec.alpha)).set(1)
 
+    async def _ensure_stream(self, name: str, subjects: str) -> None:
+        from nats.js.errors import BadRequestError
+
+        try:
+            await self.client.js.stream_info(name)
+        except NotFoundError:
+            try:
+                await self.client.js.add_stream(stream_config(name, subjects, self.config.bus))
+            except BadRequestError as exc:  # the trader created it meanwhile
+                if "already in use" not in str(exc):
+                    raise
+
     def _restore(self) -> None:
         saved = self.buffer.state()
         for key, snap in saved.items():
             if key.startswith("joiner:"):
                 self.joiner.restore(key.split(":", 1)[1], snap)
+            elif key.startswith("trades:"):
+                self.ledger.restore(key.split(":", 1)[1], snap)
         self.rows_recorded = int(saved.get("rows_recorded", 0))
         trig = saved.get("trigger")
         if trig:
@@ -195,8 +225,9 @@ class FeedbackService:
             while not stop.is_set():
                 md = await self._fetch("MD")
                 sig = await self._fetch("SIG")
-                if md or sig:
-                    await self.handle(md, sig)
+                trades = [m for s in TRADE_STREAMS if s in self._subs for m in await self._fetch(s)]
+                if md or sig or trades:
+                    await self.handle(md, sig, trades)
                 now = time.monotonic()
                 if now - self._last_gauges >= GAUGE_INTERVAL_S:
                     self._update_gauges()
@@ -211,7 +242,7 @@ class FeedbackService:
 
     async def _report_lag(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for stream in ("MD", "SIG"):
+            for stream in self.streams:
                 try:
                     info = await self.client.js.consumer_info(stream, f"{self.cfg.durable}-{stream.lower()}")
                     self.metrics.lag.labels(stream).set(info.num_pending or 0)
@@ -219,24 +250,23 @@ class FeedbackService:
                     log.debug("consumer info failed: %s", exc)
             await asyncio.sleep(1.0)
 
-    async def handle(self, md: list, sig: list) -> list[Outcome]:
-        """Apply one batch of each stream; returns the outcomes published."""
+    async def handle(self, md: list, sig: list, trades: list = ()) -> list[Outcome]:
+        """Apply one batch of each stream (``trades``: the ORD and FILL batches); returns the outcomes published."""
         outcomes: list[Outcome] = []
         rows: list[tuple[str, str, str, int, dict]] = []
         dead: list[tuple[str, bytes, str]] = []
         dirty: set[str] = set()
-        for msg in md:
-            try:
-                message = decode(msg.data)
-            except ContractError as exc:
-                dead.append((msg.subject, msg.data, str(exc)))
-                continue
+        traded: set[str] = set()
+        # Trades first: a fill applied in this batch is in the outcomes this batch matures.
+        for message in _decoded(trades, (Order, Fill), "trading", dead):
+            made = self.ledger.on_order(message) if isinstance(message, Order) else self.ledger.on_fill(message)
+            self.metrics.trades.labels("order" if isinstance(message, Order) else "fill").inc()
+            traded.add(message.symbol)
+            rows += [(table, row["symbol"], store.utc_date(row["event_time"]), row["seq"], row) for table, row in made]
+        for message in _decoded(md, (Gap, BookUpdate), "market-data", dead):
             if isinstance(message, Gap):
                 self.joiner.on_gap(message.symbol, message.next_seq)
                 dirty.add(message.symbol)
-                continue
-            if not isinstance(message, BookUpdate):
-                dead.append((msg.subject, msg.data, f"{type(message).__name__} on a market-data subject"))
                 continue
             before = self.joiner.stats.books
             outcomes += self.joiner.on_book(message.symbol, message.seq, message.event_time, message.book)
@@ -249,15 +279,7 @@ class FeedbackService:
                     rows.append(("books", message.symbol, store.utc_date(message.event_time), message.seq,
                                  store.book_row(message)))
                     self.rows_recorded += 1
-        for msg in sig:
-            try:
-                message = decode(msg.data)
-            except ContractError as exc:
-                dead.append((msg.subject, msg.data, str(exc)))
-                continue
-            if not isinstance(message, Signal):
-                dead.append((msg.subject, msg.data, f"{type(message).__name__} on a signal subject"))
-                continue
+        for message in _decoded(sig, (Signal,), "signal", dead):
             before = self.joiner.stats.signals
             outcomes += self.joiner.on_signal(message)
             dirty.add(message.symbol)
@@ -266,7 +288,9 @@ class FeedbackService:
                 if self.live_drift is not None:
                     self.live_drift.add_prediction(message.predicted)
         now = time.time()
-        outcomes = [msgspec.structs.replace(o, publish_time=now) for o in outcomes]
+        outcomes = [msgspec.structs.replace(o, publish_time=now,
+                                            **self.ledger.summary(o.symbol, o.seq).fields(o.outcome_mid))
+                    for o in outcomes]
         await self._publish_acked([(out_subject(o.symbol), encode(o), {"Nats-Msg-Id": f"out:{o.symbol}:{o.seq}"})
                                    for o in outcomes])
         if dead:
@@ -282,11 +306,14 @@ class FeedbackService:
             rows.append(("outcomes", o.symbol, store.utc_date(o.event_time), o.seq, store.outcome_row(o)))
         self.outcomes_published += len(outcomes)
         state: dict[str, Any] = {f"joiner:{s}": self.joiner.state_of(s) for s in dirty}
+        state.update({f"trades:{s}": self.ledger.state_of(s) for s in traded})
         state["rows_recorded"] = self.rows_recorded
         self.buffer.commit(rows, state)
-        for batch in (md, sig):  # AckAll: the last message acknowledges the batch, after its effects are safe
-            if batch:
-                await batch[-1].ack()
+        last: dict[str, Any] = {}  # AckAll: each consumer's last message acknowledges its batch, once safe
+        for msg in (*md, *sig, *trades):
+            last[msg.metadata.stream if msg.metadata else msg.subject] = msg
+        for msg in last.values():
+            await msg.ack()
         self._flush(partial=False)
         if time.monotonic() - self._last_gauges >= GAUGE_INTERVAL_S:
             self._update_gauges()
@@ -393,6 +420,20 @@ class FeedbackService:
         self.buffer.close()
 
 
+def _decoded(batch: Any, kinds: tuple[type, ...], what: str, dead: list[tuple[str, bytes, str]]) -> Any:
+    """The batch's messages of the expected kinds; the rest go to ``dead`` with the reason."""
+    for msg in batch:
+        try:
+            message = decode(msg.data)
+        except ContractError as exc:
+            dead.append((msg.subject, msg.data, str(exc)))
+            continue
+        if not isinstance(message, kinds):
+            dead.append((msg.subject, msg.data, f"{type(message).__name__} on a {what} subject"))
+            continue
+        yield message
+
+
 def load_label(config: Config, model_uri: str | None, with_reference: bool = False) -> tuple:
     """The label definition (and model name, version) from the model the signals come from; with
     ``with_reference`` also its drift reference (None for a bundle trained before drift existed)."""
@@ -432,7 +473,8 @@ async def run_feedback(config: Config, model_uri: str | None = None, url: str | 
         await service.start()
         port = serve_metrics(metrics.registry, config.feedback.metrics_port)
         if on_ready:
-            on_ready(f"consumers={config.feedback.durable}-md,{config.feedback.durable}-sig metrics_port={port} "
+            consumers = ",".join(f"{config.feedback.durable}-{name.lower()}" for name in service.streams)
+            on_ready(f"consumers={consumers} metrics_port={port} "
                      f"k={spec.horizon} alpha={spec.alpha:.6g}")
         await service.run(stop)
     finally:

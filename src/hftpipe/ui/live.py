@@ -58,6 +58,19 @@ def index() -> Any:
     return redirect(url_for("live.page"))
 
 
+def live_quality(cfg: Config) -> dict[str, Any]:
+    """The outcome store's live quality (model and baselines on the same served events), from its data set."""
+    from hftpipe.monitoring.feedback_store import data_set_root, recorded_quality
+
+    try:
+        snap = recorded_quality(data_set_root(cfg), cfg.feedback.quality_window, cfg.feedback.reliability_bins)
+    except (OSError, ValueError, HftpipeError) as exc:  # an unreadable data set must not take the page down
+        log.warning("live quality unavailable: %s", exc)
+        return {"n": 0, "error": str(exc)}
+    return {"n": snap.n, "scores": snap.scores, "brier": snap.brier, "ece": snap.reliability.get("ece"),
+            "window": cfg.feedback.quality_window}
+
+
 @bp.get("/live")
 def page() -> str:
     """The live page; the replay starts when the trader presses Start (no page reload afterwards)."""
@@ -66,7 +79,7 @@ def page() -> str:
     return render_template("live.html", files=replay_files(), speeds=speeds, default_speed=cfg.ui.replay_speed,
                            replay_source=cfg.ui.replay_source, fees_bps=cfg.evaluate.fees_bps,
                            latency=cfg.evaluate.latency_events, min_move_ticks=cfg.ui.min_move_ticks,
-                           active="live")
+                           quality=live_quality(cfg), active="live")
 
 
 def sse(message: dict[str, Any], event_id: int | None = None) -> str:
