@@ -44,8 +44,9 @@ def feature_sets_for(cfg: Config, data: Sequence[str | Path], workdir: str | Pat
             continue
         target = Path(workdir) / name
         events = target / "events.parquet"
-        data_cfg = dataclasses.replace(cfg.data, source=str(source), symbol=None, date=None, levels=None,
-                                       output=str(events))
+        # data.levels stays: pooled sets need one depth, and an order-by-order capture (Bitstamp) is
+        # rebuilt to data.levels levels (e.g. -S data.levels=1 beside the 1-level LOBSTER files).
+        data_cfg = dataclasses.replace(cfg.data, source=str(source), symbol=None, date=None, output=str(events))
         ingest(data_cfg, source=str(source), output=str(events), validate_cfg=cfg.validate)
         build_feature_set(dataclasses.replace(cfg.features, output=str(target / "features")), events,
                           target / "features", cfg.validate)
