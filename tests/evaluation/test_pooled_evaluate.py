@@ -65,7 +65,7 @@ def test_multi_set_train_then_per_instrument_evaluate(sets: dict[str, Path], tmp
     assert [r["symbol"] for r in rows] == ["GOOG", "AAPL"]
     assert all(r["scope"] == "test" for r in rows)  # both files were trained on: test splits only
     for r, name in zip(rows, ("GOOG", "AAPL")):
-        report = json.loads((out / name / "report.json").read_text())
+        report = json.loads((out / f"{name}_2012-06-21" / "report.json").read_text())
         assert report["data"]["symbol"] == name and report["margin"]["point"] == r["margin"]["point"]
         assert r["margin"]["low"] <= r["margin"]["point"] <= r["margin"]["high"]
         split = load_feature_set(sets[name]).split
@@ -89,7 +89,7 @@ def test_leave_one_out_trains_on_the_others_and_scores_the_held_out_day(sets: di
     assert [(r["symbol"], r["trained_on"], r["scope"]) for r in held] == [("GOOG", "AAPL", "all"),
                                                                            ("AAPL", "GOOG", "all")]
     for r, name, other in zip(held, ("GOOG", "AAPL"), ("AAPL", "GOOG")):
-        info = read_bundle_json(out / f"without_{name}" / "model")
+        info = read_bundle_json(out / f"without_{name}_2012-06-21" / "model")
         assert [s["symbol"] for s in info["trained_on"]] == [other]  # never the held-out instrument
     assert table["pooled"]["rows"] == sum(r["scored_rows"] for r in held)
     assert (out / "leave_one_out.md").read_text().count("| GOOG 2012-06-21 | AAPL |") == 1

@@ -174,6 +174,15 @@ def _write(output_dir: Path, summary: dict[str, Any], md: list[str]) -> dict[str
     return files
 
 
+def data_name(path: str | Path) -> str:
+    """A folder name for one data file: SYMBOL_DATE of a feature set, else the file's stem."""
+    meta = Path(path) / "features_meta.json"
+    if meta.is_file():
+        info = json.loads(meta.read_text())
+        return slug(info.get("symbol"), info.get("date"))
+    return slug(Path(path).stem)
+
+
 def unique_folders(names: Sequence[str]) -> list[str]:
     """The names, with ``_2``, ``_3`` ... appended to repeats (two files of one symbol-day)."""
     seen: dict[str, int] = {}
@@ -204,7 +213,7 @@ def evaluate_many(cfg: Config, model_dir: str | Path, data: Sequence[str | Path]
     output_dir = Path(output_dir)
     info = read_bundle_json(model_dir)
     reports: list[EvaluationReport] = []
-    stems = unique_folders([slug(Path(d).stem if not Path(d).is_dir() else Path(d).name) for d in data])
+    stems = unique_folders([data_name(d) for d in data])
     for source, folder in zip(data, stems):
         rep = evaluate_source(cfg, model_dir, source, output_dir / folder, None, scope=scope,  # type: ignore[arg-type]
                               model_ref=model_ref)

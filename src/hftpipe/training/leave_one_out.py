@@ -33,10 +33,10 @@ LOO_MD = "leave_one_out.md"
 def feature_sets_for(cfg: Config, data: Sequence[str | Path], workdir: str | Path) -> list[Path]:
     """Feature-set folders for ``data``: folders as given, raw files built with ``cfg`` under ``workdir``."""
     from hftpipe.evaluation.evaluate import is_feature_set
-    from hftpipe.evaluation.pooled import slug, unique_folders
+    from hftpipe.evaluation.pooled import data_name, unique_folders
     from hftpipe.prepare import build_feature_set, ingest
 
-    names = unique_folders([slug(Path(d).stem) for d in data])
+    names = unique_folders([data_name(d) for d in data])
     out = []
     for source, name in zip(data, names):
         if is_feature_set(source):
@@ -93,14 +93,14 @@ def leave_one_out(cfg: Config, data: Sequence[str | Path], output_dir: str | Pat
         DataFormatError / ModelError / ValidationFailed: as training and evaluation of any file.
     """
     from hftpipe.evaluation.evaluate import evaluate
-    from hftpipe.evaluation.pooled import instrument_row, markdown_table, pooled_block, slug, unique_folders
+    from hftpipe.evaluation.pooled import data_name, instrument_row, markdown_table, pooled_block, unique_folders
     from hftpipe.training.trainer import train
 
     if len(data) < 2:
         raise ConfigError("--leave-one-out needs at least two files (pass --data two or more times)")
     output_dir = Path(output_dir)
     dirs = feature_sets_for(cfg, data, output_dir / "features")
-    names = unique_folders([slug(Path(d).stem if not Path(d).is_dir() else Path(d).name) for d in data])
+    names = unique_folders([data_name(d) for d in dirs])
     metas = [json.loads((d / "features_meta.json").read_text()) for d in dirs]
     rows, reports = [], []
     for i, (held, name) in enumerate(zip(dirs, names)):
