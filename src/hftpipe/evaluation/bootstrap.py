@@ -108,3 +108,41 @@ def macro_f1_intervals(y_true: np.ndarray, predictions: dict[str, np.ndarray], r
             diff = f1_samples[name] - f1_samples[reference]
             margins[name] = _percentiles(diff, points[name] - points[reference], level)
     return f1, margins
+
+
+def stratified_macro_f1_intervals(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]], reference: str | None = None,
+                                  n_resamples: int = 500, block: int = 100, level: float = 0.95,
+                                  seed: int = 0) -> tuple[dict[str, Interval], dict[str, Interval]]:
+    """:func:`macro_f1_intervals` over the union of several independent samples (instruments, days).
+
+    Each part is block-resampled on its own (a block never spans two instruments) and the resampled
+    confusion counts are summed, so a resample holds as many rows of each part as the data does; every
+    predictor is scored on the same resampled rows (paired margins).
+
+    Args:
+        parts: (labels, name -> predictions) per part; every part has the same predictor names.
+    """
+    if not parts:
+        raise ValueError("no part to bootstrap")
+    names = list(parts[0][1])
+    total = {name: np.zeros((n_resamples, N_CLASSES, N_CLASSES), dtype=np.int64) for name in names}
+    full = {name: np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64) for name in names}
+    for i, (y, preds) in enumerate(parts):
+        if list(preds) != names:
+            raise ValueError(f"part {i} has predictors {list(preds)}, part 0 has {names}")
+        for name, counts in resampled_confusions(y, preds, n_resamples, block, seed + i).items():
+            total[name] += counts
+        for name, counts in resampled_confusions(y, preds, 1, np.asarray(y).size, seed).items():
+            full[name] += counts[0]
+    f1_samples = {name: np.asarray(macro_f1_from_confusion(c)) for name, c in total.items()}
+    points = {name: float(macro_f1_from_confusion(c)) for name, c in full.items()}
+    f1 = {name: _percentiles(f1_samples[name], points[name], level) for name in names}
+    margins: dict[str, Interval] = {}
+    if reference is not None:
+        if reference not in names:
+            raise ValueError(f"reference {reference!r} is not among the predictors {sorted(names)}")
+        for name in names:
+            if name != reference:
+                margins[name] = _percentiles(f1_samples[name] - f1_samples[reference],
+                                             points[name] - points[reference], level)
+    return f1, margins

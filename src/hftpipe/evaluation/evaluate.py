@@ -50,14 +50,21 @@ PREDICT_BATCH = 2048  # windows per forward pass: (2048, T, 4L) float64 raw wind
 Scope = Literal["auto", "test", "all"]
 
 
-def _same_data(feature_meta: dict[str, Any], trained_on: dict[str, Any]) -> bool:
-    sha = trained_on.get("source_sha256")
+def _same_data(feature_meta: dict[str, Any], trained_on: dict[str, Any] | list[dict[str, Any]]) -> bool:
+    from hftpipe.models.bundle import training_sets
+
+    shas = [s.get("source_sha256") for s in training_sets(trained_on)]
     # Unknown training data: assume it is the same file, so only the test split is scored.
-    return sha is None or sha == feature_meta.get("source_sha256")
+    return not shas or None in shas or feature_meta.get("source_sha256") in shas
 
 
-def resolve_scope(scope: Scope, feature_meta: dict[str, Any], trained_on: dict[str, Any]) -> str:
-    """``test`` for the model's own training file (or unknown lineage), ``all`` for any other file."""
+def resolve_scope(scope: Scope, feature_meta: dict[str, Any],
+                  trained_on: dict[str, Any] | list[dict[str, Any]]) -> str:
+    """``test`` for one of the model's training files (or unknown lineage), ``all`` for any other file.
+
+    ``trained_on``: a bundle's ``feature_meta`` (one set, or a pooled model's with ``sets``) or the list of
+    its training sets (bundle.json ``trained_on``).
+    """
     if scope not in ("auto", "test", "all"):
         raise ValueError(f"scope must be auto, test or all; got {scope!r}")
     if scope != "auto":
@@ -219,7 +226,7 @@ def evaluate(cfg: Config, model_dir: str | Path, features_dir: str | Path, outpu
     k, window = bundle.horizon, bundle.window
     labels, alpha_note = _check_compatible(bundle, fs)
     book = _model_book(fs, bundle.levels)
-    chosen = resolve_scope(scope, fs.meta, bundle.feature_meta)
+    chosen = resolve_scope(scope, fs.meta, bundle.feature_meta)  # a pooled model's feature_meta lists its sets
     score, span = scored_rows(fs.split, labels, chosen, window, k)
     log.info("evaluating %s (k=%d, T=%d) on %s %s, scope %s: %d scored rows, %d backtest events",
              bundle.model_name, k, window, fs.meta.get("symbol"), fs.meta.get("date"), chosen, score.size,
@@ -269,7 +276,8 @@ def evaluate(cfg: Config, model_dir: str | Path, features_dir: str | Path, outpu
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     files = _write_outputs(report, output_dir, metrics, best, backtests, times)
-    result = EvaluationReport(report=report, output_dir=output_dir, files=files, predictions=preds["model"])
+    result = EvaluationReport(report=report, output_dir=output_dir, files=files, predictions=preds["model"],
+                              scored_labels=y, scored_predictions=preds)
     if tracker is not None:
         _log_to_tracker(tracker, report, files)
     log.info("model macro-F1 %.4f, best baseline %s %.4f, margin %+.4f [%+.4f, %+.4f]",
@@ -282,6 +290,8 @@ def _build_report(cfg: Config, bundle: Any, fs: Any, metrics: dict[str, dict[str
                   margin: dict[str, Any], margin_iv: dict[str, Any], backtests: dict[str, BacktestResult],
                   scope: str, score: np.ndarray, span: np.ndarray, alpha_note: str, block: int,
                   model_dir: str | Path, features_dir: str | Path, model_ref: str | None) -> dict[str, Any]:
+    from hftpipe.models.bundle import training_sets
+
     meta = fs.meta
     times = fs.time
     ecfg = cfg.evaluate
@@ -301,6 +311,7 @@ def _build_report(cfg: Config, bundle: Any, fs: Any, metrics: dict[str, dict[str
             "model": bundle.model_name, "ref": model_ref or str(model_dir), "horizon": bundle.horizon,
             "window": bundle.window, "levels": bundle.levels, "alpha": bundle.alpha, "alpha_note": alpha_note,
             "trained_on": dict(bundle.feature_meta), "mlflow_run_id": bundle.mlflow_run_id,
+            "training_sets": training_sets(bundle.feature_meta),
             # Binds the report to the model it scored: `hftpipe register` refuses it for any other bundle.
             "bundle_sha256": bundle_sha256(model_dir),
         },

@@ -52,6 +52,9 @@ class EvaluationReport:
     output_dir: Path
     files: dict[str, Path] = field(default_factory=dict)  # report.json, report.md, confusion.png, pnl.png
     predictions: np.ndarray | None = field(default=None, repr=False)  # model classes on the scored rows
+    # The scored rows' labels and every predictor's classes (model and baselines), for pooled summaries.
+    scored_labels: np.ndarray | None = field(default=None, repr=False)
+    scored_predictions: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> EvaluationReport:

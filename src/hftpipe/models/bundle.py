@@ -35,6 +35,37 @@ MODEL_FILE = "model.pt"
 BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = 1
 _PREDICT_CHUNK = 4096  # windows per forward pass, bounds memory for large batch requests
+# Which training data a bundle records, per set (bundle.json "trained_on"; older bundles only feature_meta).
+LINEAGE_KEYS = ("symbol", "date", "source_sha256", "rows")
+_FEATURE_META_KEYS = ("symbol", "date", "source_sha256", "levels", "sampling", "label", "rows")
+
+
+def lineage_info(feature_meta: dict[str, Any] | None, trained_on: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The ``feature_meta`` and ``trained_on`` entries of bundle.json.
+
+    ``feature_meta`` keeps its old single-file shape so every reader of it still works; a model trained on
+    several sets names them all there too (``sets``), and ``symbol``/``date`` join theirs with ``+``.
+    """
+    meta = feature_meta or {}
+    info: dict[str, Any] = {"feature_meta": {k: meta.get(k) for k in _FEATURE_META_KEYS if k in meta}}
+    if trained_on is None:
+        trained_on = [{k: meta.get(k) for k in LINEAGE_KEYS}]
+    info["trained_on"] = [dict(entry) for entry in trained_on]
+    if len(trained_on) > 1:
+        info["feature_meta"]["sets"] = info["trained_on"]
+    return info
+
+
+def training_sets(trained_on: dict[str, Any] | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Every training set of a model, from a ``trained_on`` list or a bundle's ``feature_meta`` (any age)."""
+    if trained_on is None:
+        return []
+    if isinstance(trained_on, dict):
+        sets = trained_on.get("sets")
+        if isinstance(sets, list):
+            return [dict(s) for s in sets]
+        return [{key: trained_on.get(key) for key in LINEAGE_KEYS}]
+    return [dict(s) for s in trained_on]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -67,6 +98,7 @@ def save_bundle(
     feature_meta: dict[str, Any] | None = None,
     metrics: dict[str, float] | None = None,
     mlflow_run_id: str | None = None,
+    trained_on: list[dict[str, Any]] | None = None,
     drift_reference: dict[str, Any] | None = None,
     temperature: float | None = None,
     calibration: dict[str, Any] | None = None,
@@ -78,6 +110,7 @@ def save_bundle(
         alpha: the stationary band of the label at this horizon (from ``features_meta.json``).
         stats: window statistics fitted on the training split.
         feature_meta: lineage of the training data (symbol, date, source_sha256, ...).
+        trained_on: one entry per training set (symbol, date, source_sha256, rows); default: feature_meta's.
         metrics: training metrics (best validation macro-F1, epochs, ...).
         drift_reference: feature and prediction distributions on the training split
             (:meth:`hftpipe.evaluation.drift.DriftReference.to_dict`); optional, older bundles lack it.
@@ -90,7 +123,6 @@ def save_bundle(
     buf = io.BytesIO()
     torch.save(state, buf)
     weights = buf.getvalue()
-    meta = feature_meta or {}
     spec = ModelSpec(model_name, int(levels), int(window), int(hidden), float(dropout))
     info: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
@@ -99,8 +131,7 @@ def save_bundle(
         "alpha": None if alpha is None else float(alpha),
         "class_names": list(CLASS_NAMES),
         "window_stats": stats.to_dict(),
-        "feature_meta": {k: meta.get(k) for k in ("symbol", "date", "source_sha256", "levels", "sampling",
-                                                   "label", "rows") if k in meta},
+        **lineage_info(feature_meta, trained_on),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "config": config,
         "model_sha256": hashlib.sha256(weights).hexdigest(),

@@ -25,18 +25,24 @@ TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
 
 
-def sample_ends(labels: np.ndarray, split: np.ndarray, which: int, window: int) -> np.ndarray:
+def sample_ends(labels: np.ndarray, split: np.ndarray, which: int, window: int,
+                starts: np.ndarray | None = None) -> np.ndarray:
     """Rows usable as window ends: in split ``which``, labelled (label != -1) and with T rows behind them.
 
     Windows only look back, so a window ending early in a split may reach into the previous split's book
     states: those are inputs known at the time, never labels, so nothing leaks.
+
+    Args:
+        starts: first row of each feature set when several are stacked (pooled training); the T-1 rows
+            after each start are no window end, so no window reaches into the set before it. None: one set.
     """
     labels = np.asarray(labels)
     split = np.asarray(split)
     if labels.shape != split.shape:
         raise ValueError(f"labels {labels.shape} and split {split.shape} differ in length")
     ok = (split == which) & (labels >= 0)
-    ok[: max(window - 1, 0)] = False
+    for start in (0,) if starts is None else np.asarray(starts, dtype=np.int64):
+        ok[start: start + max(window - 1, 0)] = False
     return np.flatnonzero(ok).astype(np.int64)
 
 

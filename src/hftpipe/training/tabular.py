@@ -21,7 +21,7 @@ import numpy as np
 
 from hftpipe.config import Config, TrainConfig
 from hftpipe.errors import ConfigError, DataFormatError
-from hftpipe.models.bundle import BUNDLE_FILE, BUNDLE_FORMAT, CLASS_NAMES, MODEL_FILE, _atomic_write
+from hftpipe.models.bundle import BUNDLE_FILE, BUNDLE_FORMAT, CLASS_NAMES, MODEL_FILE, _atomic_write, lineage_info
 from hftpipe.models.calibration import calibration_summary, fit_temperature
 from hftpipe.models.tabular import (
     LgbmEstimator,
@@ -124,8 +124,12 @@ def permutation_importance(model: TabularModel, x: np.ndarray, y: np.ndarray, na
 
 
 def fit_tabular(book: np.ndarray, labels: np.ndarray, split: np.ndarray, tcfg: TrainConfig,
-                tracker: Tracker | None = None) -> TabularFit:
+                tracker: Tracker | None = None, starts: np.ndarray | None = None) -> TabularFit:
     """Fit ``tcfg.model`` (a tabular family) on windows of ``book``; calibrate and rank features on val.
+
+    ``starts``: first row of each stacked feature set (pooled training). A feature row reads at most
+    ``spec.required_rows <= window`` states back, so with window ends from :func:`sample_ends` no lag or
+    event window reaches into the set before, although the features are computed over the stacked book.
 
     Raises:
         DataFormatError: no training or validation samples.
@@ -137,8 +141,8 @@ def fit_tabular(book: np.ndarray, labels: np.ndarray, split: np.ndarray, tcfg: T
     if book.ndim != 2 or book.shape[1] % 4 or len(book) != len(labels):
         raise DataFormatError(f"book must be (n, 4L) with one label per row; got {book.shape} and {labels.shape}")
     spec = spec_from_config(tcfg, book.shape[1] // 4)
-    train_ends = sample_ends(labels, split, TRAIN, tcfg.window)
-    val_ends = sample_ends(labels, split, VAL, tcfg.window)
+    train_ends = sample_ends(labels, split, TRAIN, tcfg.window, starts)
+    val_ends = sample_ends(labels, split, VAL, tcfg.window, starts)
     if len(train_ends) == 0 or len(val_ends) == 0:
         raise DataFormatError(f"no usable windows: {len(train_ends)} training and {len(val_ends)} validation "
                               f"samples with T={tcfg.window}; use more data or a shorter train.window")
@@ -202,19 +206,18 @@ def fit_tabular(book: np.ndarray, labels: np.ndarray, split: np.ndarray, tcfg: T
 def save_tabular_bundle(directory: str | Path, model: TabularModel, *, config: dict[str, Any], window: int,
                         horizon: int, alpha: float | None, feature_meta: dict[str, Any] | None = None,
                         metrics: dict[str, float] | None = None, importance: dict[str, Any] | None = None,
-                        calibration: dict[str, Any] | None = None, mlflow_run_id: str | None = None) -> Path:
+                        calibration: dict[str, Any] | None = None, mlflow_run_id: str | None = None,
+                        trained_on: list[dict[str, Any]] | None = None) -> Path:
     """Write ``model.pt`` (the tabular payload: JSON, no pickle) and ``bundle.json``, as :func:`save_bundle`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = model.to_bytes()
-    meta = feature_meta or {}
     info: dict[str, Any] = {
         "format": BUNDLE_FORMAT, "model": model.name, "levels": model.spec.levels, "window": int(window),
         "horizon": int(horizon), "alpha": None if alpha is None else float(alpha), "hidden": 0, "dropout": 0.0,
         "class_names": list(CLASS_NAMES), "tabular": {**model.spec.to_dict(), "features": model.spec.names(),
                                                       "temperature": model.temperature},
-        "feature_meta": {k: meta.get(k) for k in ("symbol", "date", "source_sha256", "levels", "sampling",
-                                                   "label", "rows") if k in meta},
+        **lineage_info(feature_meta, trained_on),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "importance": importance or {}, "calibration": calibration or {},
         "config": config, "model_sha256": hashlib.sha256(payload).hexdigest(),
@@ -226,25 +229,25 @@ def save_tabular_bundle(directory: str | Path, model: TabularModel, *, config: d
     return directory
 
 
-def train_tabular(cfg: Config, features: Any, output_dir: str | Path, tracker: Tracker | None = None) -> Any:
-    """Fit a tabular family on a loaded FeatureSet and write its bundle; returns a TrainResult."""
+def train_tabular(cfg: Config, data: Any, output_dir: str | Path, tracker: Tracker | None = None) -> Any:
+    """Fit a tabular family on loaded training data (:class:`~hftpipe.training.pooled.TrainingData`) and write
+    its bundle; returns a TrainResult."""
     from hftpipe.training.trainer import TrainResult
 
     tcfg = cfg.train
-    meta = dict(features.meta)
-    alpha_map = meta.get("alpha") or {}
-    alpha = alpha_map.get(str(tcfg.horizon)) if isinstance(alpha_map, dict) else alpha_map
-    result = fit_tabular(features.book(), features.labels(tcfg.horizon), features.split, tcfg, tracker=tracker)
+    meta = data.feature_meta
+    result = fit_tabular(data.book, data.labels, data.split, tcfg, tracker=tracker, starts=data.starts)
     run_id = getattr(tracker, "run_id", None) if tracker is not None else None
     bundle_dir = save_tabular_bundle(output_dir, result.model, config=cfg.to_dict(), window=tcfg.window,
-                                     horizon=tcfg.horizon, alpha=alpha, feature_meta=meta, metrics=result.metrics,
+                                     horizon=tcfg.horizon, alpha=data.alpha, feature_meta=meta, metrics=result.metrics,
                                      importance=result.importance, calibration=result.calibration,
-                                     mlflow_run_id=run_id)
+                                     mlflow_run_id=run_id, trained_on=data.trained_on)
     log.info("model bundle written to %s (val macro-F1 %.4f)", bundle_dir, result.metrics["best_val_macro_f1"])
     if tracker is not None:
         tracker.log_metrics({f"final_{k}": v for k, v in result.metrics.items()})
         tracker.set_tags({"train.world_size": "1", "train.device": "cpu", "data.symbol": str(meta.get("symbol")),
-                          "data.date": str(meta.get("date")), "data.source_sha256": str(meta.get("source_sha256"))})
+                          "data.date": str(meta.get("date")), "data.source_sha256": str(meta.get("source_sha256"))}
+                         | ({"data.sets": str(len(data.trained_on))} if data.pooled else {}))
         tracker.log_dict({"importance": result.importance, "calibration": result.calibration},
                          "tabular/importance_calibration.json")
         tracker.log_artifact(bundle_dir, "bundle")

@@ -22,6 +22,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,13 +177,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------- checkpoints
 
-def _fingerprint(tcfg: TrainConfig, book: np.ndarray, labels: np.ndarray, world_size: int) -> str:
+def _fingerprint(tcfg: TrainConfig, book: np.ndarray, labels: np.ndarray, world_size: int,
+                 starts: np.ndarray | None = None) -> str:
     """What must not change between an interrupted run and its resumption."""
     keep = {k: v for k, v in asdict(tcfg).items() if k not in ("epochs", "patience", "output", "num_workers",
                                                                  "nproc")}
     digest = hashlib.sha256(json.dumps(keep, sort_keys=True).encode())
     digest.update(str((book.shape, world_size)).encode())
     digest.update(np.ascontiguousarray(labels).tobytes())
+    if starts is not None:  # pooled sets: where each starts (single-set fingerprints stay as they were)
+        digest.update(np.ascontiguousarray(starts, dtype=np.int64).tobytes())
     return digest.hexdigest()
 
 
@@ -235,6 +239,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    starts: np.ndarray | None = None,
 ) -> FitResult:
     """Train ``tcfg.model`` on windows of ``book`` labelled by ``labels`` (train split), early-stopping on val.
 
@@ -248,6 +253,8 @@ def fit(
         checkpoint_dir: where ``last.pt`` goes each epoch (rank 0); None: no checkpoints.
         resume: continue from ``checkpoint_dir/last.pt`` if it exists.
         progress: show a progress bar (default: when stderr is a terminal, rank 0 only).
+        starts: first row of each stacked feature set (pooled training, :mod:`hftpipe.training.pooled`);
+            no window crosses into the set before. None: one set.
 
     Raises:
         DataFormatError: no training or validation samples.
@@ -260,8 +267,8 @@ def fit(
         raise DataFormatError(f"book must be (n, 4L) with one label per row; got {book.shape} and {labels.shape}")
     levels = book.shape[1] // 4
     window = tcfg.window
-    train_ends = sample_ends(labels, split, TRAIN, window)
-    val_ends = sample_ends(labels, split, VAL, window)
+    train_ends = sample_ends(labels, split, TRAIN, window, starts)
+    val_ends = sample_ends(labels, split, VAL, window, starts)
     if len(train_ends) == 0 or len(val_ends) == 0:
         raise DataFormatError(f"no usable windows: {len(train_ends)} training and {len(val_ends)} validation "
                               f"samples with T={window}; use more data or a shorter train.window")
@@ -293,7 +300,7 @@ def fit(
     optimizer = torch.optim.AdamW(module.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(tcfg.epochs, 1))
 
-    fingerprint = _fingerprint(tcfg, book, labels, info.world_size)
+    fingerprint = _fingerprint(tcfg, book, labels, info.world_size, starts)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
     start_epoch, best_f1, best_acc, best_epoch, bad_epochs = 0, -1.0, float("nan"), -1, 0
     best_state: dict[str, torch.Tensor] | None = None
@@ -413,14 +420,17 @@ def cpu_threads(tcfg: TrainConfig) -> int:
 
 
 def drift_reference(cfg: Config, book: np.ndarray, split: np.ndarray, module: nn.Module,
-                    stats: WindowStats) -> dict[str, Any]:
+                    stats: WindowStats, starts: np.ndarray | None = None) -> dict[str, Any]:
     """Feature distributions of the training rows and the classes the model predicts on (a sample of) them."""
     from hftpipe.evaluation.drift import build_reference
     from hftpipe.features.window import model_input
 
     mcfg, window = cfg.monitor, cfg.train.window
     rows = np.flatnonzero(split == 0)
-    ends = rows[rows >= window - 1]
+    if starts is None:
+        ends = rows[rows >= window - 1]
+    else:  # every training row whose window stays inside its own set (labels do not matter here)
+        ends = sample_ends(np.zeros(len(split), dtype=np.int8), split, TRAIN, window, starts)
     predicted = None
     if len(ends) and mcfg.reference_predictions > 0:
         ends = ends[np.unique(np.linspace(0, len(ends) - 1, min(mcfg.reference_predictions, len(ends))).astype(int))]
@@ -435,12 +445,12 @@ def drift_reference(cfg: Config, book: np.ndarray, split: np.ndarray, module: nn
 
 
 def calibrate_on_validation(result: FitResult, book: np.ndarray, labels: np.ndarray, split: np.ndarray,
-                            tcfg: TrainConfig) -> tuple[float, dict[str, Any]]:
+                            tcfg: TrainConfig, starts: np.ndarray | None = None) -> tuple[float, dict[str, Any]]:
     """Temperature of the trained module fitted on the validation windows, and Brier/reliability before/after."""
     from hftpipe.models.calibration import calibration_summary, fit_temperature
 
-    val_set = BookWindows(np.ascontiguousarray(book, dtype=np.float64), sample_ends(labels, split, VAL, tcfg.window),
-                          labels, tcfg.window, result.stats)
+    val_set = BookWindows(np.ascontiguousarray(book, dtype=np.float64),
+                          sample_ends(labels, split, VAL, tcfg.window, starts), labels, tcfg.window, result.stats)
     chunks, ys = [], []
     with torch.inference_mode():
         for x, y in iter_eval_batches(val_set, max(tcfg.batch_size, 1024)):
@@ -455,40 +465,35 @@ def calibrate_on_validation(result: FitResult, book: np.ndarray, labels: np.ndar
     return temperature, summary
 
 
-def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker: Tracker | None = None,
-          resume: bool = False, checkpoint_dir: str | Path | None = None,
+def train(cfg: Config, features_dir: str | Path | Sequence[str | Path], output_dir: str | Path,
+          tracker: Tracker | None = None, resume: bool = False, checkpoint_dir: str | Path | None = None,
           progress: bool | None = None) -> TrainResult:
-    """Train ``cfg.train.model`` on a FeatureSet folder and write the model bundle to ``output_dir``.
+    """Train ``cfg.train.model`` on a FeatureSet folder (or several, pooled) and write the model bundle.
 
     Runs as one process or as one rank under torchrun (RANK/WORLD_SIZE/LOCAL_RANK in the environment).
 
     Args:
+        features_dir: one feature-set folder, or a list of them (lake partition feature folders too):
+            several are pooled into one model (:mod:`hftpipe.training.pooled`; windows never cross a set,
+            each set keeps its labels and split, normalisation is fitted on the pooled training rows).
         checkpoint_dir: default ``HFTPIPE_HOME/checkpoints/<output name>-<hash>`` (what ``resume`` reads).
 
     Raises:
         ConfigError: ``train.horizon`` is not one of the feature set's horizons, or a bad setting.
-        DataFormatError: the feature set has no usable windows.
+        DataFormatError: the feature set has no usable windows; pooled sets of different book depths.
     """
-    from hftpipe.features import load_feature_set
+    from hftpipe.training.pooled import load_training_data
 
     tcfg = cfg.train
-    features = load_feature_set(features_dir)
-    meta = dict(features.meta)
-    horizons = [int(h) for h in meta.get("horizons", [])]
-    if horizons and tcfg.horizon not in horizons:
-        raise ConfigError(f"train.horizon={tcfg.horizon} is not among the feature set's horizons {horizons}; "
-                          "set train.horizon to one of them or rebuild features with that horizon")
+    data = load_training_data(features_dir, tcfg.horizon)
+    meta = data.feature_meta
     from hftpipe.models.tabular import TABULAR_MODELS
 
     if tcfg.model in TABULAR_MODELS:  # engineered features, no torch loop (hftpipe.training.tabular)
         from hftpipe.training.tabular import train_tabular
 
-        return train_tabular(cfg, features, output_dir, tracker=tracker)
-    book = features.book()
-    labels = features.labels(tcfg.horizon)
-    split = features.split
-    alpha_map = meta.get("alpha") or {}
-    alpha = alpha_map.get(str(tcfg.horizon)) if isinstance(alpha_map, dict) else alpha_map
+        return train_tabular(cfg, data, output_dir, tracker=tracker)
+    book, labels, split, starts, alpha = data.book, data.labels, data.split, data.starts, data.alpha
 
     torch.set_num_threads(cpu_threads(tcfg))
     was_initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -496,22 +501,23 @@ def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker
     try:
         ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir(output_dir)
         result = fit(book, labels, split, tcfg, info=info, tracker=tracker if info.is_main else None,
-                     checkpoint_dir=ckpt_dir, resume=resume, progress=progress)
+                     checkpoint_dir=ckpt_dir, resume=resume, progress=progress, starts=starts)
         bundle_dir = None
         metrics = result.metrics()
         if info.is_main:
             run_id = getattr(tracker, "run_id", None) if tracker is not None else None
             temperature, calibration = None, None
             if tcfg.calibrate:
-                temperature, calibration = calibrate_on_validation(result, book, labels, split, tcfg)
+                temperature, calibration = calibrate_on_validation(result, book, labels, split, tcfg, starts)
                 metrics.update({"temperature": temperature,
                                 "val_brier_uncalibrated": calibration["uncalibrated"]["brier"],
                                 "val_brier_calibrated": calibration["calibrated"]["brier"]})
             bundle_dir = save_bundle(
-                output_dir, result.module, config=cfg.to_dict(), model_name=tcfg.model, levels=features.levels,
+                output_dir, result.module, config=cfg.to_dict(), model_name=tcfg.model, levels=data.levels,
                 window=tcfg.window, horizon=tcfg.horizon, alpha=alpha, stats=result.stats, hidden=tcfg.hidden,
                 dropout=tcfg.dropout, feature_meta=meta, metrics=metrics, mlflow_run_id=run_id,
-                drift_reference=drift_reference(cfg, book, split, result.module, result.stats),
+                trained_on=data.trained_on,
+                drift_reference=drift_reference(cfg, book, split, result.module, result.stats, starts),
                 temperature=temperature, calibration=calibration)
             log.info("model bundle written to %s (best val macro-F1 %.4f at epoch %d)", bundle_dir,
                      result.best_val_macro_f1, result.best_epoch)
@@ -519,7 +525,8 @@ def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker
                 tracker.log_metrics({f"final_{k}": v for k, v in metrics.items()}, step=len(result.history))
                 tracker.set_tags({"train.world_size": str(info.world_size), "train.device": str(info.device),
                                   "data.symbol": str(meta.get("symbol")), "data.date": str(meta.get("date")),
-                                  "data.source_sha256": str(meta.get("source_sha256"))})
+                                  "data.source_sha256": str(meta.get("source_sha256"))}
+                                 | ({"data.sets": str(len(data.trained_on))} if data.pooled else {}))
                 tracker.log_artifact(bundle_dir, "bundle")
         barrier(info)
         return TrainResult(bundle_dir=bundle_dir, model=tcfg.model, metrics=metrics,
