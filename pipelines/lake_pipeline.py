@@ -4,8 +4,10 @@ Each partition task ingests one file (load + validate + commit, as ``hftpipe lak
 re-validates one stored partition, then builds its features (as ``hftpipe lake features``); the collect
 step assigns splits across partitions and fails naming every failed partition. All tasks share the
 dataset root: on a cluster the ReadWriteMany claim ``hftpipe-lake`` (kubernetes/dask/lake-pvc.yaml) is
-mounted at ``HFTPIPE_HOME/lake`` of the image, the default root, in every task; the Dask cluster of
-kubernetes/dask mounts the same claim at the same path. ``kfp.local`` ignores the mount.
+mounted at the image's ``HFTPIPE_HOME`` in every task, so the default root (``HFTPIPE_HOME/lake``) and
+the validation reports live on it; the Dask cluster of kubernetes/dask mounts the same claim at the same
+path. Input files must be readable by the tasks: on the claim (e.g. ``/var/lib/hftpipe/incoming``) or in
+the image (``data/raw``). ``kfp.local`` ignores the mount.
 
 ``parallelism`` (how many partition tasks run at once) is fixed when compiling: KFP's IR stores
 ``iteratorPolicy.parallelismLimit`` as a number, and kfp 2.17 refuses a pipeline parameter there.
@@ -21,7 +23,7 @@ from components.lake import lake_collect, lake_list, lake_partition
 PIPELINE_NAME = "hftpipe-lake"
 PARALLELISM = 8  # partition tasks at once in the committed YAML
 LAKE_PVC = "hftpipe-lake"  # kubernetes/dask/lake-pvc.yaml
-LAKE_MOUNT = "/var/lib/hftpipe/lake"  # HFTPIPE_HOME/lake in the image: what root "" resolves to there
+LAKE_MOUNT = "/var/lib/hftpipe"  # HFTPIPE_HOME in the image: root "" resolves to its lake/ folder
 # One partition in one process: 1.1 GB peak RSS measured on the GOOG 10-level sample day (ingest +
 # features); a liquid symbol's full day holds more events, hence the headroom.
 TASK_CPU, TASK_MEMORY_REQUEST, TASK_MEMORY_LIMIT = "1", "2Gi", "3Gi"

@@ -76,14 +76,14 @@ def test_every_task_mounts_the_lake_claim_and_calls_hftpipe() -> None:
     assert resources["resourceCpuRequest"] == "1" and resources["resourceMemoryLimit"] == "3Gi"
 
 
-def test_the_claim_is_the_one_the_manifests_create_and_the_mount_is_the_default_root() -> None:
-    """kubernetes/dask declares the claim; the image's HFTPIPE_HOME/lake is the mount point."""
+def test_the_claim_is_the_one_the_manifests_create_and_the_mount_is_hftpipe_home() -> None:
+    """kubernetes/dask declares the claim; the image's HFTPIPE_HOME (root "": its lake/) is the mount point."""
     from tests.deploy.kustomize import build
 
     claims = [r for r in build(REPO / "kubernetes" / "dask") if r["kind"] == "PersistentVolumeClaim"]
     assert [c["metadata"]["name"] for c in claims] == [LAKE_PVC]
     assert claims[0]["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert "HFTPIPE_HOME=/var/lib/hftpipe" in (REPO / "Dockerfile").read_text() and LAKE_MOUNT == "/var/lib/hftpipe/lake"
+    assert "HFTPIPE_HOME=/var/lib/hftpipe" in (REPO / "Dockerfile").read_text() and LAKE_MOUNT == "/var/lib/hftpipe"
 
 
 def test_parallelism_and_claim_are_compile_options(tmp_path: Path) -> None:
