@@ -1,7 +1,5 @@
 """Lake components: list the partitions, run one partition, collect (the lake pipeline's ParallelFor)."""
 
-from typing import List
-
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
@@ -9,7 +7,7 @@ from components import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE)
-def lake_list(inputs: List[str], root: str, config_json: str) -> List[str]:
+def lake_list(inputs: list[str], root: str, config_json: str) -> list[str]:
     """Files behind the input paths and globs, or (no inputs) every partition of the manifest."""
     from hftpipe.pipeline.lake_steps import lake_list_step
 
@@ -25,7 +23,7 @@ def lake_partition(item: str, root: str, config_json: str, run_id: str) -> str:
 
 
 @dsl.component(base_image=BASE_IMAGE)
-def lake_collect(results: List[str], root: str, config_json: str, report: Output[Artifact]) -> None:
+def lake_collect(results: list[str], root: str, config_json: str, report: Output[Artifact]) -> None:
     """Splits across partitions; fail listing every failed partition."""
     from hftpipe.pipeline.lake_steps import lake_collect_step
 

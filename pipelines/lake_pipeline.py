@@ -14,8 +14,6 @@ the image (``data/raw``). ``kfp.local`` ignores the mount.
 ``build_lake_pipeline(parallelism=N)`` compiles another limit.
 """
 
-from typing import List
-
 from kfp import dsl
 
 from components.lake import lake_collect, lake_list, lake_partition
@@ -45,14 +43,14 @@ def mount_lake(task: dsl.PipelineTask, pvc: str = LAKE_PVC, mount_path: str = LA
     return task
 
 
-def build_lake_pipeline(parallelism: int = PARALLELISM, pvc: str = LAKE_PVC):  # noqa: ANN201 - a kfp pipeline
+def build_lake_pipeline(parallelism: int = PARALLELISM, pvc: str = LAKE_PVC):
     """The lake pipeline with ``parallelism`` partition tasks at once, mounting claim ``pvc`` ("" mounts none)."""
 
     def mounted(task: dsl.PipelineTask) -> dsl.PipelineTask:
         return mount_lake(task, pvc) if pvc else task
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Partitioned market data: one task per partition, then splits.")
-    def lake_pipeline(inputs: List[str] = [], root: str = "", config_json: str = "") -> None:  # noqa: B006
+    def lake_pipeline(inputs: list[str] = [], root: str = "", config_json: str = "") -> None:  # noqa: B006
         """Ingest, validate and featurise every partition in parallel.
 
         Args:

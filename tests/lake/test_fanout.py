@@ -72,13 +72,13 @@ def test_manifest_updates_from_parallel_processes_lose_nothing(tmp_path: Path) -
 
 
 def test_partition_tasks_share_the_dataset_but_never_with_a_whole_dataset_run(tmp_path: Path) -> None:
-    with locked(tmp_path, shared=True), locked(tmp_path, shared=True):  # two tasks side by side
-        with pytest.raises(LakeBusy, match="partition tasks"):
-            with locked(tmp_path):
-                pass
-    with locked(tmp_path), pytest.raises(LakeBusy, match="a whole-dataset hftpipe run is writing"):
-        with locked(tmp_path, shared=True):
-            pass
+    # two tasks side by side, then a whole-dataset run trying to start
+    with locked(tmp_path, shared=True), locked(tmp_path, shared=True), \
+            pytest.raises(LakeBusy, match="partition tasks"), locked(tmp_path):
+        pass
+    with locked(tmp_path), pytest.raises(LakeBusy, match="a whole-dataset hftpipe run is writing"), \
+            locked(tmp_path, shared=True):
+        pass
 
 
 def test_a_waiting_task_starts_when_the_whole_dataset_run_ends(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ kfp.local on two real LOBSTER days, the same dataset as `hftpipe lake ingest` + 
 
 from __future__ import annotations
 
+import builtins
 import json
 import sys
 import warnings
@@ -23,7 +24,7 @@ COMPILED = REPO / "pipelines" / "compiled" / "lake_pipeline.yaml"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipelines.lake_pipeline import LAKE_MOUNT, LAKE_PVC, PARALLELISM, build_lake_pipeline  # noqa: E402
+from pipelines.lake_pipeline import LAKE_MOUNT, LAKE_PVC, PARALLELISM, build_lake_pipeline
 
 
 def compile_to(tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
@@ -100,6 +101,17 @@ def run_local(tmp_path: Path, inputs: list[str], root: Path) -> None:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"),
                raise_on_error=True)
     cfg = load_config(REPO / "params.yaml")
+    # kfp.local's ParallelFor runs tasks in threads, each swapping builtins.print for an indenting one
+    # and back: interleaved, they leave kfp's function in place (numba then fails to compile any jitted
+    # function that prints, in later tests). Restore it.
+    original_print = builtins.print
+    try:
+        _run(cfg, inputs, root)
+    finally:
+        builtins.print = original_print
+
+
+def _run(cfg: Any, inputs: list[str], root: Path) -> None:
     with warnings.catch_warnings():
         # Locally the image, the resources and the volume do not apply; kfp says so for every task.
         warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)

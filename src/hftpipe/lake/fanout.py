@@ -183,7 +183,7 @@ def _revalidate(root: Path, key: str, vcfg: ValidateConfig) -> tuple[str, str, s
         return key, "failed", f"no partition {key} in {root}; see `hftpipe lake ls`"
     try:
         res = validate_partition(root, key, vcfg)
-    except Exception as exc:  # noqa: BLE001 - an unreadable partition is this partition's failure
+    except Exception as exc:  # an unreadable partition is this partition's failure
         log.exception("validate %s failed", key)
         return key, "failed", _reason(exc)
     reason = res.pop("reason", None)
@@ -199,7 +199,7 @@ def _features(root: Path, key: str, cfg: FeaturesConfig, tick_bars: str) -> tupl
         return "unchanged", None
     try:
         built = build_partition(root, key, cfg, tick_bars)
-    except Exception as exc:  # noqa: BLE001 - one partition's crash is listed, not fatal
+    except Exception as exc:  # one partition's crash is listed, not fatal
         log.exception("features %s failed", key)
         with manifest_update(root) as manifest:
             manifest["features"].pop(key, None)
