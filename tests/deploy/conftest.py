@@ -13,6 +13,9 @@ from tests.deploy.kustomize import build
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES = REPO / "kubernetes"
 OVERLAYS = ("dev", "prod", "prod-canary")
+# Kustomizations applied on their own, into another namespace than the overlays' (rendered and
+# validated by their own tests): kubernetes/dask goes where the KFP lake pipeline's tasks run.
+STANDALONE = ("dask",)
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +43,9 @@ def pod_specs(resource: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"spec.pytorchReplicaSpecs.{rtype}.template.spec", replica["template"]["spec"]
     elif kind == "InferenceService":
         yield "spec.predictor", spec["predictor"]
+    elif kind == "DaskCluster":
+        for role in ("scheduler", "worker"):
+            yield f"spec.{role}.spec", spec[role]["spec"]
 
 
 def containers(resource: dict[str, Any], init: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:

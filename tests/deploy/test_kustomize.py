@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import KUBERNETES, OVERLAYS, containers, find
+from tests.deploy.conftest import KUBERNETES, OVERLAYS, STANDALONE, containers, find
 from tests.deploy.kustomize import CLUSTER_SCOPED, KustomizeError, build, json_patch, resource_key
 
 EXPECTED = {
@@ -156,6 +156,8 @@ def test_every_kustomization_in_the_tree_is_reachable_from_an_overlay():
 
     for overlay in OVERLAYS:
         walk(KUBERNETES / "overlays" / overlay)
+    for standalone in STANDALONE:
+        walk(KUBERNETES / standalone)
     every = {p.parent.resolve() for p in KUBERNETES.rglob("kustomization.yaml")}
     assert every == reached
 

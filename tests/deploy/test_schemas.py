@@ -8,6 +8,7 @@ import pytest
 
 from tests.deploy.schemas import (
     CUSTOM_SCHEMAS,
+    DASK_OPERATOR_SOURCE,
     INFERENCESERVICE_FILE,
     ISTIO_SOURCE,
     PROMETHEUS_OPERATOR_SOURCE,
@@ -67,5 +68,6 @@ def test_schema_files_have_provenance():
         assert (("kubeflow/training-operator" in comment and "c20bf65e" in comment) or "kserve==" in comment
                 or (ISTIO_SOURCE["repo"] in comment and ISTIO_SOURCE["commit"] in comment
                     and ISTIO_SOURCE["path"] in comment)
-                or (PROMETHEUS_OPERATOR_SOURCE["repo"] in comment and PROMETHEUS_OPERATOR_SOURCE["commit"] in comment)), name
+                or (PROMETHEUS_OPERATOR_SOURCE["repo"] in comment and PROMETHEUS_OPERATOR_SOURCE["commit"] in comment)
+                or (DASK_OPERATOR_SOURCE["repo"] in comment and DASK_OPERATOR_SOURCE["commit"] in comment)), name
     assert "io.k8s.api.core.v1.PodTemplateSpec" in k8s_definitions()["$defs"]

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 MANIFEST_FILE = "_manifest.json"
 PART_FILE = "part.parquet"
 LOCK_FILE = ".lock"
+MANIFEST_LOCK_FILE = ".manifest.lock"  # short writes of one-partition tasks (manifest_update)
 TMP_DIR = ".tmp"
 FEATURES_DIR = "features"
 MANIFEST_VERSION = 1
@@ -123,22 +124,64 @@ def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-@contextmanager
-def locked(root: Path) -> Iterator[None]:
-    """Hold the dataset's lock: one writer of partitions and manifest at a time.
+def _flock(fh: Any, mode: int, wait: float) -> bool:
+    """Take ``mode`` on an open lock file, retrying for up to ``wait`` seconds; False when still held."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fh, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
+
+@contextmanager
+def locked(root: Path, *, shared: bool = False, wait: float = 0.0) -> Iterator[None]:
+    """Hold the dataset's lock.
+
+    Exclusive (the default): a whole-dataset run (``ingest_dataset``, ``validate_dataset``,
+    ``features_dataset``), alone. Shared: a one-partition task (:mod:`hftpipe.lake.fanout`), which runs
+    beside other such tasks, in other processes or pods on the same volume, but never beside a
+    whole-dataset run; its manifest changes go through :func:`manifest_update`.
+
+    Args:
+        wait: seconds to retry before giving up (0: fail at once).
     Raises:
-        LakeBusy: another run holds it.
+        LakeBusy: the lock is still held after ``wait`` seconds.
     """
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise LakeBusy(f"another hftpipe run is writing {root} (it holds {root / LOCK_FILE}); "
-                           "wait for it to finish") from exc
+    with open(root / LOCK_FILE, "a+") as fh:  # read+write: NFS turns flock into POSIX locks, which need both
+        if not _flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX, wait):
+            holder = ("a whole-dataset hftpipe run is" if shared
+                      else "another hftpipe run (or a pipeline's partition tasks) is")
+            raise LakeBusy(f"{holder} writing {root} (it holds {root / LOCK_FILE}); wait for it to finish")
         try:
             yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def manifest_update(root: Path, wait: float = 120.0) -> Iterator[dict[str, Any]]:
+    """Read the manifest, let the caller change it, replace it: one writer at a time, across processes.
+
+    For one-partition tasks, which hold the dataset lock shared: without this second, short lock two
+    tasks finishing together would each rewrite the manifest from their own read and one entry would be
+    lost. Nothing is written when the body raises.
+
+    Raises:
+        LakeBusy: another task kept the manifest for more than ``wait`` seconds.
+    """
+    with open(root / MANIFEST_LOCK_FILE, "a+") as fh:
+        if not _flock(fh, fcntl.LOCK_EX, wait):
+            raise LakeBusy(f"{root / MANIFEST_LOCK_FILE} was held for over {wait:.0f} s; "
+                           "is a partition task stuck on the volume?")
+        try:
+            manifest = read_manifest(root)
+            yield manifest
+            write_manifest(root, manifest)
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 

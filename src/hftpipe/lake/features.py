@@ -114,6 +114,21 @@ def _bar_partition(part: Path, out: Path, source: str, cfg: FeaturesConfig,
     return frame["split"].to_numpy(), len(frame), events
 
 
+def features_current(root: Path, manifest: dict[str, Any], key: str, fingerprint: str) -> bool:
+    """True when ``key``'s features were built with these settings from the partition's current data."""
+    done = manifest["features"].get(key, {})
+    return (done.get("config") == fingerprint
+            and done.get("source_sha256") == manifest["partitions"][key]["source_sha256"]
+            and features_dir(root, key).exists())
+
+
+def features_entry(root: Path, manifest: dict[str, Any], key: str, built: dict[str, Any],
+                   fingerprint: str) -> dict[str, Any]:
+    """The manifest's ``features[key]`` for a ``build_partition`` result (``split`` is set later, across keys)."""
+    return built | {"config": fingerprint, "source_sha256": manifest["partitions"][key]["source_sha256"],
+                    "written_at": now_iso(), "path": str(features_dir(root, key))}
+
+
 def assign_splits(manifest: dict[str, Any], train_frac: float, val_frac: float, mode: str) -> dict[str, str]:
     """Split of each featured partition: whole days by date per (source, symbol), or ``within``."""
     days: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -163,10 +178,7 @@ def features_dataset(root: str | Path | None = None, cfg: FeaturesConfig | None 
             raise DataFormatError(f"no partition {', '.join(missing)} in {root}; see `hftpipe lake ls`")
         todo = []
         for key in keys:
-            entry = manifest["partitions"][key]
-            done = manifest["features"].get(key, {})
-            if (not force and done.get("config") == fingerprint
-                    and done.get("source_sha256") == entry["source_sha256"] and features_dir(root, key).exists()):
+            if not force and features_current(root, manifest, key, fingerprint):
                 report.unchanged.append(key)
             else:
                 todo.append((key, (str(root), key, cfg, tick_bars)))
@@ -177,9 +189,7 @@ def features_dataset(root: str | Path | None = None, cfg: FeaturesConfig | None 
                 report.failed.append(Failure(key, crashed[key]))
                 manifest["features"].pop(key, None)
                 continue
-            manifest["features"][key] = results[key] | {
-                "config": fingerprint, "source_sha256": manifest["partitions"][key]["source_sha256"],
-                "written_at": now_iso(), "path": str(features_dir(root, key))}
+            manifest["features"][key] = features_entry(root, manifest, key, results[key], fingerprint)
             report.written.append(key)
         for key, name in assign_splits(manifest, cfg.train_frac, cfg.val_frac, split).items():
             manifest["features"][key]["split"] = name

@@ -29,7 +29,8 @@ from hftpipe.proctree import stop_tree_on_signal
 log = logging.getLogger(__name__)
 
 STEP_ORDER = ("validate", "ingest", "features", "train", "evaluate", "register", "deploy")
-PIPELINES = {"training": ("pipelines.training_pipeline", "training_pipeline")}
+PIPELINES = {"training": ("pipelines.training_pipeline", "training_pipeline"),
+             "lake": ("pipelines.lake_pipeline", "lake_pipeline")}
 
 
 def _pipelines_root() -> Path:
