@@ -3,6 +3,7 @@ and the paper core driven by the rl policy takes the environment's actions and g
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 
@@ -265,3 +266,34 @@ def test_a_gap_restarts_the_windows(events: pd.DataFrame, rl_config: Config, goo
     assert policy.builder.stream.warm
     core.on_gap(Gap(venue="NASDAQ", symbol="GOOG", next_seq=201, reason="test", publish_time=0.0))
     assert policy.builder.stream.n == 0 and not policy.builder.stream.warm
+
+
+@pytest.mark.slow
+def test_trader_loads_the_champion_else_the_newest_registered_policy(tmp_path) -> None:
+    from hftpipe.cli.trade import rl_policy_factory
+    from hftpipe.errors import RegistryError
+    from hftpipe.registry.rl import register_policy, registered_policy_uri
+    from tests.rl.tiny import tiny_config, train_tiny
+
+    cfg = tiny_config()
+    folder = train_tiny(tmp_path / "policy", cfg)
+    with pytest.raises(RegistryError, match="no RL policy is registered .*run `hftpipe rl train`"):
+        registered_policy_uri(cfg)
+
+    # Hand-made evaluation reports (only the gate reads them here): the first fails the gate, the second passes.
+    def report(learned: float, low: float) -> dict:
+        return {"policies": {"learned": {"net_pnl": learned, "net_pnl_interval": {"low": low}},
+                             "flat": {"net_pnl": 0.0, "net_pnl_interval": {"low": 0.0}}},
+                "best_simple": "flat", "data": {"symbol": "GOOG", "scope": "test"}}
+
+    assert register_policy(cfg, folder, report(-5.0, -9.0))["alias"] == "challenger"
+    name = cfg.rl.model_name
+    assert registered_policy_uri(cfg) == f"models:/{name}/1"  # no champion: the newest version
+    make, uri = rl_policy_factory(cfg, None)
+    assert uri == f"models:/{name}/1" and make().name == "rl"
+    assert register_policy(cfg, folder, report(5.0, 1.0))["alias"] == "champion"
+    make, uri = rl_policy_factory(cfg, None)
+    assert uri == f"models:/{name}@champion"
+    policy = make()
+    assert policy.model_id == uri
+    assert policy.builder.stream.names == json.loads((folder / "policy.json").read_text())["feature_names"]
