@@ -3,6 +3,7 @@ and the paper core driven by the rl policy takes the environment's actions and g
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import pickle
@@ -73,7 +74,7 @@ def _network(obs_dim: int, seed: int) -> list[tuple[np.ndarray, np.ndarray, str]
     rng = np.random.default_rng(seed)
     sizes = [obs_dim, 32, 32, len(ACTIONS)]
     return [(rng.normal(0, 1.0 / math.sqrt(a), (a, b)).astype(np.float32), rng.normal(0, 0.3, b).astype(np.float32),
-             "tanh" if k < 2 else "") for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+             "tanh" if k < 2 else "") for k, (a, b) in enumerate(itertools.pairwise(sizes))]
 
 
 def _core(cfg: Config, make) -> PaperCore:

@@ -283,7 +283,7 @@ def test_rl_policy_on_the_bus_trades_as_the_core_does(nats_server, hftpipe_home:
         want_fills.extend(step.fills)
     assert {o.policy for o in orders} == {"rl"} and any(o.status == "accepted" for o in orders) and fills
     assert min(o.seq for o in orders) > max(cfg.features.windows)  # nothing during the warm-up
-    key = lambda o: (o.seq, o.status, o.order_id, o.side, o.qty, o.price, o.reason)  # noqa: E731
+    key = lambda o: (o.seq, o.status, o.order_id, o.side, o.qty, o.price, o.reason)
     assert [key(o) for o in orders] == [key(o) for o in want_orders]
     assert [(f.fill_id, f.order_id, f.qty, f.price, f.seq) for f in fills] == \
         [(f.fill_id, f.order_id, f.qty, f.price, f.seq) for f in want_fills]

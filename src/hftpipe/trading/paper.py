@@ -134,7 +134,7 @@ class PaperTrader:
             if self.policy_name == "rl":
                 raise ConfigError("the rl policy is loaded by the CLI: run `hftpipe trade --paper --policy rl`")
             make_policy(self.policy_name, tcfg, self.cfg.horizon)  # fail now on a bad policy, not at the first book
-            policy_factory = lambda: make_policy(self.policy_name, tcfg, self.cfg.horizon)  # noqa: E731
+            policy_factory = lambda: make_policy(self.policy_name, tcfg, self.cfg.horizon)
         else:
             self.policy_name = policy_factory().name  # fail now on a bad policy, not at the first book
         self.risk_store = RiskStateStore(config.risk.state_db)
