@@ -82,7 +82,8 @@ def standardise(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.n
     """
     with np.errstate(invalid="ignore"):
         z = (features - mean) / std
-    return np.clip(np.nan_to_num(z, nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP).astype(np.float32)
+    z[np.isnan(z)] = 0.0
+    return np.clip(z, -CLIP, CLIP, out=z).astype(np.float32)  # +/- inf land on +/- CLIP
 
 
 def fill_probs(probs: np.ndarray) -> np.ndarray:

@@ -32,8 +32,9 @@ import numpy as np
 
 from hftpipe.config import Config
 from hftpipe.errors import ModelError
-from hftpipe.features.build import compute_features, feature_names
-from hftpipe.features.flow import EXECUTION_TYPES, order_flow_imbalance_increments
+from hftpipe.features.book import depth_imbalances, microprice, mid_price, spread
+from hftpipe.features.build import feature_names
+from hftpipe.features.flow import EXECUTION_TYPES
 from hftpipe.rl.actions import ACTIONS, HOLD, orders_for
 from hftpipe.rl.env import OBS_BOUND, SimSettings, fill_probs, standardise, state_features
 from hftpipe.trading.policies import Action, MarketView
@@ -46,7 +47,7 @@ OFI, SIGNED, COUNT, SQ_RET, BAD = range(5)
 
 
 class FeatureStream:
-    """:func:`compute_features` (every event sampled) one event at a time, for the top ``levels`` levels."""
+    """:func:`hftpipe.features.build.compute_features` (every event sampled) one event at a time, top ``levels``."""
 
     def __init__(self, levels: int, windows: Sequence[int]) -> None:
         self.levels = int(levels)
@@ -54,19 +55,36 @@ class FeatureStream:
         if not self.windows or min(self.windows) < 1:
             raise ValueError(f"windows must be positive numbers of events; got {list(windows)}")
         self.names = feature_names(self.levels, self.windows)
-        self._book_names = self.names[: 2 + 2 * self.levels]  # spread, microprice, the depth imbalances
         self._hist_len = max(self.windows) + 1
+        # one-row buffers in the batch code's (column-major) layout
+        self._one = np.empty((1, 4 * self.levels), order="F")
+        self._mid = np.empty(1)
+        self._book_feats = np.empty((1, 2 + 2 * self.levels), order="F")  # spread, microprice, depth imbalances
+        self._scratch = np.empty((1, 3), order="F")
         self.reset()
 
     def reset(self) -> None:
         """Forget the history (a new day, or a gap in the feed): the next event is row 0 again."""
         self.n = 0  # events seen since the reset
         self.last_time = math.nan
-        self._top = np.full((2, 4), np.nan)  # [previous, current] best level, for the OFI increment
+        self._top = (math.nan, 0.0, math.nan, 0.0)  # the previous best level (ask, size, bid, size)
         self._sums = np.zeros(5)  # running cumulative sums (np.cumsum adds in the same order)
         self._hist = np.zeros((self._hist_len, 5))  # _sums after each of the last events, by n % len
         self._logm = np.full(self._hist_len, np.nan)  # log mid after each of the last events
         self._logm0 = math.nan
+
+    def _ofi(self, row: np.ndarray) -> float:
+        """:func:`hftpipe.features.flow.order_flow_imbalance_increments` of this event (the same four terms)."""
+        ap0, aq0, bp0, bq0 = self._top
+        ap, aq, bp, bq = float(row[0]), float(row[1]), float(row[2]), float(row[3])
+        # an empty side is price -inf (bid) / +inf (ask)
+        bp, bp0 = (-math.inf if math.isnan(bp) else bp), (-math.inf if math.isnan(bp0) else bp0)
+        ap, ap0 = (math.inf if math.isnan(ap) else ap), (math.inf if math.isnan(ap0) else ap0)
+        e = float(bp >= bp0) * bq
+        e -= float(bp <= bp0) * bq0
+        e -= float(ap <= ap0) * aq
+        e += float(ap >= ap0) * aq0
+        return e
 
     @property
     def warm(self) -> bool:
@@ -80,19 +98,21 @@ class FeatureStream:
         if row.size < 4 * self.levels:
             raise ModelError(f"a book update holds {row.size // 4} level(s); the policy reads {self.levels}")
         t = self.n
-        one = row.reshape(1, -1)
-        # the book features and the mid of one row, by the batch code itself (they read that row only)
-        feats = compute_features(one, np.array([event_type]), np.array([size], dtype=np.float64),
-                                 np.array([direction]), self.windows[:1])
-        self._top[0] = self._top[1]
-        self._top[1] = row[:4]
+        # the book features and the mid of one row, by the batch code's own functions (they read that row only)
+        one, bf, levels = self._one, self._book_feats, self.levels
+        one[0] = row
+        mid_price(one, out=self._mid)
+        spread(one, out=bf[:, 0])
+        microprice(one, out=bf[:, 1], scratch=self._scratch[:, 0])
+        depth_imbalances(one, bf[:, 2: 2 + levels], bf[:, 2 + levels: 2 + 2 * levels], self._scratch)
         inc = np.empty(5)
-        inc[OFI] = order_flow_imbalance_increments(self._top)[1] if t else 0.0
+        inc[OFI] = self._ofi(row) if t else 0.0
+        self._top = (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
         executed = 1.0 if event_type in EXECUTION_TYPES else 0.0
         inc[SIGNED] = -(executed * float(size)) * float(direction)  # aggressor sign: -direction
         inc[COUNT] = executed
         with np.errstate(invalid="ignore", divide="ignore"):
-            logm = float(np.log(feats["mid"])[0])
+            logm = float(np.log(self._mid)[0])
         r1 = logm - float(self._logm[(t - 1) % self._hist_len]) if t else 0.0
         bad = not math.isfinite(r1)
         inc[SQ_RET] = 0.0 if bad else r1 * r1
@@ -104,10 +124,8 @@ class FeatureStream:
         if t == 0:
             self._logm0 = logm
         out = np.empty(len(self.names))
-        k = 0
-        for name in self._book_names:
-            out[k] = feats[name][0]
-            k += 1
+        k = 2 + 2 * levels
+        out[:k] = bf[0]
         for w in self.windows:
             if t < w:  # warm-up: the history there is (compute_features' rule)
                 win, ret = self._sums.copy(), logm - self._logm0
