@@ -455,7 +455,7 @@ class MonitorConfig:
 class PaperConfig:
     """Section ``paper``: the paper trader (md.> and sig.> in; ord.<symbol>, fill.<symbol>, pos.<symbol> out)."""
 
-    policy: Literal["threshold", "passive"] | None = None  # None: trading.policy
+    policy: Literal["threshold", "passive", "rl"] | None = None  # None: trading.policy; rl: the learned policy
     horizon: int = 10  # threshold policy's hold in events when trading.hold_events is None (the model's k)
     durable: str = "paper"  # JetStream durable consumer names: <durable>-md and <durable>-sig
     batch_max: int = 256  # most inputs handled (and committed to the store) in one step
@@ -466,6 +466,7 @@ class PaperConfig:
     store: str | None = None  # the trader's sqlite store; None: HFTPIPE_HOME/paper/<durable>.sqlite
     lag_interval_s: float = 1.0  # how often consumer lag is read from the server
     metrics_port: int = 9103  # Prometheus /metrics on 127.0.0.1; 0: off
+    rl_policy: str | None = None  # rl: policy folder or models:/ URI; None: rl.model_name@champion, else its newest
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The paper trader on a real nats-server: `hftpipe feed replay` of a real LOBSTER file -> `hftpipe signals` ->
 `hftpipe trade --paper` -> orders, fills and positions on the bus; the kill switch and a max-loss breach on the
-bus; kill -9 and restart without a duplicated or lost fill."""
+bus; kill -9 and restart without a duplicated or lost fill; the learned rl policy on the bus equals the core."""
 
 from __future__ import annotations
 
@@ -243,3 +243,48 @@ def test_kill_9_and_restart_recovers_without_duplicate_fills(nats_server, hftpip
         assert positions[-1].seq == limit
     finally:
         trader.stop()
+
+
+def test_rl_policy_on_the_bus_trades_as_the_core_does(nats_server, hftpipe_home: Path, tmp_path) -> None:
+    """`trade --paper --policy rl` on replayed books: the orders and fills on the bus are the in-process core's."""
+    from hftpipe.config import load_config
+    from hftpipe.rl.agent import load_policy
+    from hftpipe.rl.live import LivePolicy
+    from hftpipe.trading.execution import Fees, Latency
+    from hftpipe.trading.paper_core import PaperCore
+    from hftpipe.trading.risk import RiskEngine, limits_from_config
+    from tests.rl.tiny import train_tiny
+
+    folder = train_tiny(tmp_path / "policy")
+    limit = 600  # the first 100 are the windows' warm-up (the policy holds)
+    sets = (*NO_LIMITS, "paper.wall_clock_guard=false")
+    assert _feed(nats_server, hftpipe_home, limit).start().wait() == 0
+    trader = Service([*nats_server.overrides(), *_sets("paper.metrics_port=0", *sets), "trade", "--paper",
+                      "--policy", "rl", "--rl-policy", str(folder)], hftpipe_home, ready="trader",
+                     name="trader").start()
+    try:
+        _wait_for(lambda: _last_pos_seq(nats_server.url) >= limit, 60, "all books", trader.log)
+        time.sleep(0.5)
+        orders = _of(nats_server.url, "ord.>", Order)
+        fills, positions = _check_consistent(nats_server.url)
+        assert "rl policy: " + str(folder) in trader.log()
+    finally:
+        trader.stop()
+    cfg = load_config(Path(__file__).resolve().parents[2] / "params.yaml", list(sets))
+    t = cfg.trading
+    loaded = load_policy(folder)
+    core = PaperCore(lambda: LivePolicy.from_loaded(loaded), RiskEngine(limits_from_config(cfg.risk)),
+                     Latency(t.feed_latency_s, t.order_latency_s),
+                     Fees(t.maker_fee_per_share, t.taker_fee_per_share, t.fee_bps))
+    want_orders, want_fills = [], []
+    for update in _of(nats_server.url, "md.>", BookUpdate):
+        step = core.on_book(update)
+        want_orders.extend(step.orders)
+        want_fills.extend(step.fills)
+    assert {o.policy for o in orders} == {"rl"} and any(o.status == "accepted" for o in orders) and fills
+    assert min(o.seq for o in orders) > max(cfg.features.windows)  # nothing during the warm-up
+    key = lambda o: (o.seq, o.status, o.order_id, o.side, o.qty, o.price, o.reason)
+    assert [key(o) for o in orders] == [key(o) for o in want_orders]
+    assert [(f.fill_id, f.order_id, f.qty, f.price, f.seq) for f in fills] == \
+        [(f.fill_id, f.order_id, f.qty, f.price, f.seq) for f in want_fills]
+    assert positions[-1].position == core.symbols["GOOG"].position

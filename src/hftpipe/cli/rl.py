@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 
-from hftpipe.errors import ModelError
-
 
 def register(group: click.Group) -> None:
     group.add_command(rl)
@@ -41,15 +39,9 @@ def default_policy(cfg: Any) -> str:
 
 
 def _policy_dir(ref: str, workdir: Path) -> Path:
-    if ref.startswith("models:/"):
-        from hftpipe.registry.rl import resolve_policy
+    from hftpipe.registry.rl import policy_folder
 
-        root = resolve_policy(ref, workdir)
-        found = [p.parent for p in root.rglob("policy.json")]
-        if not found:
-            raise ModelError(f"{ref} holds no policy.json")
-        return found[0]
-    return Path(ref)
+    return policy_folder(ref, workdir)
 
 
 @rl.command()

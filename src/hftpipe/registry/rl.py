@@ -15,9 +15,12 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from hftpipe.config import Config
+from hftpipe.errors import ModelError, RegistryError
 from hftpipe.registry.tracker import mlflow_run
 
 log = logging.getLogger(__name__)
+
+POLICY_META = "policy.json"  # hftpipe.rl.agent.META_FILE (the registry stays below hftpipe.rl)
 
 
 def policy_gate(report: dict[str, Any], min_margin: float) -> dict[str, Any]:
@@ -68,3 +71,45 @@ def resolve_policy(uri: str, destination: str | Path) -> Path:
 
     with fluent_store():
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination)))
+
+
+def registered_policy_uri(cfg: Config) -> str:
+    """``models:/<rl.model_name>@champion`` when a version holds the alias, else the newest registered version.
+
+    Raises:
+        RegistryError: no version of the policy is registered.
+    """
+    from hftpipe.registry.tracker import client
+
+    name = cfg.rl.model_name
+    mc = client()
+    try:
+        mc.get_model_version_by_alias(name, "champion")
+        return f"models:/{name}@champion"
+    except MlflowException:
+        pass
+    try:
+        versions = mc.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        versions = []
+    if not versions:
+        raise RegistryError(f"no RL policy is registered as {name!r}: run `hftpipe rl train` then "
+                            "`hftpipe rl evaluate --register` (or pass a policy folder with --rl-policy)")
+    newest = max(int(v.version) for v in versions)
+    log.info("no champion RL policy; using the newest registered version, %s/%d", name, newest)
+    return f"models:/{name}/{newest}"
+
+
+def policy_folder(ref: str, workdir: str | Path) -> Path:
+    """The policy folder of ``ref``: a ``models:/`` URI is downloaded under ``workdir``, a folder is itself.
+
+    Raises:
+        ModelError: the URI or the folder holds no trained policy.
+    """
+    if ref.startswith("models:/"):
+        root = resolve_policy(ref, workdir)
+        found = sorted(p.parent for p in root.rglob(POLICY_META))
+        if not found:
+            raise ModelError(f"{ref} holds no {POLICY_META}; register a policy with `hftpipe rl evaluate --register`")
+        return found[0]
+    return Path(ref)

@@ -136,6 +136,7 @@ def train(cfg: Config, day: Day, output: str | Path | None = None, tracker: Trac
         "feature_std": stats[1].tolist(),
         "with_probs": day.probs is not None,
         "classifier": day.meta.get("classifier"),
+        "session": list(day.session),  # the time of day's origin and scale (the live policy reads it)
         "obs_dim": int(env.observation_space.shape[0]),
         "data": {"symbol": day.symbol, "date": day.date, "source": day.meta.get("source"),
                  "source_sha256": day.meta.get("source_sha256"), "train_events": int(day.rows(0).size)},

@@ -75,6 +75,22 @@ def obs_size(n_features: int, with_probs: bool) -> int:
     return n_features + (3 if with_probs else 0) + 7
 
 
+def standardise(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The observation's feature part: (x - mean) / std, clipped to +/- CLIP (NaN: 0), float32.
+
+    Row by row, so the live builder (:mod:`hftpipe.rl.live`) gets the same numbers one event at a time.
+    """
+    with np.errstate(invalid="ignore"):
+        z = (features - mean) / std
+    z[np.isnan(z)] = 0.0
+    return np.clip(z, -CLIP, CLIP, out=z).astype(np.float32)  # +/- inf land on +/- CLIP
+
+
+def fill_probs(probs: np.ndarray) -> np.ndarray:
+    """The observation's probability part: a missing probability (no full window yet, no signal) reads 1/3."""
+    return np.where(np.isfinite(probs), probs, 1.0 / 3.0).astype(np.float32)
+
+
 def state_features(s: SimSettings, pos: Any, bid_open: Any, ask_open: Any, market_open: Any, ahead_bid: Any,
                    ahead_ask: Any, tod: Any) -> np.ndarray:
     """The trading-state part of the observation: inventory, our orders, queue ahead, time of day."""
@@ -92,13 +108,10 @@ class BatchSim:
                  with_probs: bool | None = None) -> None:
         self.day, self.s, self.n = day, settings, n
         mean, std = stats if stats is not None else feature_stats(day)
-        with np.errstate(invalid="ignore"):
-            z = (day.features - mean) / std
-        self.z = np.clip(np.nan_to_num(z, nan=0.0, posinf=CLIP, neginf=-CLIP), -CLIP, CLIP).astype(np.float32)
+        self.z = standardise(day.features, mean, std)
         self.with_probs = day.probs is not None if with_probs is None else with_probs
         if self.with_probs:
-            probs = day.probs if day.probs is not None else np.full((len(day), 3), np.nan)
-            self.probs = np.where(np.isfinite(probs), probs, 1.0 / 3.0).astype(np.float32)
+            self.probs = fill_probs(day.probs if day.probs is not None else np.full((len(day), 3), np.nan))
         start, end = day.session
         self.tod = ((day.times - start) / max(end - start, 1e-9)).astype(np.float32)
         self.obs_dim = obs_size(self.z.shape[1], self.with_probs)

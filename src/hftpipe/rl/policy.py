@@ -4,6 +4,8 @@ The backtest (and the paper trader) call ``decide`` once per event with the mark
 the position and the open orders; :class:`AgentPolicy` rebuilds the environment's observation from
 them (the same features, probabilities and state features as :class:`hftpipe.rl.env.BatchSim`),
 asks ``choose`` for an action and turns it into orders with :func:`hftpipe.rl.actions.orders_for`.
+It reads the day's precomputed arrays (evaluation over a whole file); live, where events come one at a
+time, :class:`hftpipe.rl.live.LivePolicy` builds the same observation incrementally.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from hftpipe.rl.actions import ACTIONS, orders_for
 from hftpipe.rl.day import Day
 from hftpipe.rl.env import OBS_BOUND, BatchSim, SimSettings, state_features
+from hftpipe.rl.live import order_state
 from hftpipe.trading.policies import Action, MarketView
 
 
@@ -39,16 +42,9 @@ class AgentPolicy:
 
     def observation(self, i: int, position: float, open_orders: list[Any]) -> np.ndarray:
         sim = self.sim
-        quotes = {1: None, -1: None}
-        for o in open_orders:
-            if o.price is not None:
-                quotes[o.side] = o
-        bid, ask = quotes[1], quotes[-1]
-        extra = state_features(self.settings, [position], [bid is not None], [ask is not None],
-                               [any(o.price is None for o in open_orders)],
-                               [bid.queue_ahead if bid is not None and bid.status.value == "resting" else 0.0],
-                               [ask.queue_ahead if ask is not None and ask.status.value == "resting" else 0.0],
-                               [sim.tod[i]])[0]
+        pos, bid_open, ask_open, market_open, ahead_bid, ahead_ask = order_state(position, open_orders)
+        extra = state_features(self.settings, [pos], [bid_open], [ask_open], [market_open], [ahead_bid],
+                               [ahead_ask], [sim.tod[i]])[0]
         parts = [sim.z[i]] + ([sim.probs[i]] if sim.with_probs else []) + [extra]
         return np.clip(np.concatenate(parts), -OBS_BOUND, OBS_BOUND)
 

@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -36,11 +37,11 @@ from hftpipe import paths
 from hftpipe.bus.connection import BusClient, ensure_streams, stream_config, subject_token
 from hftpipe.config import Config
 from hftpipe.contracts import BookUpdate, ContractError, DeadLetter, Gap, Signal, decode, encode
-from hftpipe.errors import BusError
+from hftpipe.errors import BusError, ConfigError
 from hftpipe.trading.execution import Fees, Latency
 from hftpipe.trading.paper_core import AUTO_ACTOR, PaperCore, Step
 from hftpipe.trading.paper_store import PaperStore
-from hftpipe.trading.policies import make_policy
+from hftpipe.trading.policies import Policy, make_policy
 from hftpipe.trading.risk import RiskEngine, RiskState, StateChange, limits_from_config
 from hftpipe.trading.state_store import RiskStateStore
 
@@ -122,17 +123,23 @@ class PaperTrader:
     """One paper-trader process: consumers, core, store, publisher."""
 
     def __init__(self, config: Config, client: BusClient, policy: str | None = None,
-                 metrics: TraderMetrics | None = None) -> None:
+                 metrics: TraderMetrics | None = None, policy_factory: Callable[[], Policy] | None = None) -> None:
         self.config = config
         self.cfg = config.paper
         self.client = client
         self.metrics = metrics or TraderMetrics()
         tcfg = config.trading
         self.policy_name = policy or self.cfg.policy or tcfg.policy
-        make_policy(self.policy_name, tcfg, self.cfg.horizon)  # fail now on a bad policy, not at the first book
+        if policy_factory is None:
+            if self.policy_name == "rl":
+                raise ConfigError("the rl policy is loaded by the CLI: run `hftpipe trade --paper --policy rl`")
+            make_policy(self.policy_name, tcfg, self.cfg.horizon)  # fail now on a bad policy, not at the first book
+            policy_factory = lambda: make_policy(self.policy_name, tcfg, self.cfg.horizon)
+        else:
+            self.policy_name = policy_factory().name  # fail now on a bad policy, not at the first book
         self.risk_store = RiskStateStore(config.risk.state_db)
         engine = RiskEngine(limits_from_config(config.risk))
-        self.core = PaperCore(lambda: make_policy(self.policy_name, tcfg, self.cfg.horizon), engine,
+        self.core = PaperCore(policy_factory, engine,
                               Latency(tcfg.feed_latency_s, tcfg.order_latency_s),
                               Fees(tcfg.maker_fee_per_share, tcfg.taker_fee_per_share, tcfg.fee_bps),
                               StoreControl(self.risk_store, config.audit.url))
@@ -276,6 +283,7 @@ class PaperTrader:
                     m.duplicates.labels("signal").inc()
             elif isinstance(message, Gap):
                 m.events_in.labels("gap").inc()  # books are full L2 states: the next one is used as it is
+                self.core.on_gap(message)  # but a policy's windows over past events start over
             else:
                 outbox.append(self._dead("unexpected", f"{type(message).__name__} on {msg.subject}", msg))
         for p in positions.values():
@@ -375,15 +383,17 @@ class PaperTrader:
 
 
 async def run_paper(config: Config, policy: str | None = None, url: str | None = None,
-                    stop: asyncio.Event | None = None, on_ready=None) -> None:
-    """Run the paper trader until SIGTERM/SIGINT (or ``stop``)."""
+                    stop: asyncio.Event | None = None, on_ready=None,
+                    policy_factory: Callable[[], Policy] | None = None) -> None:
+    """Run the paper trader until SIGTERM/SIGINT (or ``stop``); ``policy_factory`` makes each symbol's policy
+    (the CLI's for ``rl``: this module stays below ``hftpipe.rl``), else ``policy`` names a simple one."""
     from hftpipe.bus.connection import connect
     from hftpipe.bus.lifecycle import serve_metrics, stop_event
 
     stop = stop or stop_event()
     client = await connect(config.bus, "hftpipe-paper-trader", url=url)
     metrics = TraderMetrics()
-    trader = PaperTrader(config, client, policy=policy, metrics=metrics)
+    trader = PaperTrader(config, client, policy=policy, metrics=metrics, policy_factory=policy_factory)
     try:
         await trader.start()
         port = serve_metrics(metrics.registry, config.paper.metrics_port)

@@ -13,6 +13,9 @@ update it runs the SAME steps, on the SAME objects, as one iteration of :func:`h
 4. HALTED: resting orders are cancelled (once) and nothing is decided; otherwise the policy sees the book and
    the latest signal and its orders go through the pre-trade check to the execution model.
 
+A policy that keeps state per event (the learned ``rl`` policy's feature windows) has an ``on_book(update)``
+hook, called with every new book update before step 1 (halted or not), and ``on_gap()`` for a feed gap.
+
 Signals: the decision on book ``seq`` N uses the newest signal with seq <= N received so far, held until a
 newer one arrives (as the backtest holds a sampled signal stream forward); signals for books not yet seen wait.
 Live, the signal of book N is computed after book N, so it usually acts from book N+1 on: the backtest with
@@ -33,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hftpipe.contracts import BookUpdate, Fill, Order, PositionUpdate, Signal
+from hftpipe.contracts import BookUpdate, Fill, Gap, Order, PositionUpdate, Signal
 from hftpipe.trading.execution import ExecutionModel, Fees, Latency
 from hftpipe.trading.policies import Cancel, MarketView, Policy
 from hftpipe.trading.risk import Decision, RiskEngine, RiskState, StateChange
@@ -109,8 +112,25 @@ class PaperCore:
         return pickle.dumps((self.symbols, self.risk, self.day), protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, blob: bytes) -> None:
-        """Back to a :meth:`snapshot` (the blob comes from this service's own store, never from the bus)."""
+        """Back to a :meth:`snapshot` (the blob comes from this service's own store, never from the bus).
+
+        A policy whose snapshot leaves out heavy parts (the rl policy's network) gets them back through its
+        ``rebind(fresh)`` hook from a policy made now; the hook returns the policy to keep.
+        """
         self.symbols, self.risk, self.day = pickle.loads(blob)  # our own file under HFTPIPE_HOME, never bus input
+        for st in self.symbols.values():
+            rebind = getattr(st.policy, "rebind", None)
+            if rebind is not None:
+                fresh = self.make_policy()
+                fresh.reset()
+                st.policy = rebind(fresh)
+
+    def on_gap(self, gap: Gap) -> None:
+        """The feed lost events of a symbol: a policy with per-event state (``on_gap`` hook) starts it over."""
+        st = self.symbols.get(gap.symbol)
+        hook = getattr(st.policy, "on_gap", None) if st is not None else None
+        if hook is not None:
+            hook()
 
     # ---- inputs ------------------------------------------------------------------------------------------
     def on_signal(self, signal: Signal) -> Step:
@@ -145,6 +165,9 @@ class PaperCore:
         if update.seq <= st.last_book_seq:
             return Step(duplicate=True)
         st.last_book_seq = update.seq
+        on_book = getattr(st.policy, "on_book", None)
+        if on_book is not None:  # a policy with its own state per event (rl): every update, halted or not
+            on_book(update)
         step = Step()
         risk, ex, symbol = self.risk, st.execution, st.symbol
         t = update.event_time
