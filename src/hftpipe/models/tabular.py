@@ -363,7 +363,7 @@ class TabularBundle:
     model_name: str
     levels: int
     window: int
-    horizon: int
+    horizon: int | str  # k events (int) or clock time ('1s'); see hftpipe.horizons
     alpha: float | None
     class_names: tuple[str, ...]
     config_dict: dict[str, Any]

@@ -21,6 +21,7 @@ import numpy as np
 
 from hftpipe.config import Config, TrainConfig
 from hftpipe.errors import ConfigError, DataFormatError
+from hftpipe.horizons import horizon_info
 from hftpipe.models.bundle import BUNDLE_FILE, BUNDLE_FORMAT, CLASS_NAMES, MODEL_FILE, _atomic_write
 from hftpipe.models.calibration import calibration_summary, fit_temperature
 from hftpipe.models.tabular import (
@@ -200,7 +201,7 @@ def fit_tabular(book: np.ndarray, labels: np.ndarray, split: np.ndarray, tcfg: T
 
 
 def save_tabular_bundle(directory: str | Path, model: TabularModel, *, config: dict[str, Any], window: int,
-                        horizon: int, alpha: float | None, feature_meta: dict[str, Any] | None = None,
+                        horizon: int | str, alpha: float | None, feature_meta: dict[str, Any] | None = None,
                         metrics: dict[str, float] | None = None, importance: dict[str, Any] | None = None,
                         calibration: dict[str, Any] | None = None, mlflow_run_id: str | None = None) -> Path:
     """Write ``model.pt`` (the tabular payload: JSON, no pickle) and ``bundle.json``, as :func:`save_bundle`."""
@@ -210,7 +211,7 @@ def save_tabular_bundle(directory: str | Path, model: TabularModel, *, config: d
     meta = feature_meta or {}
     info: dict[str, Any] = {
         "format": BUNDLE_FORMAT, "model": model.name, "levels": model.spec.levels, "window": int(window),
-        "horizon": int(horizon), "alpha": None if alpha is None else float(alpha), "hidden": 0, "dropout": 0.0,
+        **horizon_info(horizon), "alpha": None if alpha is None else float(alpha), "hidden": 0, "dropout": 0.0,
         "class_names": list(CLASS_NAMES), "tabular": {**model.spec.to_dict(), "features": model.spec.names(),
                                                       "temperature": model.temperature},
         "feature_meta": {k: meta.get(k) for k in ("symbol", "date", "source_sha256", "levels", "sampling",

@@ -36,6 +36,7 @@ from hftpipe import paths
 from hftpipe.config import Config, TrainConfig
 from hftpipe.errors import ConfigError, DataFormatError
 from hftpipe.features.window import WindowStats, fit_window_stats
+from hftpipe.horizons import horizon_value
 from hftpipe.models import N_CLASSES, save_bundle
 from hftpipe.models.spec import ModelSpec
 from hftpipe.tracking import Tracker
@@ -474,8 +475,9 @@ def train(cfg: Config, features_dir: str | Path, output_dir: str | Path, tracker
     tcfg = cfg.train
     features = load_feature_set(features_dir)
     meta = dict(features.meta)
-    horizons = [int(h) for h in meta.get("horizons", [])]
-    if horizons and tcfg.horizon not in horizons:
+    horizons = [horizon_value(h) for h in meta.get("horizons", [])]
+    # Compared with their units: train.horizon=10 (events) never matches a '10s' label.
+    if horizons and horizon_value(tcfg.horizon) not in horizons:
         raise ConfigError(f"train.horizon={tcfg.horizon} is not among the feature set's horizons {horizons}; "
                           "set train.horizon to one of them or rebuild features with that horizon")
     from hftpipe.models.tabular import TABULAR_MODELS
