@@ -74,6 +74,6 @@ def test_train_and_evaluate_at_two_seconds(tmp_path: Path, features: Path) -> No
     assert load_bundle(events_bundle).horizon == 10
     clock_only = tmp_path / "clock-only"
     build_features(dataclasses.replace(CFG.features, horizons=("10s",)), features.parent / "events.parquet", clock_only)
-    with pytest.raises(ModelError, match="horizon 10 events but the feature set only has"):
+    with pytest.raises(ModelError, match="horizon k=10 but the feature set only has"):
         evaluate(cfg, events_bundle, clock_only, tmp_path / "out10")
     assert np.isfinite(report["margin"]["point"])

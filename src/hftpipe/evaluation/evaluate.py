@@ -150,7 +150,8 @@ def _check_compatible(bundle: Any, feature_set: Any) -> tuple[np.ndarray, str]:
                              f"settings")
     keys = {parse_horizon(h).key for h in feature_set.horizons}
     if parse_horizon(k).key not in keys:
-        raise ModelError(f"the model predicts horizon {parse_horizon(k).describe()} but the feature set only has "
+        named = f"k={k}" if parse_horizon(k).events is not None else f"h={k} (clock time)"
+        raise ModelError(f"the model predicts horizon {named} but the feature set only has "
                          f"{feature_set.horizons}; pass the raw LOBSTER file with --data so features are rebuilt "
                          f"for horizon {k}")
     if bundle.alpha is None:

@@ -150,7 +150,7 @@ class ModelBundle:
     def meta(self) -> dict[str, Any]:
         """Everything in ``bundle.json`` except the config (for display and MLflow tags)."""
         return {
-            "model": self.model_name, "levels": self.levels, "window": self.window, "horizon": self.horizon,
+            "model": self.model_name, "levels": self.levels, "window": self.window, **horizon_info(self.horizon),
             "alpha": self.alpha, "class_names": list(self.class_names), "feature_meta": dict(self.feature_meta),
             "metrics": dict(self.metrics), "mlflow_run_id": self.mlflow_run_id,
         }
