@@ -170,7 +170,11 @@ def render(results: list[dict[str, Any]], baselines: dict[tuple[str, str], dict[
     lines += ["", "Naive baselines (macro-F1 in %, same rows as the models):", "",
               "| data | horizon | rows | majority | persistence | momentum |", "|---|---|---:|---:|---:|---:|"]
     order = {"BTC": 0, "GOOG": 1, "AAPL": 2}
-    for (data, key), report in sorted(baselines.items(), key=lambda item: (order[item[0][0]], item[0][1])):
+    def place(key: str) -> int:
+        value = horizon_from_key(key).value
+        return HORIZONS.index(value) if value in HORIZONS else len(HORIZONS)
+
+    for (data, key), report in sorted(baselines.items(), key=lambda item: (order[item[0][0]], place(item[0][1]))):
         b = report["baselines"]
         lines.append(f"| {data} | {horizon_from_key(key).describe()} | {report['data']['scored_rows']} | "
                      f"{_pct(b['majority']['macro_f1'])} | {_pct(b['persistence']['macro_f1'])} | "
