@@ -32,7 +32,12 @@ def test_defaults_without_a_file() -> None:
         ({"train": {"epochs": 2.5}}, "train.epochs: expected an integer, got 2.5"),
         ({"train": {"class_weights": "yes"}}, "train.class_weights: expected true or false"),
         ({"features": {"horizons": 10}}, "features.horizons: expected a list, got 10"),
-        ({"features": {"horizons": [10, "x"]}}, "features.horizons[1]: expected an integer"),
+        ({"features": {"horizons": [10, "x"]}}, "features.horizons[1]: 'x' is not a horizon"),
+        # a bare '10' would be ambiguous (events or seconds?): refused
+        ({"features": {"horizons": [10, "10"]}}, "features.horizons[1]: '10' is not a horizon"),
+        ({"features": {"horizons": [0]}}, "features.horizons[0]: 0 is not a horizon"),
+        ({"train": {"horizon": "1 min"}}, "train.horizon: '1 min' is not a horizon"),
+        ({"train": {"horizon": 2.5}}, "train.horizon: 2.5 is not int or str"),
         ({"evaluate": {"fees_bps": True}}, "evaluate.fees_bps: expected a number"),
     ],
 )
@@ -42,6 +47,14 @@ def test_bad_config_names_the_key(tmp_path: Path, raw: dict, message: str) -> No
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert message in str(info.value)
+
+
+def test_clock_horizons_keep_their_unit() -> None:
+    cfg = load_config(None, ["features.horizons=[10, 1s, 500ms]", "train.horizon=10s"])
+    assert cfg.features.horizons == (10, "1s", "0.5s")  # canonical: events stay ints, seconds carry 's'
+    assert cfg.train.horizon == "10s"
+    assert load_config(None, ["train.horizon=10"]).train.horizon == 10  # a plain integer stays 10 events
+    assert cfg.to_dict()["features"]["horizons"] == [10, "1s", "0.5s"]
 
 
 def test_overrides_are_typed_and_checked() -> None:

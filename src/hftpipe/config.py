@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from hftpipe.errors import ConfigError
+from hftpipe.horizons import horizon_value
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class FeaturesConfig:
     """Section ``features``: hand-made features, labels, event sampling and time splits."""
 
     windows: tuple[int, ...] = (10, 50, 100)  # event windows for OFI, returns, volatility, trade flow
-    horizons: tuple[int, ...] = (10, 50, 100)  # label horizons k, in events of the sampled stream
+    horizons: tuple[int | str, ...] = (10, 50, 100)  # label horizons: k events (10) or clock time ('1s'); see hftpipe.horizons
     label: Literal["forward", "deeplob"] = "forward"  # deeplob: (next k mean - past k mean), partly known at t
     alpha: float | None = None  # stationary band; None: chosen so the training split is balanced
     sampling: Literal["all", "top_of_book"] = "all"  # every event, or only events that change the best quotes
@@ -54,13 +55,18 @@ class FeaturesConfig:
     purge: int | None = None  # events dropped before each split boundary; None: max(horizons + windows)
     output: str = "data/features"  # folder: features.parquet + features_meta.json (DVC output)
 
+    def __post_init__(self) -> None:
+        # Canonical form ('500ms' -> '0.5s'); a bare '10' is refused so events and seconds never mix.
+        object.__setattr__(self, "horizons", tuple(horizon_value(h, f"features.horizons[{i}]")
+                                                   for i, h in enumerate(self.horizons)))
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Section ``train``: model, data feeding and optimisation."""
 
     model: Literal["deeplob", "lstm", "mlp", "logreg", "lgbm", "logreg_tab", "mlp_tab"] = "lstm"  # *_tab, lgbm: engineered features
-    horizon: int = 10  # which label horizon k to learn (must be in features.horizons)
+    horizon: int | str = 10  # which label horizon to learn: k events or clock time ('1s'); must be in features.horizons
     window: int = 50  # T, book states per input window
     batch_size: int = 256
     epochs: int = 8
@@ -87,6 +93,9 @@ class TrainConfig:
     lgbm_learning_rate: float = 0.05
     lgbm_num_leaves: int = 31
     tabular_units: Literal["bps", "spreads"] = "bps"  # tabular: price moves in bps, or in mean spreads
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "horizon", horizon_value(self.horizon, "train.horizon"))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ Which rows are scored (``scope``):
   model saw none of it, and a whole day is the honest out-of-sample test.
 
 Within the scope, a row is scored when the model has a full input window (t >= T-1), every baseline
-has the past it needs (t >= k) and the label is defined. The model and all baselines are scored on
+has the past it needs (t >= k; at a clock-time horizon of h seconds, t - h at or after the first row)
+and the label is defined. The model and all baselines are scored on
 exactly those rows; the backtest runs every event from the first scored row to the end of the scope.
 Labels are thresholded with the MODEL's alpha (the stationary band fitted when it was trained), so
 the classes mean on new data what they meant in training.
@@ -34,11 +35,18 @@ from hftpipe import paths
 from hftpipe.config import Config
 from hftpipe.errors import DataFormatError, ModelError
 from hftpipe.evaluation.backtest import BacktestResult, backtest
-from hftpipe.evaluation.baselines import BASELINE_NAMES, baseline_predictions, min_history, threshold_returns
+from hftpipe.evaluation.baselines import (
+    BASELINE_NAMES,
+    baseline_predictions,
+    horizon_rows,
+    min_history,
+    threshold_returns,
+)
 from hftpipe.evaluation.bootstrap import macro_f1_intervals
 from hftpipe.evaluation.metrics import CLASS_NAMES, classification_metrics
 from hftpipe.evaluation.plots import plot_confusions, plot_pnl
 from hftpipe.evaluation.report import REPORT_FILE, REPORT_MD, EvaluationReport
+from hftpipe.horizons import parse_horizon
 from hftpipe.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -72,16 +80,18 @@ def resolve_scope(scope: Scope, feature_meta: dict[str, Any],
     return "test" if _same_data(feature_meta, trained_on) else "all"
 
 
-def scored_rows(split: np.ndarray, labels: np.ndarray, scope: str, window: int, horizon: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def scored_rows(split: np.ndarray, labels: np.ndarray, scope: str, window: int, horizon: int | str,
+                time: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rows with a defined label to score, contiguous rows to backtest) for one scope.
+
+    ``time`` (every row's event time) is needed for a clock-time horizon such as ``"1s"``.
 
     Raises:
         DataFormatError: nothing is left to score.
     """
     n = len(split)
     in_scope = split == 2 if scope == "test" else np.ones(n, dtype=bool)
-    first_allowed = max(window - 1, min_history(horizon))
+    first_allowed = max(window - 1, min_history(horizon, time))
     in_scope[:first_allowed] = False
     candidates = np.flatnonzero(in_scope)
     score = candidates[labels[candidates] >= 0]
@@ -145,9 +155,12 @@ def _check_compatible(bundle: Any, feature_set: Any) -> tuple[np.ndarray, str]:
             raise ModelError(f"the model was trained with features.{key}={want!r} but the data has {have!r}; "
                              f"pass the raw LOBSTER file with --data so features are rebuilt with the model's "
                              f"settings")
-    if k not in feature_set.horizons:
-        raise ModelError(f"the model predicts horizon k={k} but the feature set only has {feature_set.horizons}; "
-                         f"pass the raw LOBSTER file with --data so features are rebuilt for k={k}")
+    keys = {parse_horizon(h).key for h in feature_set.horizons}
+    if parse_horizon(k).key not in keys:
+        named = f"k={k}" if parse_horizon(k).events is not None else f"h={k} (clock time)"
+        raise ModelError(f"the model predicts horizon {named} but the feature set only has "
+                         f"{feature_set.horizons}; pass the raw LOBSTER file with --data so features are rebuilt "
+                         f"for horizon {k}")
     if bundle.alpha is None:
         return feature_set.labels(k), f"alpha {feature_set.alpha(k):.4g} from the feature set (the model has none)"
     data_alpha = feature_set.alpha(k)
@@ -227,8 +240,9 @@ def evaluate(cfg: Config, model_dir: str | Path, features_dir: str | Path, outpu
     labels, alpha_note = _check_compatible(bundle, fs)
     book = _model_book(fs, bundle.levels)
     chosen = resolve_scope(scope, fs.meta, bundle.feature_meta)  # a pooled model's feature_meta lists its sets
-    score, span = scored_rows(fs.split, labels, chosen, window, k)
-    log.info("evaluating %s (k=%d, T=%d) on %s %s, scope %s: %d scored rows, %d backtest events",
+    horizon = parse_horizon(k)
+    score, span = scored_rows(fs.split, labels, chosen, window, k, fs.time)
+    log.info("evaluating %s (k=%s, T=%d) on %s %s, scope %s: %d scored rows, %d backtest events",
              bundle.model_name, k, window, fs.meta.get("symbol"), fs.meta.get("date"), chosen, score.size,
              span.size)
 
@@ -239,13 +253,16 @@ def evaluate(cfg: Config, model_dir: str | Path, features_dir: str | Path, outpu
     mid = fs.mid
     train_mask = fs.split == 0
     base_span = baseline_predictions(labels, mid, train_mask, span, k, bundle.alpha if bundle.alpha is not None
-                                     else fs.alpha(k))
+                                     else fs.alpha(k), fs.time)
     pos = score - span[0]
     y = labels[score].astype(np.int64)
     preds = {"model": model_span[pos], **{name: base_span[name][pos] for name in BASELINE_NAMES}}
     metrics = {name: classification_metrics(y, p) for name, p in preds.items()}
     best = max(BASELINE_NAMES, key=lambda name: metrics[name]["macro_f1"])
-    block = ecfg.block or 10 * k
+    # Rows one horizon spans (k, or the mean rows per h seconds on this file): bootstrap blocks and the
+    # backtest's holding time are counted in rows.
+    span_rows = horizon_rows(k, fs.time)
+    block = ecfg.block or 10 * span_rows
     f1_iv, margin_iv = macro_f1_intervals(y, preds, reference=best, n_resamples=ecfg.bootstrap, block=block,
                                           seed=cfg.train.seed)
 
@@ -254,7 +271,7 @@ def evaluate(cfg: Config, model_dir: str | Path, features_dir: str | Path, outpu
     times = fs.time[span]
     signals = {"model": model_span, **base_span}
     backtests: dict[str, BacktestResult] = {
-        name: backtest(sig, bid, ask, horizon=k, fees_bps=ecfg.fees_bps, latency=ecfg.latency_events,
+        name: backtest(sig, bid, ask, horizon=span_rows, fees_bps=ecfg.fees_bps, latency=ecfg.latency_events,
                        sharpe_buckets=ecfg.sharpe_buckets, time=times)
         for name, sig in signals.items()
     }
@@ -266,6 +283,11 @@ def evaluate(cfg: Config, model_dir: str | Path, features_dir: str | Path, outpu
     report = _build_report(cfg, bundle, fs, metrics, best, margin, margin_iv, backtests, chosen, score, span,
                            alpha_note, block, model_dir, features_dir, model_ref)
     report["data"].update(provenance or {})
+    report["model_info"]["horizon_unit"] = horizon.unit  # 10 events and 10 s must never be mistaken
+    report["backtest_settings"]["hold_events"] = span_rows
+    if horizon.is_clock:
+        report["backtest_settings"]["hold_note"] = (f"{horizon.describe()} held as {span_rows} events, the mean "
+                                                    "number of events that many seconds span in this file")
     if logits_span is not None:
         from hftpipe.models.calibration import calibration_summary
 
@@ -379,7 +401,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     bs, boot = report["backtest_settings"], report["bootstrap"]
     mg, best = report["margin"], report["best_baseline"]
     lines = [
-        f"# Evaluation: {info['model']} at k={info['horizon']} on {data['symbol']} {data['date']}",
+        f"# Evaluation: {info['model']} at {'h' if info.get('horizon_unit') == 'seconds' else 'k'}={info['horizon']} on {data['symbol']} {data['date']}",
         "",
         (f"- Model: `{info['ref']}` ({info['model']}, window T={info['window']}, {info['levels']} level(s)); "
         f"trained on {info['trained_on'].get('symbol')} {info['trained_on'].get('date')}."),
@@ -392,9 +414,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     if data.get("label_known_at_t"):
         lines.append("- **Warning:** the deeplob label is PARTLY KNOWN AT TIME t (the past k-mean is in it); "
                      "high scores on it are not predictive power.")
-    lines += [("- Baselines, on the same rows: **majority** = the most frequent class of this file's training "
-              "split; **persistence** = the label of row t-k (its window has closed at t); **momentum** = the "
-              "past k-event mid move mid[t]/mid[t-k]-1 with the same alpha band.")]
+    if info.get("horizon_unit") == "seconds":
+        h = info["horizon"]
+        lines += [(f"- Horizon: **{h} of clock time** (label: the mid in force at time t + {h} against mid_t). "
+                   "Baselines, on the same rows: **majority** = the most frequent class of this file's training "
+                   f"split; **persistence** = the label of the latest row whose {h} ended strictly before t; "
+                   f"**momentum** = the move of the last {h}, mid[t]/mid[row in force at t - {h}]-1, with the "
+                   "same alpha band.")]
+    else:
+        lines += [("- Baselines, on the same rows: **majority** = the most frequent class of this file's training "
+                  "split; **persistence** = the label of row t-k (its window has closed at t); **momentum** = the "
+                  "past k-event mid move mid[t]/mid[t-k]-1 with the same alpha band.")]
     lines += ["", "## Classification (macro-F1 with its 95% block-bootstrap interval, in %)", "",
               "| | macro-F1 | 95% interval | accuracy | MCC | F1 down | F1 stationary | F1 up |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -496,7 +526,7 @@ def features_for_model(cfg: Config, bundle_dir: str | Path, source: str | Path, 
     alpha = info.get("alpha")
     feature_meta = info.get("feature_meta") or {}
     fcfg = dataclasses.replace(
-        trained.features, horizons=(int(info["horizon"]),), alpha=None if alpha is None else float(alpha),
+        trained.features, horizons=(parse_horizon(info["horizon"]).value,), alpha=None if alpha is None else float(alpha),
         label=_trained_feature_setting(feature_meta, info.get("config") or {}, "label") or trained.features.label,
         sampling=_trained_feature_setting(feature_meta, info.get("config") or {}, "sampling")
         or trained.features.sampling,

@@ -36,9 +36,10 @@ from hftpipe.features.flow import (
     order_flow_imbalance_increments,
     signed_trade_volume_increments,
 )
-from hftpipe.features.labels import CLASS_NAMES, LABEL_NOTES, balanced_alpha, classify, label_return
+from hftpipe.features.labels import CLASS_NAMES, LABEL_NOTES, balanced_alpha, classify, clock_targets, horizon_return
 from hftpipe.features.sampling import sample_indices
-from hftpipe.features.splits import SPLIT_NAMES, TRAIN, time_splits
+from hftpipe.features.splits import SPLIT_NAMES, TRAIN, boundaries, clock_purge, time_splits
+from hftpipe.horizons import Horizon, parse_horizon
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,18 @@ class FeatureSet:
         return int(self.meta["levels"])
 
     @property
-    def horizons(self) -> list[int]:
-        return [int(k) for k in self.meta["horizons"]]
+    def horizons(self) -> list[int | str]:
+        """Label horizons as written in params.yaml: ints are events, '1s' strings clock time."""
+        return [parse_horizon(k).value for k in self.meta["horizons"]]
+
+    def horizon(self, k: int | str | Horizon) -> Horizon:
+        """The built horizon ``k`` (its unit from the metadata: 10 is events, '1s' seconds).
+
+        Raises:
+            ConfigError: ``k`` was not built.
+        """
+        self._check_horizon(k)
+        return parse_horizon(k)
 
     @property
     def feature_names(self) -> list[str]:
@@ -174,24 +185,23 @@ class FeatureSet:
         """(n, 4L) float64 raw book in LOBSTER order (dollars, NaN for empty levels)."""
         return book_matrix(self.frame, self.levels)
 
-    def _check_horizon(self, k: int) -> None:
-        if int(k) not in self.horizons:
+    def _check_horizon(self, k: int | str | Horizon) -> str:
+        key = parse_horizon(k).key
+        if key not in {parse_horizon(h).key for h in self.meta["horizons"]}:
             raise ConfigError(f"horizon {k} was not built; the feature set has horizons {self.horizons} "
                               "(set features.horizons and rebuild, or pick one of those)")
+        return key
 
-    def labels(self, k: int) -> np.ndarray:
-        """int8 classes at horizon k: 0 down, 1 stationary, 2 up, -1 undefined."""
-        self._check_horizon(k)
-        return self.frame[f"label_k{int(k)}"].to_numpy(dtype=np.int8)
+    def labels(self, k: int | str | Horizon) -> np.ndarray:
+        """int8 classes at horizon k (events, or clock time such as '1s'): 0 down, 1 stationary, 2 up, -1 undefined."""
+        return self.frame[f"label_k{self._check_horizon(k)}"].to_numpy(dtype=np.int8)
 
-    def returns(self, k: int) -> np.ndarray:
+    def returns(self, k: int | str | Horizon) -> np.ndarray:
         """The label return at horizon k (NaN where undefined)."""
-        self._check_horizon(k)
-        return self.frame[f"ret_k{int(k)}"].to_numpy(dtype=np.float64)
+        return self.frame[f"ret_k{self._check_horizon(k)}"].to_numpy(dtype=np.float64)
 
-    def alpha(self, k: int) -> float:
-        self._check_horizon(k)
-        return float(self.meta["alpha"][str(int(k))])
+    def alpha(self, k: int | str | Horizon) -> float:
+        return float(self.meta["alpha"][self._check_horizon(k)])
 
     def features(self) -> np.ndarray:
         """(n, F) float64 hand-made features in ``feature_names`` order."""
@@ -215,14 +225,18 @@ class FeatureSet:
                 sel = lab[(split == code) & (lab >= 0)]
                 counts = np.bincount(sel, minlength=3) / max(len(sel), 1)
                 shares.append(f"{name} " + "/".join(f"{c:.2f}" for c in counts))
-            lines.append(f"k={k}: alpha={self.alpha(k):.3g} ({m['alpha_source']}); "
+            h = parse_horizon(k)
+            lines.append(f"{f'k={h.events}' if h.events is not None else f'h={h.seconds:g} s'}: alpha={self.alpha(k):.3g} ({m['alpha_source']}); "
                          f"down/stationary/up {', '.join(shares)}")
         return "\n".join(lines)
 
 
 def resolve_purge(cfg: FeaturesConfig) -> tuple[int, int, int]:
-    """(purge, purge_after, warmup) for a config; raises ConfigError when purge is too small."""
-    longest = max(cfg.horizons)
+    """(purge, purge_after, warmup) in events for a config; raises ConfigError when purge is too small.
+
+    Only event horizons count here; clock-time horizons add a data-dependent purge in :func:`build_frame`.
+    """
+    longest = max([parse_horizon(h).events or 0 for h in cfg.horizons])
     purge = cfg.purge if cfg.purge is not None else max(longest, max(cfg.windows))
     if purge < longest:
         raise ConfigError(f"features.purge={purge} is shorter than the longest horizon {longest}: label windows "
@@ -235,9 +249,15 @@ def resolve_purge(cfg: FeaturesConfig) -> tuple[int, int, int]:
 def _check_config(cfg: FeaturesConfig) -> None:
     if not cfg.windows or not cfg.horizons:
         raise ConfigError("features.windows and features.horizons must each list at least one number of events")
-    for key, values in (("windows", cfg.windows), ("horizons", cfg.horizons)):
-        if any(v < 1 for v in values) or len(set(values)) != len(values):
-            raise ConfigError(f"features.{key} must be distinct positive numbers of events; got {list(values)}")
+    if any(v < 1 for v in cfg.windows) or len(set(cfg.windows)) != len(cfg.windows):
+        raise ConfigError(f"features.windows must be distinct positive numbers of events; got {list(cfg.windows)}")
+    horizons = [parse_horizon(h, "features.horizons") for h in cfg.horizons]
+    if len({h.key for h in horizons}) != len(horizons):
+        raise ConfigError(f"features.horizons must be distinct; got {list(cfg.horizons)}")
+    clock = [h.key for h in horizons if h.is_clock]
+    if clock and cfg.label != "forward":
+        raise ConfigError(f"clock-time horizons {clock} need features.label=forward (the {cfg.label!r} label is "
+                          "defined in events only)")
     if cfg.alpha is not None and cfg.alpha < 0:
         raise ConfigError(f"features.alpha must be >= 0 or null (fitted on the training split); got {cfg.alpha}")
 
@@ -253,10 +273,17 @@ def build_frame(cfg: FeaturesConfig, events: pd.DataFrame, levels: int,
                              None if cfg.sampling == "all" else index)
     rows = len(index)
     purge, purge_after, warmup = resolve_purge(cfg)
+    times = events["time"].to_numpy(dtype=np.float64)[index]
+    horizons = [parse_horizon(h) for h in cfg.horizons]
+    clock = [h for h in horizons if h.is_clock]
+    if clock:
+        # A clock label at t reads the row at t + h: purge at least the rows that span at each boundary.
+        bounds = boundaries(rows, cfg.train_frac, cfg.val_frac)
+        purge = max([purge] + [clock_purge(clock_targets(times, float(h.seconds)), bounds) for h in clock])
     split, plan = time_splits(rows, cfg.train_frac, cfg.val_frac, purge, purge_after, warmup)
     train = split == TRAIN
     names = feature_names(levels, cfg.windows)
-    columns: dict[str, np.ndarray] = {"time": events["time"].to_numpy(dtype=np.float64)[index]}
+    columns: dict[str, np.ndarray] = {"time": times}
     sampled_book = book[index]
     for j, col in enumerate(book_columns(levels)):
         columns[col] = sampled_book[:, j]
@@ -264,13 +291,13 @@ def build_frame(cfg: FeaturesConfig, events: pd.DataFrame, levels: int,
     for name in names:
         columns[name] = feats[name]
     alphas: dict[str, float] = {}
-    for k in cfg.horizons:
-        r = label_return(feats["mid"], k, cfg.label)
+    for h in horizons:
+        r = horizon_return(feats["mid"], times, h, cfg.label)
         # alpha comes from the config or from training rows only: val/test never influence it.
         alpha = float(cfg.alpha) if cfg.alpha is not None else balanced_alpha(r, train)
-        alphas[str(k)] = alpha
-        columns[f"ret_k{k}"] = r
-        columns[f"label_k{k}"] = classify(r, alpha)
+        alphas[h.key] = alpha
+        columns[f"ret_k{h.key}"] = r
+        columns[f"label_k{h.key}"] = classify(r, alpha)
     columns["split"] = split
     frame = pd.DataFrame(columns)
     stats = {}
@@ -279,7 +306,6 @@ def build_frame(cfg: FeaturesConfig, events: pd.DataFrame, levels: int,
         values = values[np.isfinite(values)]
         stats[name] = {"mean": float(values.mean()) if len(values) else 0.0,
                        "std": float(values.std()) if len(values) else 1.0}
-    times = columns["time"]
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "symbol": source_meta.get("symbol"),
@@ -290,7 +316,8 @@ def build_frame(cfg: FeaturesConfig, events: pd.DataFrame, levels: int,
         "rows": rows,
         "sampling": cfg.sampling,
         "windows": list(cfg.windows),
-        "horizons": list(cfg.horizons),
+        "horizons": [h.value for h in horizons],
+        "horizon_units": {h.key: h.unit for h in horizons},  # 10 -> events, '1s' -> seconds
         "label": cfg.label,
         "label_known_at_t": cfg.label == "deeplob",
         "label_note": LABEL_NOTES[cfg.label],

@@ -10,6 +10,17 @@ Two label returns are available:
   known at t, and a rule that only looks at the past k-event move scores about 60 macro-F1 on it. Use
   it to compare with the literature, not to claim predictive power.
 
+Clock-time horizons (``h`` seconds, e.g. ``"1s"``; see ``hftpipe.horizons``), ``forward`` kind only:
+
+- ``r_t = (mid[e(t)] - mid_t) / mid_t`` with ``e(t)`` the LAST row whose time is at or before
+  ``time_t + h`` (``np.searchsorted(time, time + h, side="right") - 1``). The mid is a step function of
+  time, so ``mid[e(t)]`` is exactly the mid in force at ``time_t + h``: rows sharing that timestamp are all
+  included (the book at a timestamp is the book after its last event), rows after it are not. When no row
+  falls in ``(time_t, time_t + h]`` the mid did not move and r is 0. The move is not averaged: at a clock
+  horizon a single future mid is already well defined, and an event-weighted mean would weigh bursts of
+  activity. Undefined (NaN) where ``time_t + h`` lies after the last row of the file (the mid there is not
+  known) or a mid is missing. Nothing at or before t enters the label except ``mid_t`` itself.
+
 Classes: 0 down (r < -alpha), 1 stationary (|r| <= alpha), 2 up (r > alpha), -1 undefined (not enough
 events after t, or before t for ``deeplob``, or a missing mid). With alpha None the threshold is fitted
 on the training split only: the 1/3 quantile of |r| there, which balances the three classes.
@@ -20,6 +31,8 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+
+from hftpipe.horizons import parse_horizon
 
 DOWN, STATIONARY, UP, UNDEFINED = 0, 1, 2, -1
 # The one definition of the class names and their order (probabilities, confusion rows, reports, cards).
@@ -95,6 +108,54 @@ def deeplob_return(mid: np.ndarray, k: int) -> np.ndarray:
         r[nbad[t + k + 1] - nbad[t + 1 - k] > 0] = np.nan
         out[k - 1 : n - k] = r
     return _snap(out)
+
+
+def clock_targets(time: np.ndarray, seconds: float) -> np.ndarray:
+    """Row ``e(t)`` whose mid the clock label at t reads: the last row with time <= time_t + h; -1 past the end.
+
+    Raises:
+        ValueError: h is not positive, or times are not in non-decreasing order.
+    """
+    if not (np.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"a clock-time horizon is a positive number of seconds; got {seconds!r}")
+    time = np.asarray(time, dtype=np.float64)
+    if time.size and not (np.diff(time) >= 0).all():
+        raise ValueError("event times must be in non-decreasing order for a clock-time horizon")
+    if not time.size:
+        return np.empty(0, dtype=np.int64)
+    horizon_end = time + seconds
+    target = np.searchsorted(time, horizon_end, side="right").astype(np.int64) - 1
+    target[horizon_end > time[-1]] = -1  # the file ends before t + h: the mid there is unknown
+    return target
+
+
+def clock_forward_return(mid: np.ndarray, time: np.ndarray, seconds: float) -> np.ndarray:
+    """``(mid[e(t)] - mid[t]) / mid[t]`` with ``e(t)`` from :func:`clock_targets`; NaN where undefined."""
+    mid = np.asarray(mid, dtype=np.float64)
+    target = clock_targets(time, seconds)
+    if len(mid) != len(target):
+        raise ValueError(f"mid ({len(mid)}) and time ({len(target)}) differ in length")
+    out = np.full(len(mid), np.nan)
+    ok = target >= 0
+    rows = np.flatnonzero(ok)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[rows] = (mid[target[rows]] - mid[rows]) / mid[rows]
+    return _snap(out)
+
+
+def horizon_return(mid: np.ndarray, time: np.ndarray, horizon: object,
+                   kind: Literal["forward", "deeplob"] = "forward") -> np.ndarray:
+    """The label return at an event or clock-time horizon (see the module docstring).
+
+    Raises:
+        ValueError: a clock-time horizon with the ``deeplob`` label (defined in events only).
+    """
+    h = parse_horizon(horizon)
+    if h.events is not None:
+        return label_return(mid, h.events, kind)
+    if kind != "forward":
+        raise ValueError(f"the {kind!r} label is defined in events only; clock-time horizon {h} needs label forward")
+    return clock_forward_return(mid, time, float(h.seconds))  # type: ignore[arg-type]
 
 
 def _snap(r: np.ndarray) -> np.ndarray:

@@ -5,7 +5,9 @@ of the rows. The ``purge`` rows just before each boundary get split -1: a forwar
 rows t+1..t+k, so with purge >= max(k) every kept row's label window ends inside its own split. A purge
 at least as long as the model's input window also keeps the first validation/test windows from seeing
 training rows. Labels that look back too (``deeplob``) need ``purge_after`` >= max(k) - 1 rows dropped
-just after each boundary as well. The first ``warmup`` rows (where window features are not defined yet)
+just after each boundary as well. Clock-time horizons (h seconds) span a number of rows that depends on
+the data: ``clock_purge`` counts the rows needed at each boundary, and the feature step purges the
+larger of that and the event purge. The first ``warmup`` rows (where window features are not defined yet)
 are -1 too.
 """
 
@@ -46,6 +48,25 @@ def segment_ids(rows: int, train_frac: float, val_frac: float) -> np.ndarray:
     seg[:b1] = TRAIN
     seg[b1:b2] = VAL
     return seg
+
+
+def boundaries(rows: int, train_frac: float, val_frac: float) -> tuple[int, int]:
+    """The first validation row and the first test row (before any purge)."""
+    return _boundaries(rows, train_frac, val_frac)
+
+
+def clock_purge(targets: np.ndarray, bounds: tuple[int, ...]) -> int:
+    """Rows to purge before each boundary so no clock-time label (row -> ``targets`` row) crosses it.
+
+    ``targets`` is non-decreasing (``hftpipe.features.labels.clock_targets``; -1 past the end counts as
+    crossing), so the rows whose label reads a row at or after boundary b are one run just before b.
+    """
+    targets = np.where(np.asarray(targets) < 0, np.iinfo(np.int64).max, targets)
+    purge = 0
+    for b in bounds:
+        first = int(np.searchsorted(targets, b, side="left"))  # first row whose label reads row >= b
+        purge = max(purge, b - first)
+    return purge
 
 
 def _boundaries(rows: int, train_frac: float, val_frac: float) -> tuple[int, int]:

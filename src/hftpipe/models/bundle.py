@@ -27,6 +27,7 @@ from torch import nn
 from hftpipe.errors import ModelError
 from hftpipe.features.labels import CLASS_NAMES
 from hftpipe.features.window import WindowStats, model_input
+from hftpipe.horizons import horizon_info, horizon_value
 from hftpipe.models.calibration import softmax
 from hftpipe.models.spec import ModelSpec
 from hftpipe.models.tabular import TABULAR_MODELS, TabularBundle, TabularModel
@@ -90,7 +91,7 @@ def save_bundle(
     model_name: str,
     levels: int,
     window: int,
-    horizon: int,
+    horizon: int | str,
     alpha: float | None,
     stats: WindowStats,
     hidden: int,
@@ -127,7 +128,7 @@ def save_bundle(
     info: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         **spec.to_bundle_info(),
-        "horizon": int(horizon),
+        **horizon_info(horizon),
         "alpha": None if alpha is None else float(alpha),
         "class_names": list(CLASS_NAMES),
         "window_stats": stats.to_dict(),
@@ -156,7 +157,7 @@ class ModelBundle:
     model_name: str
     levels: int
     window: int
-    horizon: int
+    horizon: int | str  # k events (int) or clock time ('1s'); see hftpipe.horizons
     alpha: float | None
     stats: WindowStats
     class_names: tuple[str, ...]
@@ -180,7 +181,7 @@ class ModelBundle:
     def meta(self) -> dict[str, Any]:
         """Everything in ``bundle.json`` except the config (for display and MLflow tags)."""
         return {
-            "model": self.model_name, "levels": self.levels, "window": self.window, "horizon": self.horizon,
+            "model": self.model_name, "levels": self.levels, "window": self.window, **horizon_info(self.horizon),
             "alpha": self.alpha, "class_names": list(self.class_names), "feature_meta": dict(self.feature_meta),
             "metrics": dict(self.metrics), "mlflow_run_id": self.mlflow_run_id,
         }
@@ -234,7 +235,7 @@ def _load_tabular(directory: Path, info: dict[str, Any], weights: bytes) -> Tabu
     try:
         return TabularBundle(
             model=model, model_name=info["model"], levels=int(info["levels"]), window=int(info["window"]),
-            horizon=int(info["horizon"]), alpha=info.get("alpha"),
+            horizon=horizon_value(info["horizon"], "bundle.json horizon"), alpha=info.get("alpha"),
             class_names=tuple(info.get("class_names", CLASS_NAMES)), config_dict=info.get("config", {}),
             feature_meta=info.get("feature_meta", {}), metrics=info.get("metrics", {}),
             mlflow_run_id=info.get("mlflow_run_id"), path=directory, importance=info.get("importance", {}),
@@ -277,7 +278,7 @@ def load_bundle(directory: str | Path) -> ModelBundle | TabularBundle:
         model_name=info["model"],
         levels=int(info["levels"]),
         window=int(info["window"]),
-        horizon=int(info["horizon"]),
+        horizon=horizon_value(info["horizon"], "bundle.json horizon"),
         alpha=info.get("alpha"),
         stats=WindowStats.from_dict(info["window_stats"]),
         class_names=tuple(info.get("class_names", CLASS_NAMES)),

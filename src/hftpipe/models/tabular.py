@@ -39,6 +39,7 @@ import numpy as np
 from hftpipe.errors import ConfigError, ModelError
 from hftpipe.features.book import depth_imbalances, microprice, mid_price, spread
 from hftpipe.features.flow import order_flow_imbalance_increments
+from hftpipe.horizons import horizon_info
 from hftpipe.models.calibration import softmax
 
 log = logging.getLogger(__name__)
@@ -363,7 +364,7 @@ class TabularBundle:
     model_name: str
     levels: int
     window: int
-    horizon: int
+    horizon: int | str  # k events (int) or clock time ('1s'); see hftpipe.horizons
     alpha: float | None
     class_names: tuple[str, ...]
     config_dict: dict[str, Any]
@@ -387,7 +388,7 @@ class TabularBundle:
     @property
     def meta(self) -> dict[str, Any]:
         return {
-            "model": self.model_name, "levels": self.levels, "window": self.window, "horizon": self.horizon,
+            "model": self.model_name, "levels": self.levels, "window": self.window, **horizon_info(self.horizon),
             "alpha": self.alpha, "class_names": list(self.class_names), "feature_meta": dict(self.feature_meta),
             "metrics": dict(self.metrics), "mlflow_run_id": self.mlflow_run_id,
             "tabular": self.model.spec.to_dict(), "temperature": self.temperature,

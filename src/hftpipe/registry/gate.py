@@ -21,6 +21,7 @@ from typing import Any
 
 from hftpipe.config import RegisterConfig
 from hftpipe.errors import RegistryError
+from hftpipe.horizons import horizon_value
 
 PASS = "pass"
 FAIL = "fail"
@@ -37,7 +38,7 @@ class CandidateScore:
     best_baseline: str
     best_baseline_macro_f1: float | None
     net_pnl: float | None  # backtest net PnL after costs
-    horizon: int
+    horizon: int | str  # k events, or clock time such as '1s' (hftpipe.horizons)
     data_id: str | None = None  # identity of the test data (sha256 of the feature table), when known
 
 
@@ -46,7 +47,7 @@ class ChampionScore:
     """The current champion scored on the candidate's test data (``macro_f1`` None: could not be)."""
 
     version: str
-    horizon: int | None
+    horizon: int | str | None
     macro_f1: float | None
     net_pnl: float | None = None
     note: str = ""  # why macro_f1 is missing, or how it was obtained
@@ -155,7 +156,7 @@ def _number(value: Any, key: str, required: bool = True) -> float | None:
         raise RegistryError(f"evaluation report: {key} is {value!r}, not a number") from exc
 
 
-def candidate_from_report(report: dict[str, Any], horizon: int, data_id: str | None = None) -> CandidateScore:
+def candidate_from_report(report: dict[str, Any], horizon: int | str, data_id: str | None = None) -> CandidateScore:
     """Read the gate's inputs from an evaluation ``report.json`` (see ``hftpipe.evaluation``).
 
     Raises:
@@ -187,6 +188,6 @@ def candidate_from_report(report: dict[str, Any], horizon: int, data_id: str | N
         best_baseline=best_name,
         best_baseline_macro_f1=best_f1,
         net_pnl=net_pnl,
-        horizon=int(horizon),
+        horizon=horizon_value(horizon) if horizon else 0,  # rescore passes 0: no horizon to compare
         data_id=data_id,
     )

@@ -92,7 +92,7 @@ def _ensure_registered_model(mc: MlflowClient, name: str) -> None:
 def _version_tags(bundle_info: dict[str, Any], report: dict[str, Any], decision: GateDecision,
                   champion: ChampionScore | None, data_id: str | None, features_dir: str | Path | None,
                   cfg: Config) -> dict[str, Any]:
-    candidate = candidate_from_report(report, horizon=int(bundle_info["horizon"]))
+    candidate = candidate_from_report(report, horizon=bundle_info["horizon"])
     model_metrics = report.get("model") or {}
     backtest = (report.get("backtest") or {}).get("model") or {}
     feature_meta = bundle_info.get("feature_meta") or {}
@@ -179,7 +179,7 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
     if features_dir is not None:
         _check_report_data(report, Path(features_dir), report_path)
     data_id = eval_data_id(features_dir, report)
-    candidate = candidate_from_report(report, horizon=int(bundle_info["horizon"]), data_id=data_id)
+    candidate = candidate_from_report(report, horizon=bundle_info["horizon"], data_id=data_id)
     name = cfg.register.model_name
     mc = client()
     trail = _open_audit(cfg.audit.url)

@@ -60,7 +60,7 @@ def _check_report_matches(report: dict[str, Any], bundle_info: dict[str, Any], r
         raise RegistryError(f"{report_path} does not say which model it scored (no model_info); evaluate this "
                             "model with `hftpipe evaluate` and register it with that report")
     for key in ("horizon", "window", "levels"):
-        if info.get(key) is not None and int(info[key]) != int(bundle_info[key]):
+        if info.get(key) is not None and str(info[key]) != str(bundle_info[key]):  # horizon may be '1s
             raise RegistryError(f"{report_path} was computed for a model with {key}={info[key]}, but this bundle has "
                                 f"{key}={bundle_info[key]}; evaluate this model first (`hftpipe evaluate`)")
     if info.get("model") is not None and info["model"] != bundle_info.get("model"):

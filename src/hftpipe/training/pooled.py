@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from hftpipe.errors import ConfigError, DataFormatError
+from hftpipe.horizons import horizon_key, horizon_value
 from hftpipe.models.bundle import LINEAGE_KEYS
 
 log = logging.getLogger(__name__)
@@ -58,21 +59,22 @@ class TrainingData:
         return self.starts is not None
 
 
-def _alpha_at(meta: dict[str, Any], horizon: int) -> float | None:
+def _alpha_at(meta: dict[str, Any], horizon: int | str) -> float | None:
     alpha_map = meta.get("alpha") or {}
-    value = alpha_map.get(str(horizon)) if isinstance(alpha_map, dict) else alpha_map
+    value = alpha_map.get(horizon_key(horizon)) if isinstance(alpha_map, dict) else alpha_map
     return None if value is None else float(value)
 
 
-def _check_horizon(meta: dict[str, Any], horizon: int, where: str | Path) -> None:
-    horizons = [int(h) for h in meta.get("horizons", [])]
-    if horizons and horizon not in horizons:
+def _check_horizon(meta: dict[str, Any], horizon: int | str, where: str | Path) -> None:
+    horizons = [horizon_value(h) for h in meta.get("horizons", [])]
+    # Compared with their units: train.horizon=10 (events) never matches a '10s' label.
+    if horizons and horizon_value(horizon) not in horizons:
         suffix = "" if str(where) == "" else f" ({where})"
         raise ConfigError(f"train.horizon={horizon} is not among the feature set's horizons {horizons}{suffix}; "
                           "set train.horizon to one of them or rebuild features with that horizon")
 
 
-def lineage(meta: dict[str, Any], horizon: int, rows: int | None = None) -> dict[str, Any]:
+def lineage(meta: dict[str, Any], horizon: int | str, rows: int | None = None) -> dict[str, Any]:
     """One ``trained_on`` entry: which data, how many rows, its label band."""
     entry = {key: meta.get(key) for key in LINEAGE_KEYS}
     if rows is not None:
@@ -109,7 +111,7 @@ def _describe(meta: dict[str, Any]) -> str:
     return f"{meta.get('symbol')} {meta.get('date')}"
 
 
-def load_training_data(features_dirs: str | Path | Sequence[str | Path], horizon: int) -> TrainingData:
+def load_training_data(features_dirs: str | Path | Sequence[str | Path], horizon: int | str) -> TrainingData:
     """Read one feature set, or several to pool, into the arrays :func:`hftpipe.training.fit` takes.
 
     Raises:

@@ -21,7 +21,15 @@ import numpy as np
 
 from hftpipe.config import Config, TrainConfig
 from hftpipe.errors import ConfigError, DataFormatError
-from hftpipe.models.bundle import BUNDLE_FILE, BUNDLE_FORMAT, CLASS_NAMES, MODEL_FILE, _atomic_write, lineage_info
+from hftpipe.horizons import horizon_info
+from hftpipe.models.bundle import (
+    BUNDLE_FILE,
+    BUNDLE_FORMAT,
+    CLASS_NAMES,
+    MODEL_FILE,
+    _atomic_write,
+    lineage_info,
+)
 from hftpipe.models.calibration import calibration_summary, fit_temperature
 from hftpipe.models.tabular import (
     LgbmEstimator,
@@ -204,7 +212,7 @@ def fit_tabular(book: np.ndarray, labels: np.ndarray, split: np.ndarray, tcfg: T
 
 
 def save_tabular_bundle(directory: str | Path, model: TabularModel, *, config: dict[str, Any], window: int,
-                        horizon: int, alpha: float | None, feature_meta: dict[str, Any] | None = None,
+                        horizon: int | str, alpha: float | None, feature_meta: dict[str, Any] | None = None,
                         metrics: dict[str, float] | None = None, importance: dict[str, Any] | None = None,
                         calibration: dict[str, Any] | None = None, mlflow_run_id: str | None = None,
                         trained_on: list[dict[str, Any]] | None = None) -> Path:
@@ -214,7 +222,7 @@ def save_tabular_bundle(directory: str | Path, model: TabularModel, *, config: d
     payload = model.to_bytes()
     info: dict[str, Any] = {
         "format": BUNDLE_FORMAT, "model": model.name, "levels": model.spec.levels, "window": int(window),
-        "horizon": int(horizon), "alpha": None if alpha is None else float(alpha), "hidden": 0, "dropout": 0.0,
+        **horizon_info(horizon), "alpha": None if alpha is None else float(alpha), "hidden": 0, "dropout": 0.0,
         "class_names": list(CLASS_NAMES), "tabular": {**model.spec.to_dict(), "features": model.spec.names(),
                                                       "temperature": model.temperature},
         **lineage_info(feature_meta, trained_on),

@@ -9,20 +9,22 @@ import pandas as pd
 
 from hftpipe.config import ValidateConfig
 from hftpipe.data.schema import book_columns, levels_of
+from hftpipe.horizons import horizon_key
 from hftpipe.validation.result import ValidationResult
 from hftpipe.validation.runner import validate_frame
 from hftpipe.validation.suites import Templates
 
 FEATURES_SUITE = "features"
-_LABEL = re.compile(r"^label_k(\d+)$")
+_LABEL = re.compile(r"^label_k(\d+|\d+(?:\.\d+)?s)$")  # label_k10 (events), label_k1s (clock time)
 _BOOK = re.compile(r"^(ask|bid)_(price|size)_\d+$")
 NON_FEATURE_COLUMNS = {"time", "mid", "split"}
 
 
-def _horizons(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[int, ...]:
+def _horizons(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[str, ...]:
+    """Column keys of the label horizons ('10' for 10 events, '1s' for one second)."""
     if meta.get("horizons"):
-        return tuple(int(h) for h in meta["horizons"])
-    return tuple(int(m.group(1)) for c in frame.columns if (m := _LABEL.match(str(c))))
+        return tuple(horizon_key(h) for h in meta["horizons"])
+    return tuple(m.group(1) for c in frame.columns if (m := _LABEL.match(str(c))))
 
 
 def _feature_names(frame: pd.DataFrame, meta: dict[str, Any]) -> tuple[str, ...]:
@@ -65,5 +67,5 @@ def validate_features_frame(frame: pd.DataFrame, meta: dict[str, Any], cfg: Vali
         source=source,
         subject="features",
         meta={k: meta[k] for k in ("symbol", "date", "levels", "sampling", "label", "rows") if k in meta}
-        | {"horizons": list(horizons), "features": len(features)},
+        | {"horizons": [int(h) if h.isdigit() else h for h in horizons], "features": len(features)},
     )

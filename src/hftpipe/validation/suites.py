@@ -38,7 +38,7 @@ class Templates:
     """The values templates expand over for one table."""
 
     levels: int = 0
-    horizons: tuple[int, ...] = ()
+    horizons: tuple[int | str, ...] = ()  # column keys: 10 (events) or '1s' (clock time)
     features: tuple[str, ...] = ()
 
     def values(self, kind: str) -> list[dict[str, str]]:
