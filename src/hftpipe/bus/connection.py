@@ -130,19 +130,29 @@ async def ensure_streams(js: JetStreamContext, cfg: BusConfig) -> list[str]:
 
     Returns the names of the streams that were created (not those that existed).
     """
-    created = []
-    for name, subjects in STREAMS.items():
-        wanted = stream_config(name, subjects, cfg)
+    return [name for name, subjects in STREAMS.items() if await ensure_stream(js, name, subjects, cfg, update=True)]
+
+
+async def ensure_stream(js: JetStreamContext, name: str, subjects: str, cfg: BusConfig, update: bool = False) -> bool:
+    """Create one stream unless it exists (then, with ``update``, set its limits to params.yaml's).
+
+    Returns whether this call created it (not when another service did between the two calls).
+
+    Raises:
+        BusError: the server refuses the stream (e.g. its subjects overlap another stream's).
+    """
+    wanted = stream_config(name, subjects, cfg)
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
         try:
-            await js.stream_info(name)
-        except NotFoundError:
-            try:
-                await js.add_stream(wanted)
-                created.append(name)
-                log.info("created stream %s (%s)", name, subjects)
-            except BadRequestError as exc:  # another service created it between the two calls
-                if "already in use" not in str(exc):
-                    raise BusError(f"cannot create stream {name}: {exc}") from None
-            continue
+            await js.add_stream(wanted)
+        except BadRequestError as exc:  # another service created it between the two calls
+            if "already in use" not in str(exc):
+                raise BusError(f"cannot create stream {name} ({subjects}): {exc}") from None
+            return False
+        log.info("created stream %s (%s)", name, subjects)
+        return True
+    if update:
         await js.update_stream(wanted)
-    return created
+    return False

@@ -11,8 +11,9 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Protocol, Self
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -72,6 +73,43 @@ def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1
     except OSError as exc:
         raise BusError(f"cannot serve metrics on {host}:{port}: {exc.strerror}; set another *.metrics_port") from None
     return int(server.server_port)
+
+
+class BusService(Protocol):
+    """What :func:`serve_until_stopped` runs: a service with a start, a loop and a close."""
+
+    async def start(self) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def serve_until_stopped(service: BusService, client: _Closable, registry: CollectorRegistry, metrics_port: int,
+                              stop: asyncio.Event, on_ready: Callable[[str], None] | None,
+                              ready_detail: Callable[[int], str],
+                              on_started: Callable[[], None] | None = None) -> None:
+    """Start ``service``, expose its metrics, say it is ready, run it until ``stop``; always close it, then
+    its bus client.
+
+    ``ready_detail(metrics port)`` is the one line ``on_ready`` gets (the ready file's detail); ``on_started``
+    runs between the metrics endpoint and the ready line (e.g. a model reloader's thread).
+    """
+    try:
+        await service.start()
+        port = serve_metrics(registry, metrics_port)
+        if on_started is not None:
+            on_started()
+        if on_ready:
+            on_ready(ready_detail(port))
+        await service.run(stop)
+    finally:
+        await service.close()
+        await client.close()
 
 
 def ready_path(name: str) -> Path:

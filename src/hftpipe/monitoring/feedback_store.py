@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import sqlite3
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +36,7 @@ import pyarrow.parquet as pq
 from hftpipe.contracts import BookUpdate, Outcome
 from hftpipe.data.schema import book_columns
 from hftpipe.errors import DataFormatError
+from hftpipe.sqlite_wal import open_wal, transaction
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ TRADE_FIELDS = ("orders", "fills", "filled_qty", "net_qty", "avg_price", "fees",
 ASK_SENTINEL = 9_999_999_999
 BID_SENTINEL = -9_999_999_999
 PRICE_SCALE = 10_000.0
+
+BUFFER_SCHEMA = (
+    ("CREATE TABLE IF NOT EXISTS buffer (tbl TEXT NOT NULL, symbol TEXT NOT NULL, date TEXT NOT NULL, "
+     "seq INTEGER NOT NULL, row TEXT NOT NULL, PRIMARY KEY (tbl, symbol, seq))"),
+    "CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
 
 
 def utc_date(event_time: float) -> str:
@@ -91,22 +97,14 @@ class RowBuffer:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS buffer (tbl TEXT NOT NULL, symbol TEXT NOT NULL, "
-                        "date TEXT NOT NULL, seq INTEGER NOT NULL, row TEXT NOT NULL, PRIMARY KEY (tbl, symbol, seq))")
-        self.db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.db = open_wal(self.path, BUFFER_SCHEMA)
 
     def commit(self, rows: Iterable[tuple[str, str, str, int, dict[str, Any]]], state: dict[str, Any]) -> None:
         """Add rows ``(table, symbol, date, seq, row)`` and set state keys, atomically (replays overwrite)."""
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO buffer VALUES (?, ?, ?, ?, ?)",
-                            [(t, s, d, q, json.dumps(r)) for t, s, d, q, r in rows])
-        self.db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
-                            [(k, json.dumps(v)) for k, v in state.items()])
-        self.db.execute("COMMIT")
+        with transaction(self.db) as db:
+            db.executemany("INSERT OR REPLACE INTO buffer VALUES (?, ?, ?, ?, ?)",
+                           [(t, s, d, q, json.dumps(r)) for t, s, d, q, r in rows])
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", [(k, json.dumps(v)) for k, v in state.items()])
 
     def state(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM state")}

@@ -30,7 +30,6 @@ data through the promotion gate (:mod:`hftpipe.monitoring.retrain_job`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -38,15 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from hftpipe import paths
-from hftpipe.bus.connection import BusClient, ensure_streams, stream_config, subject_token
+from hftpipe.bus.connection import BusClient, ensure_stream, ensure_streams, subject_token
+from hftpipe.bus.consumer import Durable, PullConsumer, dead_letter, decode_as, publish_acked, report_lag
 from hftpipe.config import Config
-from hftpipe.contracts import (BookUpdate, ContractError, DeadLetter, Fill, Gap, Order, Outcome, Signal, decode,
-                               encode)
+from hftpipe.contracts import BookUpdate, Fill, Gap, Order, Outcome, Signal, encode
 from hftpipe.monitoring import feedback_store as store
 from hftpipe.monitoring.live_drift import LiveDrift
 from hftpipe.monitoring.outcomes import LabelSpec, OutcomeJoiner
@@ -62,7 +59,8 @@ OUT_STREAM, OUT_SUBJECTS = "OUT", "out.>"
 # The paper trader's output streams we read (it creates them too; whoever starts first does).
 TRADE_STREAMS = {"ORD": "ord.>", "FILL": "fill.>"}
 FETCH_WAIT_S = 0.2
-ACK_TIMEOUT_S = 5.0
+FETCH_RETRY_S = 0.5  # after a failed fetch (broker away)
+LAG_INTERVAL_S = 1.0
 GAUGE_INTERVAL_S = 0.5  # a quality snapshot of 5000 outcomes takes ~20 ms: not on every small batch
 
 
@@ -128,6 +126,9 @@ class FeedbackService:
         self.joiner = OutcomeJoiner(spec, max_delay_events=self.cfg.max_signal_delay_events)
         self.ledger = TradeLedger()
         self.streams = {"MD": "md.>", "SIG": "sig.>", **(TRADE_STREAMS if self.cfg.join_trades else {})}
+        self.consumers = {stream: PullConsumer(Durable(stream, f"{self.cfg.durable}-{stream.lower()}", subject,
+                                                       max_ack_pending=-1, ack_wait_s=60.0))
+                          for stream, subject in self.streams.items()}
         self.quality = RollingQuality(self.cfg.quality_window, self.cfg.reliability_bins)  # all symbols: the trigger
         self.quality_by_symbol: dict[str, RollingQuality] = {}  # per symbol: the gauges
         self.policy = TriggerPolicy.from_config(self.cfg)
@@ -138,7 +139,6 @@ class FeedbackService:
         self.on_trigger = on_trigger
         self.rows_recorded = 0
         self.decisions: list[Decision] = []
-        self._subs: dict[str, Any] = {}
         self._last_flush = time.monotonic()
         self._last_check = time.monotonic()
         self._last_gauges = 0.0
@@ -147,49 +147,18 @@ class FeedbackService:
 
     # ---- start-up -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        await ensure_streams(self.client.js, self.config.bus)
-        try:
-            await self.client.js.stream_info(OUT_STREAM)
-        except NotFoundError:
-            await self.client.js.add_stream(stream_config(OUT_STREAM, OUT_SUBJECTS, self.config.bus))
+        js = self.client.js
+        await ensure_streams(js, self.config.bus)
+        await ensure_stream(js, OUT_STREAM, OUT_SUBJECTS, self.config.bus)
         for name, subjects in self.streams.items():
-            if name in TRADE_STREAMS:
-                await self._ensure_stream(name, subjects)
+            if name in TRADE_STREAMS:  # the trader's; whoever starts first creates them
+                await ensure_stream(js, name, subjects, self.config.bus)
         self._restore()
-        for stream, subject in self.streams.items():
-            durable = f"{self.cfg.durable}-{stream.lower()}"
-            cc = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
-                                filter_subject=subject, max_ack_pending=-1, ack_wait=60.0)
-            try:
-                info = await self.client.js.consumer_info(stream, durable)
-            except NotFoundError:
-                info = None
-            if info is not None:
-                # As the signal service does: restart just after the ack floor, so what a dead process held
-                # unacknowledged comes again now, in stream order (not after ack_wait, behind newer messages,
-                # which would look like a seq gap); what was applied already is skipped by seq.
-                floor = info.ack_floor.stream_seq if info.ack_floor else 0
-                await self.client.js.delete_consumer(stream, durable)
-                if floor:
-                    cc = dataclasses.replace(cc, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                             opt_start_seq=floor + 1)
-                log.info("consumer %s resumes after stream sequence %d", durable, floor)
-            await self.client.js.add_consumer(stream, cc)
-            self._subs[stream] = await self.client.js.pull_subscribe_bind(durable=durable, stream=stream)
+        for consumer in self.consumers.values():
+            await consumer.resume(js)  # just after its ack floor: stream order again
+            await consumer.bind(js)
         self.metrics.model_info.labels(self.model[0], self.model[1], str(self.spec.horizon),
                                        repr(self.spec.alpha)).set(1)
-
-    async def _ensure_stream(self, name: str, subjects: str) -> None:
-        from nats.js.errors import BadRequestError
-
-        try:
-            await self.client.js.stream_info(name)
-        except NotFoundError:
-            try:
-                await self.client.js.add_stream(stream_config(name, subjects, self.config.bus))
-            except BadRequestError as exc:  # the trader created it meanwhile
-                if "already in use" not in str(exc):
-                    raise
 
     def _restore(self) -> None:
         saved = self.buffer.state()
@@ -208,24 +177,17 @@ class FeedbackService:
 
     # ---- the loop -------------------------------------------------------------------------------------
     async def _fetch(self, stream: str) -> list:
-        try:
-            return await self._subs[stream].fetch(self.cfg.pull_batch, timeout=FETCH_WAIT_S)
-        except TimeoutError:
-            return []
-        except Exception as exc:  # noqa: BLE001 - nats timeout class differs by version; reconnects too
-            if "timeout" in type(exc).__name__.lower():
-                return []
-            log.warning("fetch from %s failed (%s: %s); retrying", stream, type(exc).__name__, exc)
-            await asyncio.sleep(0.5)
-            return []
+        return await self.consumers[stream].fetch(self.cfg.pull_batch, FETCH_WAIT_S, FETCH_RETRY_S)
 
     async def run(self, stop: asyncio.Event) -> None:
-        lag_task = asyncio.create_task(self._report_lag(stop))
+        lag_task = asyncio.create_task(report_lag(
+            self.client, [c.durable for c in self.consumers.values()], LAG_INTERVAL_S, stop,
+            lambda durable, lag, _ack_pending: self.metrics.lag.labels(durable.stream).set(lag)))
         try:
             while not stop.is_set():
                 md = await self._fetch("MD")
                 sig = await self._fetch("SIG")
-                trades = [m for s in TRADE_STREAMS if s in self._subs for m in await self._fetch(s)]
+                trades = [m for s in TRADE_STREAMS if s in self.consumers for m in await self._fetch(s)]
                 if md or sig or trades:
                     await self.handle(md, sig, trades)
                 now = time.monotonic()
@@ -239,16 +201,6 @@ class FeedbackService:
         finally:
             lag_task.cancel()
             self._flush(partial=True)
-
-    async def _report_lag(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            for stream in self.streams:
-                try:
-                    info = await self.client.js.consumer_info(stream, f"{self.cfg.durable}-{stream.lower()}")
-                    self.metrics.lag.labels(stream).set(info.num_pending or 0)
-                except Exception as exc:  # noqa: BLE001 - best effort while the broker is away
-                    log.debug("consumer info failed: %s", exc)
-            await asyncio.sleep(1.0)
 
     async def handle(self, md: list, sig: list, trades: list = ()) -> list[Outcome]:
         """Apply one batch of each stream (``trades``: the ORD and FILL batches); returns the outcomes published."""
@@ -291,8 +243,8 @@ class FeedbackService:
         outcomes = [msgspec.structs.replace(o, publish_time=now,
                                             **self.ledger.summary(o.symbol, o.seq).fields(o.outcome_mid))
                     for o in outcomes]
-        await self._publish_acked([(out_subject(o.symbol), encode(o), {"Nats-Msg-Id": f"out:{o.symbol}:{o.seq}"})
-                                   for o in outcomes])
+        await publish_acked(self.client, [(out_subject(o.symbol), encode(o),
+                                           {"Nats-Msg-Id": f"out:{o.symbol}:{o.seq}"}) for o in outcomes])
         if dead:
             await self._publish_dead(dead)
         for o in outcomes:
@@ -382,27 +334,9 @@ class FeedbackService:
     async def _publish_dead(self, dead: list[tuple[str, bytes, str]]) -> None:
         items = []
         for subject, payload, reason in dead:
-            letter = DeadLetter(service=SERVICE, subject=subject, reason=reason, payload=payload,
-                                publish_time=time.time())
-            items.append((DLQ_SUBJECT, encode(letter), {}))
+            items.append((*dead_letter(SERVICE, subject, payload, reason), None))
             self.metrics.dead_letters.inc()
-            log.warning("dead letter: %s", reason)
-        await self._publish_acked(items)
-
-    async def _publish_acked(self, items: list[tuple[str, bytes, dict[str, str]]]) -> None:
-        """Publish all, awaiting the last one's ack (one connection's messages are stored in order)."""
-        if not items:
-            return
-        while True:
-            for subject, data, headers in items[:-1]:
-                await self.client.nc.publish(subject, data, headers=headers or None)
-            subject, data, headers = items[-1]
-            future = await self.client.js.publish_async(subject, data, headers=headers or None)
-            try:
-                await asyncio.wait_for(future, timeout=ACK_TIMEOUT_S)
-                return
-            except Exception as exc:  # noqa: BLE001 - timeout or JetStream error: send again (dedup ids)
-                log.warning("%d outcome publish(es) not acknowledged (%s); sending again", len(items), exc)
+        await publish_acked(self.client, items)
 
     async def close(self) -> None:
         for task in list(self._tasks):  # a running retrain: its child gets SIGTERM (see RetrainJob)
@@ -411,11 +345,8 @@ class FeedbackService:
                 await task
             except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - shutting down either way
                 log.info("retrain task ended at shutdown: %s", type(exc).__name__)
-        for sub in self._subs.values():
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:  # noqa: BLE001 - the connection may be gone
-                log.debug("unsubscribe at close: %s", exc)
+        for consumer in self.consumers.values():
+            await consumer.close()
         self._flush(partial=True)
         self.buffer.close()
 
@@ -423,13 +354,9 @@ class FeedbackService:
 def _decoded(batch: Any, kinds: tuple[type, ...], what: str, dead: list[tuple[str, bytes, str]]) -> Any:
     """The batch's messages of the expected kinds; the rest go to ``dead`` with the reason."""
     for msg in batch:
-        try:
-            message = decode(msg.data)
-        except ContractError as exc:
-            dead.append((msg.subject, msg.data, str(exc)))
-            continue
-        if not isinstance(message, kinds):
-            dead.append((msg.subject, msg.data, f"{type(message).__name__} on a {what} subject"))
+        message, rejected = decode_as(msg.data, kinds, f"a {what} subject")
+        if rejected is not None:
+            dead.append((msg.subject, msg.data, rejected[1]))
             continue
         yield message
 
@@ -454,7 +381,7 @@ async def run_feedback(config: Config, model_uri: str | None = None, url: str | 
                        stop: asyncio.Event | None = None, on_ready=None) -> None:
     """Run the outcome store until SIGTERM/SIGINT (or ``stop``)."""
     from hftpipe.bus.connection import connect
-    from hftpipe.bus.lifecycle import serve_metrics, stop_event
+    from hftpipe.bus.lifecycle import serve_until_stopped, stop_event
     from hftpipe.monitoring.retrain_job import RetrainJob
 
     stop = stop or stop_event()
@@ -469,14 +396,7 @@ async def run_feedback(config: Config, model_uri: str | None = None, url: str | 
         else None
     service = FeedbackService(config, client, spec, model=model, metrics=metrics, drift=drift)
     service.on_trigger = RetrainJob(config, service.root).start
-    try:
-        await service.start()
-        port = serve_metrics(metrics.registry, config.feedback.metrics_port)
-        if on_ready:
-            consumers = ",".join(f"{config.feedback.durable}-{name.lower()}" for name in service.streams)
-            on_ready(f"consumers={consumers} metrics_port={port} "
-                     f"k={spec.horizon} alpha={spec.alpha:.6g}")
-        await service.run(stop)
-    finally:
-        await service.close()
-        await client.close()
+    consumers = ",".join(c.durable.name for c in service.consumers.values())
+    await serve_until_stopped(service, client, metrics.registry, config.feedback.metrics_port, stop, on_ready,
+                              lambda port: f"consumers={consumers} metrics_port={port} "
+                                           f"k={spec.horizon} alpha={spec.alpha:.6g}")

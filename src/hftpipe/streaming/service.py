@@ -24,7 +24,6 @@ and of each restart of its book after a gap, have no signal (counted as ``skippe
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import zlib
@@ -33,14 +32,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError, NotFoundError
 
 from hftpipe import paths
 from hftpipe.bus.connection import BusClient, ensure_streams, msg_id, sig_subject
+from hftpipe.bus.consumer import (
+    ContinuousPull,
+    Durable,
+    dead_letter,
+    decode_as,
+    next_stored,
+    publish_acked,
+    reply_sequence,
+    report_lag,
+    resume_consumer,
+)
 from hftpipe.config import Config
-from hftpipe.contracts import BookUpdate, ContractError, DeadLetter, Gap, Signal, decode, encode
+from hftpipe.contracts import BookUpdate, ContractError, Gap, Signal, decode, encode
 from hftpipe.errors import BusError
 from hftpipe.serving.runtime import ModelHolder
 from hftpipe.serving.stream import RollingWindows
@@ -52,8 +59,6 @@ log = logging.getLogger(__name__)
 
 SERVICE = "signals"
 DLQ_SUBJECT = f"dlq.{SERVICE}"
-PULL_EXPIRES_S = 5.0  # a pull request lives this long; the service asks again when it expires
-ACK_TIMEOUT_S = 5.0  # a publish not acknowledged by then is sent again (the dedup id makes that safe)
 
 
 @dataclass
@@ -71,16 +76,6 @@ class _Symbol:
 class _Candidate:
     update: BookUpdate
     window: np.ndarray
-
-
-def _reply_fields(reply: str) -> tuple[int, int]:
-    """(stream sequence, messages pending) from a JetStream ack subject (v1 and v2 layouts)."""
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[8])
-    if len(tokens) >= 11:
-        return int(tokens[7]), int(tokens[10])
-    return 0, 0
 
 
 def partition_of(symbol_token: str, replicas: int) -> int:
@@ -102,50 +97,23 @@ class SignalService:
         self.holder = holder
         self.replica = replica
         self.durable = cfg.durable if cfg.replicas == 1 else f"{cfg.durable}-{replica}-of-{cfg.replicas}"
+        self.consumer = Durable("MD", self.durable, "md.>", max_ack_pending=cfg.max_ack_pending,
+                                ack_wait_s=cfg.ack_wait_s, max_waiting=64)
         self.metrics = metrics or SignalMetrics()
         self.windows = RollingWindows(cfg.max_symbols)
         self.symbols: dict[str, _Symbol] = {}
         self.store = SeqStore(paths.sub("signals") / f"{self.durable}.sqlite")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hftpipe-forward")
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._inbox = ""
-        self._credit = 0
-        self._sub = None
-        self._last_heard = time.monotonic()
+        self.pull = ContinuousPull(client, self.consumer, cfg.pull_batch)
+        self._last_lag_warning = 0.0
 
     # ---- start-up -------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Create streams and the durable consumer, rebuild windows, start pulling."""
         await ensure_streams(self.client.js, self.config.bus)
-        wanted = ConsumerConfig(
-            durable_name=self.durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
-            filter_subject="md.>", max_ack_pending=self.cfg.max_ack_pending, ack_wait=self.cfg.ack_wait_s,
-            max_waiting=64)
-        try:
-            info = await self.client.js.consumer_info("MD", self.durable)
-        except NotFoundError:
-            info = None
-        if info is not None:
-            # Recreate the consumer just after its ack floor. A previous process that died held delivered,
-            # unacknowledged messages (redelivered only after ack_wait, i.e. after newer ones: a seq gap) and
-            # maybe a pull request that would keep feeding its dead inbox. Starting at the floor redelivers
-            # them now, in stream order; what was already applied is skipped by the per-symbol seq.
-            floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            await self.client.js.delete_consumer("MD", self.durable)
-            if floor:
-                wanted = dataclasses.replace(wanted, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                             opt_start_seq=floor + 1)
-            log.info("consumer %s resumes after stream sequence %d", self.durable, floor)
-        try:
-            await self.client.js.add_consumer("MD", wanted)
-        except BadRequestError as exc:
-            raise BusError(f"cannot create consumer {self.durable} on stream MD: {exc}") from None
+        await resume_consumer(self.client.js, self.consumer)  # just after its ack floor: stream order again
         await self._restore()
-        self._inbox = self.client.nc.new_inbox()
-        self._sub = await self.client.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=1_000_000,
-                                                   pending_bytes_limit=512 * 1024 * 1024)
-        self.client.on_reconnect.append(lambda: self._queue.put_nowait(None))  # None: ask for messages again
-        await self._request()
+        await self.pull.start()
         served = self.holder.current
         self.metrics.model_version.labels(served.name, served.version).set(1)
 
@@ -158,11 +126,8 @@ class SignalService:
             self.symbols[symbol] = sym
             sseq = state.window_first_sseq
             while 0 < sseq <= state.last_sseq:
-                try:
-                    raw = await self.client.js.get_msg("MD", seq=sseq, subject=state.subject, next=True)
-                except NotFoundError:
-                    break
-                if raw.seq is None or raw.seq > state.last_sseq:
+                raw = await next_stored(self.client.js, "MD", state.subject, sseq)
+                if raw is None or raw.seq is None or raw.seq > state.last_sseq:
                     break
                 try:
                     message = decode(raw.data)
@@ -175,68 +140,22 @@ class SignalService:
             log.info("resumed %s after seq %d with %d state(s) in its window", symbol, state.last_seq,
                      len(sym.sseqs))
 
-    # ---- pulling --------------------------------------------------------------------------------------
-    async def _on_msg(self, msg) -> None:
-        self._queue.put_nowait(msg)
-
-    async def _request(self) -> None:
-        """Ask the durable consumer for the next pull_batch messages (delivered as they arrive)."""
-        body = orjson.dumps({"batch": self.cfg.pull_batch, "expires": int(PULL_EXPIRES_S * 1e9)})
-        await self.client.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.MD.{self.durable}", body, reply=self._inbox)
-        self._credit = self.cfg.pull_batch
-        self._last_heard = time.monotonic()
-
+    # ---- running --------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Handle batches until ``stop`` is set; the batch in hand is finished first."""
-        lag_task = asyncio.create_task(self._report_lag(stop))
+        lag_task = asyncio.create_task(report_lag(self.client, [self.consumer], self.cfg.lag_interval_s, stop,
+                                                  self._on_lag, reconnects=self.metrics.reconnects))
         try:
-            while not stop.is_set():
-                try:
-                    first = await asyncio.wait_for(self._queue.get(), timeout=0.25)
-                except TimeoutError:
-                    if time.monotonic() - self._last_heard > PULL_EXPIRES_S + 1.0:
-                        await self._request()  # the request was lost (disconnect): ask again
-                    continue
-                batch, renew = [], first is None
-                if first is not None:
-                    batch.append(first)
-                while len(batch) < self.cfg.batch_max and not self._queue.empty():
-                    msg = self._queue.get_nowait()
-                    if msg is None:
-                        renew = True
-                    else:
-                        batch.append(msg)
-                data = []
-                for msg in batch:
-                    self._last_heard = time.monotonic()
-                    status = msg.headers.get("Status") if msg.headers else None
-                    if status is None:
-                        data.append(msg)
-                    elif status in ("408", "409", "404"):
-                        renew = True  # request expired or was cancelled: ask again
-                if data:
-                    self._credit -= len(data)
-                    await self.handle(data)
-                if renew or self._credit <= self.cfg.pull_batch // 2:
-                    await self._request()
+            await self.pull.run(stop, self.handle, self.cfg.batch_max)
         finally:
             lag_task.cancel()
 
-    async def _report_lag(self, stop: asyncio.Event) -> None:
-        last_warning = 0.0
-        while not stop.is_set():
-            try:
-                info = await self.client.js.consumer_info("MD", self.durable)
-                lag = info.num_pending or 0
-                self.metrics.lag.set(lag)
-                self.metrics.ack_pending.set(info.num_ack_pending or 0)
-                if lag > 10 * self.cfg.batch_max and time.monotonic() - last_warning > 10.0:
-                    last_warning = time.monotonic()
-                    log.warning("behind: %d book update(s) waiting (signals.backlog=%s)", lag, self.cfg.backlog)
-            except Exception as exc:  # noqa: BLE001 - lag is best effort while the broker is away
-                log.debug("consumer info failed: %s", exc)
-            self.metrics.reconnects.set(self.client.reconnects)
-            await asyncio.sleep(self.cfg.lag_interval_s)
+    def _on_lag(self, _durable: Durable, lag: int, ack_pending: int) -> None:
+        self.metrics.lag.set(lag)
+        self.metrics.ack_pending.set(ack_pending)
+        if lag > 10 * self.cfg.batch_max and time.monotonic() - self._last_lag_warning > 10.0:
+            self._last_lag_warning = time.monotonic()
+            log.warning("behind: %d book update(s) waiting (signals.backlog=%s)", lag, self.cfg.backlog)
 
     # ---- one batch ------------------------------------------------------------------------------------
     def _usable(self, update: BookUpdate) -> str | None:
@@ -260,14 +179,13 @@ class SignalService:
         rows: list[list[float]] = []
         self.metrics.events_in.inc(len(msgs))
         for msg in msgs:
-            sseq, _pending = _reply_fields(msg.reply or "")
+            sseq, _pending = reply_sequence(msg.reply or "")
             token = msg.subject.rsplit(".", 1)[-1]
             if self.cfg.replicas > 1 and partition_of(token, self.cfg.replicas) != self.replica:
                 continue
-            try:
-                message = decode(msg.data)
-            except ContractError as exc:
-                dead.append(("malformed", str(exc), msg.subject, msg.data, sseq))
+            message, rejected = decode_as(msg.data, (Gap, BookUpdate), "a market-data subject")
+            if rejected is not None:
+                dead.append((*rejected, msg.subject, msg.data, sseq))
                 continue
             if isinstance(message, Gap):
                 sym = self._symbol(message.symbol, msg.subject, window)
@@ -275,10 +193,6 @@ class SignalService:
                     sym.last_seq = message.next_seq - 1
                     steps.append(("reset", message.symbol))
                     dirty.add(message.symbol)
-                continue
-            if not isinstance(message, BookUpdate):
-                dead.append(("unexpected", f"{type(message).__name__} on a market-data subject", msg.subject,
-                             msg.data, sseq))
                 continue
             sym = self._symbol(message.symbol, msg.subject, window)
             if message.seq <= sym.last_seq:
@@ -366,48 +280,19 @@ class SignalService:
             futures.append((sig_subject(u.symbol), encode(signal), msg_id(u.symbol, u.seq)))
             self.metrics.event_latency.observe(now - u.event_time)
             self.metrics.publish_latency.observe(now - u.publish_time)
-        await self._publish_acked(futures)
+        await publish_acked(self.client, futures)
         self.metrics.events_out.inc(len(futures))
         return len(futures)
 
     async def _publish_dead(self, dead: list[tuple[str, str, str, bytes, int]]) -> None:
         out = []
         for reason_kind, reason, subject, payload, sseq in dead:
-            letter = DeadLetter(service=SERVICE, subject=subject, reason=reason, payload=payload,
-                                publish_time=time.time())
-            out.append((DLQ_SUBJECT, encode(letter), {"Nats-Msg-Id": f"dlq:{subject}:{sseq}"}))
+            out.append((*dead_letter(SERVICE, subject, payload, reason), {"Nats-Msg-Id": f"dlq:{subject}:{sseq}"}))
             self.metrics.dead_letters.labels(reason_kind).inc()
-            log.warning("dead letter: %s", reason)
-        await self._publish_acked(out)
-
-    async def _publish_acked(self, items: list[tuple[str, bytes, dict[str, str]]]) -> None:
-        """Publish all; return once JetStream acknowledged them, sending everything again on a timeout.
-
-        Only the last message asks for an ack: the server stores one connection's messages to a stream in
-        the order they were sent, so the last ack covers the batch (a per-message ack costs a future, a reply
-        subject and a callback each: about half the service's time). A resend is harmless: the dedup id
-        drops copies that did arrive.
-        """
-        if not items:
-            return
-        while True:
-            for subject, data, headers in items[:-1]:
-                await self.client.nc.publish(subject, data, headers=headers)
-            subject, data, headers = items[-1]
-            future = await self.client.js.publish_async(subject, data, headers=headers)
-            try:
-                await asyncio.wait_for(future, timeout=ACK_TIMEOUT_S)
-                return
-            except Exception as exc:  # noqa: BLE001 - timeout or a JetStream error: the batch goes again
-                log.warning("batch of %d publish(es) not acknowledged (%s: %s); sending it again", len(items),
-                            type(exc).__name__, exc)
+        await publish_acked(self.client, out)
 
     async def close(self) -> None:
-        if self._sub is not None:
-            try:
-                await self._sub.unsubscribe()
-            except Exception as exc:  # noqa: BLE001 - the connection may already be gone
-                log.debug("unsubscribe at close: %s", exc)
+        await self.pull.close()
         self._executor.shutdown(wait=True)
         self.store.close()
 
@@ -418,7 +303,7 @@ async def run_signals(config: Config, model_uri: str | None = None, replica: int
     import torch
 
     from hftpipe.bus.connection import connect
-    from hftpipe.bus.lifecycle import serve_metrics, stop_event
+    from hftpipe.bus.lifecycle import serve_until_stopped, stop_event
     from hftpipe.serving.runtime import Reloader, load_served, model_source
 
     torch.set_num_threads(config.signals.torch_threads)
@@ -437,13 +322,9 @@ async def run_signals(config: Config, model_uri: str | None = None, replica: int
 
     reloader = Reloader(holder, source, config.signals.reload_interval_s, on_swap=_swapped)
     try:
-        await service.start()
-        port = serve_metrics(metrics.registry, config.signals.metrics_port)
-        reloader.start()
-        if on_ready:
-            on_ready(f"consumer={service.durable} metrics_port={port} model={holder.current.version}")
-        await service.run(stop)
+        await serve_until_stopped(
+            service, client, metrics.registry, config.signals.metrics_port, stop, on_ready,
+            lambda port: f"consumer={service.durable} metrics_port={port} model={holder.current.version}",
+            on_started=reloader.start)
     finally:
         reloader.stop()
-        await service.close()
-        await client.close()

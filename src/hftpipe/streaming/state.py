@@ -10,9 +10,15 @@ WAL mode survives ``kill -9`` of the process (not necessarily a power cut, which
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from hftpipe.sqlite_wal import open_wal, transaction
+
+SCHEMA = (
+    ("CREATE TABLE IF NOT EXISTS progress (symbol TEXT PRIMARY KEY, subject TEXT NOT NULL, "
+     "last_seq INTEGER NOT NULL, window_first_sseq INTEGER NOT NULL, last_sseq INTEGER NOT NULL)"),
+)
 
 
 @dataclass(frozen=True)
@@ -29,13 +35,7 @@ class SeqStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS progress (symbol TEXT PRIMARY KEY, subject TEXT NOT NULL, "
-                         "last_seq INTEGER NOT NULL, window_first_sseq INTEGER NOT NULL, "
-                         "last_sseq INTEGER NOT NULL)")
+        self._db = open_wal(self.path, SCHEMA)
 
     def load(self) -> dict[str, SymbolState]:
         rows = self._db.execute("SELECT symbol, subject, last_seq, window_first_sseq, last_sseq FROM progress")
@@ -45,12 +45,11 @@ class SeqStore:
         """Record several symbols' progress atomically."""
         if not states:
             return
-        self._db.execute("BEGIN")
-        self._db.executemany(
-            "INSERT INTO progress VALUES (?, ?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET subject=excluded.subject, "
-            "last_seq=excluded.last_seq, window_first_sseq=excluded.window_first_sseq, last_sseq=excluded.last_sseq",
-            [(s.symbol, s.subject, s.last_seq, s.window_first_sseq, s.last_sseq) for s in states])
-        self._db.execute("COMMIT")
+        with transaction(self._db) as db:
+            db.executemany(
+                "INSERT INTO progress VALUES (?, ?, ?, ?, ?) ON CONFLICT(symbol) DO UPDATE SET subject=excluded.subject, "
+                "last_seq=excluded.last_seq, window_first_sseq=excluded.window_first_sseq, last_sseq=excluded.last_sseq",
+                [(s.symbol, s.subject, s.last_seq, s.window_first_sseq, s.last_sseq) for s in states])
 
     def close(self) -> None:
         self._db.close()

@@ -22,22 +22,20 @@ what did arrive); the consumers restart just after their ack floor, in stream or
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError, NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hftpipe import paths
-from hftpipe.bus.connection import BusClient, ensure_streams, stream_config, subject_token
+from hftpipe.bus.connection import STREAMS, BusClient, ensure_stream, ensure_streams, subject_token
+from hftpipe.bus.consumer import Durable, PullConsumer, dead_letter, decode_as, publish_acked, report_lag
 from hftpipe.config import Config
-from hftpipe.contracts import BookUpdate, ContractError, DeadLetter, Gap, Signal, decode, encode
-from hftpipe.errors import BusError, ConfigError
+from hftpipe.contracts import BookUpdate, Gap, Signal, encode
+from hftpipe.errors import ConfigError
 from hftpipe.trading.execution import Fees, Latency
 from hftpipe.trading.paper_core import AUTO_ACTOR, PaperCore, Step
 from hftpipe.trading.paper_store import PaperStore
@@ -53,7 +51,9 @@ DLQ_SUBJECT = f"dlq.{SERVICE}"
 # The trader's output streams (created here, like the signal service relies on ensure_streams for its own).
 TRADING_STREAMS: dict[str, str] = {"ORD": "ord.>", "FILL": "fill.>", "POS": "pos.>"}
 FETCH_TIMEOUT_S = 1.0
-ACK_TIMEOUT_S = 5.0
+FETCH_RETRY_S = 0.2  # after a failed fetch (broker away)
+# What each input stream may carry; anything else is dead-lettered.
+ACCEPTS: dict[str, tuple[type, ...]] = {"MD": (BookUpdate, Gap), "SIG": (Signal, Gap)}
 RISK_STATES = tuple(s.value for s in RiskState)
 
 
@@ -146,8 +146,11 @@ class PaperTrader:
         store_path = self.cfg.store or paths.sub("paper") / f"{self.cfg.durable}.sqlite"
         self.store = PaperStore(store_path)
         self.durables = {"MD": f"{self.cfg.durable}-md", "SIG": f"{self.cfg.durable}-sig"}
+        self.consumers = {stream: PullConsumer(Durable(stream, durable, STREAMS[stream],
+                                                       max_ack_pending=self.cfg.max_ack_pending,
+                                                       ack_wait_s=self.cfg.ack_wait_s, max_waiting=64))
+                          for stream, durable in self.durables.items()}
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=4 * self.cfg.pull_batch)
-        self._subs: dict[str, Any] = {}
         self._tasks: list[asyncio.Task] = []
 
     # ---- start-up -------------------------------------------------------------------------------------
@@ -156,16 +159,9 @@ class PaperTrader:
         js = self.client.js
         await ensure_streams(js, self.config.bus)
         for name, subjects in TRADING_STREAMS.items():
-            try:
-                await js.stream_info(name)
-            except NotFoundError:
-                try:
-                    await js.add_stream(stream_config(name, subjects, self.config.bus))
-                except BadRequestError as exc:
-                    if "already in use" not in str(exc):
-                        raise BusError(f"cannot create stream {name} ({subjects}): {exc}") from None
-        for stream, durable in self.durables.items():
-            await self._consumer(stream, durable, "md.>" if stream == "MD" else "sig.>")
+            await ensure_stream(js, name, subjects, self.config.bus)
+        for consumer in self.consumers.values():
+            await consumer.resume(js)  # just after its ack floor: stream order again
         blob = self.store.load()
         if blob is not None:
             self.core.restore(blob)
@@ -175,60 +171,28 @@ class PaperTrader:
         pending = self.store.outbox()
         if pending:
             log.info("publishing %d output(s) committed before the last stop", len(pending))
-            await self._publish_acked([(i.subject, i.data, {"Nats-Msg-Id": i.msg_id}) for i in pending])
+            await publish_acked(self.client, [(i.subject, i.data, {"Nats-Msg-Id": i.msg_id}) for i in pending])
             self.store.published(pending[-1].id)
         self.core.control.sync(self.core.risk, time.time(), [])  # type: ignore[union-attr]
         self.core.risk.drain_changes()
         self.metrics.set_state(self.core.risk.state)
-        for stream, durable in self.durables.items():
-            self._subs[stream] = await js.pull_subscribe_bind(durable=durable, stream=stream)
+        for stream, consumer in self.consumers.items():
+            await consumer.bind(js)
             self._tasks.append(asyncio.create_task(self._reader(stream)))
 
-    async def _consumer(self, stream: str, durable: str, subject: str) -> None:
-        js = self.client.js
-        wanted = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL,
-                                filter_subject=subject, max_ack_pending=self.cfg.max_ack_pending,
-                                ack_wait=self.cfg.ack_wait_s, max_waiting=64)
-        try:
-            info = await js.consumer_info(stream, durable)
-        except NotFoundError:
-            info = None
-        if info is not None:
-            # As the signal service does: a dead process held delivered, unacknowledged messages that would come
-            # back only after ack_wait (behind newer ones); restarting at the ack floor keeps stream order.
-            floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            await js.delete_consumer(stream, durable)
-            if floor:
-                wanted = dataclasses.replace(wanted, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                                             opt_start_seq=floor + 1)
-            log.info("consumer %s resumes after stream sequence %d", durable, floor)
-        try:
-            await js.add_consumer(stream, wanted)
-        except BadRequestError as exc:
-            raise BusError(f"cannot create consumer {durable} on stream {stream}: {exc}") from None
-
     async def _reader(self, stream: str) -> None:
-        import nats
-
-        sub = self._subs[stream]
+        consumer = self.consumers[stream]
         while True:
-            try:
-                msgs = await sub.fetch(self.cfg.pull_batch, timeout=FETCH_TIMEOUT_S)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - broker away: the client reconnects, we ask again
-                log.debug("fetch on %s: %s", stream, exc)
-                await asyncio.sleep(0.2)
-                continue
-            for msg in msgs:
+            for msg in await consumer.fetch(self.cfg.pull_batch, FETCH_TIMEOUT_S, FETCH_RETRY_S):
                 await self._queue.put((stream, msg))
 
     # ---- running --------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Handle batches until ``stop`` is set; the batch in hand is finished first."""
-        lag_task = asyncio.create_task(self._report_lag(stop))
+        lag_task = asyncio.create_task(report_lag(
+            self.client, [c.durable for c in self.consumers.values()], self.cfg.lag_interval_s, stop,
+            lambda durable, lag, _ack_pending: self.metrics.lag.labels(durable.stream).set(lag),
+            reconnects=self.metrics.reconnects))
         try:
             while not stop.is_set():
                 try:
@@ -242,17 +206,6 @@ class PaperTrader:
         finally:
             lag_task.cancel()
 
-    async def _report_lag(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            for stream, durable in self.durables.items():
-                try:
-                    info = await self.client.js.consumer_info(stream, durable)
-                    self.metrics.lag.labels(stream).set(info.num_pending or 0)
-                except Exception as exc:  # noqa: BLE001 - best effort while the broker is away
-                    log.debug("consumer info failed: %s", exc)
-            self.metrics.reconnects.set(self.client.reconnects)
-            await asyncio.sleep(self.cfg.lag_interval_s)
-
     async def handle(self, batch: list[tuple[str, Any]]) -> None:
         """Handle one batch: core, commit, publish, acknowledge."""
         t0 = time.perf_counter()
@@ -264,12 +217,11 @@ class PaperTrader:
         now = time.time()
         for stream, msg in batch:
             last[stream] = msg
-            try:
-                message = decode(msg.data)
-            except ContractError as exc:
-                outbox.append(self._dead("malformed", str(exc), msg))
+            message, rejected = decode_as(msg.data, ACCEPTS.get(stream, ()), msg.subject)
+            if rejected is not None:
+                outbox.append(self._dead(*rejected, msg))
                 continue
-            if stream == "MD" and isinstance(message, BookUpdate):
+            if isinstance(message, BookUpdate):
                 m.events_in.labels("book").inc()
                 step = self.core.on_book(message, wall_now=time.time() if wall_guard else None)
                 if step.duplicate:
@@ -277,21 +229,19 @@ class PaperTrader:
                     continue
                 published_books.append(message.publish_time)
                 self._collect(step, now, outbox, fills, positions)
-            elif stream == "SIG" and isinstance(message, Signal):
+            elif isinstance(message, Signal):
                 m.events_in.labels("signal").inc()
                 if self.core.on_signal(message).duplicate:
                     m.duplicates.labels("signal").inc()
             elif isinstance(message, Gap):
                 m.events_in.labels("gap").inc()  # books are full L2 states: the next one is used as it is
                 self.core.on_gap(message)  # but a policy's windows over past events start over
-            else:
-                outbox.append(self._dead("unexpected", f"{type(message).__name__} on {msg.subject}", msg))
         for p in positions.values():
             outbox.append((f"pos.{subject_token(p.symbol)}", f"pos:{p.symbol}:{p.seq}", _stamp(p, now)))
         self.store.commit(self.core.snapshot(), outbox, fills, list(positions.values()))
         if outbox:
             pending = self.store.outbox()
-            await self._publish_acked([(i.subject, i.data, {"Nats-Msg-Id": i.msg_id}) for i in pending])
+            await publish_acked(self.client, [(i.subject, i.data, {"Nats-Msg-Id": i.msg_id}) for i in pending])
             self.store.published(pending[-1].id)
         done = time.time()
         for t in published_books:
@@ -334,36 +284,11 @@ class PaperTrader:
             positions[p.symbol] = p  # one position message per symbol and batch: the newest
 
     def _dead(self, kind: str, reason: str, msg: Any) -> tuple[str, str, bytes]:
+        """The outbox entry of a rejected input (published with the batch's outputs, deduplicated by its id)."""
         self.metrics.dead_letters.labels(kind).inc()
-        log.warning("dead letter: %s", reason)
+        subject, letter = dead_letter(SERVICE, msg.subject, msg.data, reason)
         sseq = msg.metadata.sequence.stream if msg.metadata else 0
-        letter = DeadLetter(service=SERVICE, subject=msg.subject, reason=reason, payload=msg.data,
-                            publish_time=time.time())
-        return DLQ_SUBJECT, f"dlq:{SERVICE}:{msg.subject}:{sseq}", encode(letter)
-
-    async def _publish_acked(self, items: list[tuple[str, bytes, dict[str, str]]]) -> None:
-        """Publish all; return once JetStream acknowledged them (same scheme as the signal service).
-
-        The messages go to several streams, so each stream's last message asks for an ack: a stream stores one
-        connection's messages in the order they were sent, so its last ack covers the rest.
-        """
-        last_of: dict[str, int] = {}
-        for i, (subject, _, _) in enumerate(items):
-            last_of[subject.split(".", 1)[0]] = i
-        acked = set(last_of.values())
-        while True:
-            futures = []
-            for i, (subject, data, headers) in enumerate(items):
-                if i in acked:
-                    futures.append(await self.client.js.publish_async(subject, data, headers=headers))
-                else:
-                    await self.client.nc.publish(subject, data, headers=headers)
-            try:
-                await asyncio.wait_for(asyncio.gather(*futures), timeout=ACK_TIMEOUT_S)
-                return
-            except Exception as exc:  # noqa: BLE001 - timeout or a JetStream error: the batch goes again
-                log.warning("%d publish(es) not acknowledged (%s: %s); sending them again", len(items),
-                            type(exc).__name__, exc)
+        return subject, f"dlq:{SERVICE}:{msg.subject}:{sseq}", letter
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -373,11 +298,8 @@ class PaperTrader:
                 await task
             except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - shutting down
                 log.debug("reader at close: %r", exc)
-        for sub in self._subs.values():
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:  # noqa: BLE001 - the connection may already be gone
-                log.debug("unsubscribe at close: %s", exc)
+        for consumer in self.consumers.values():
+            await consumer.close()
         self.store.close()
         self.risk_store.close()
 
@@ -388,19 +310,13 @@ async def run_paper(config: Config, policy: str | None = None, url: str | None =
     """Run the paper trader until SIGTERM/SIGINT (or ``stop``); ``policy_factory`` makes each symbol's policy
     (the CLI's for ``rl``: this module stays below ``hftpipe.rl``), else ``policy`` names a simple one."""
     from hftpipe.bus.connection import connect
-    from hftpipe.bus.lifecycle import serve_metrics, stop_event
+    from hftpipe.bus.lifecycle import serve_until_stopped, stop_event
 
     stop = stop or stop_event()
     client = await connect(config.bus, "hftpipe-paper-trader", url=url)
     metrics = TraderMetrics()
     trader = PaperTrader(config, client, policy=policy, metrics=metrics, policy_factory=policy_factory)
-    try:
-        await trader.start()
-        port = serve_metrics(metrics.registry, config.paper.metrics_port)
-        if on_ready:
-            on_ready(f"policy={trader.policy_name} consumers={','.join(trader.durables.values())} "
-                     f"metrics_port={port} risk={trader.core.risk.state.value}")
-        await trader.run(stop)
-    finally:
-        await trader.close()
-        await client.close()
+    await serve_until_stopped(
+        trader, client, metrics.registry, config.paper.metrics_port, stop, on_ready,
+        lambda port: (f"policy={trader.policy_name} consumers={','.join(trader.durables.values())} "
+                      f"metrics_port={port} risk={trader.core.risk.state.value}"))

@@ -15,11 +15,11 @@ WAL mode survives ``kill -9`` of the process.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from hftpipe.contracts import Fill, PositionUpdate
+from hftpipe.sqlite_wal import open_wal, transaction
 
 SCHEMA = (
     ("CREATE TABLE IF NOT EXISTS snapshot (one INTEGER PRIMARY KEY CHECK (one = 1), core BLOB NOT NULL, "
@@ -48,12 +48,7 @@ class PaperStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        for statement in SCHEMA:
-            self._db.execute(statement)
+        self._db = open_wal(self.path, SCHEMA)
 
     def load(self) -> bytes | None:
         row = self._db.execute("SELECT core FROM snapshot WHERE one = 1").fetchone()
@@ -62,9 +57,7 @@ class PaperStore:
     def commit(self, core: bytes, outbox: list[tuple[str, str, bytes]], fills: list[Fill],
                positions: list[PositionUpdate]) -> None:
         """Record one batch atomically: the snapshot, its output messages, its fills and positions."""
-        db = self._db
-        db.execute("BEGIN")
-        try:
+        with transaction(self._db) as db:
             db.execute("INSERT INTO snapshot VALUES (1, ?, 1) ON CONFLICT(one) DO UPDATE SET core = excluded.core, "
                        "batches = batches + 1", (core,))
             db.executemany("INSERT INTO outbox (subject, msg_id, data) VALUES (?, ?, ?)", outbox)
@@ -74,10 +67,6 @@ class PaperStore:
             db.executemany("INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            [(p.symbol, p.venue, p.seq, p.position, p.cash, p.mid, p.pnl, p.fees, p.open_orders,
                              p.fills, p.risk_state) for p in positions])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def outbox(self) -> list[OutboxItem]:
         rows = self._db.execute("SELECT id, subject, msg_id, data FROM outbox ORDER BY id")
