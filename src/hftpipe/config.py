@@ -65,7 +65,7 @@ class FeaturesConfig:
 class TrainConfig:
     """Section ``train``: model, data feeding and optimisation."""
 
-    model: Literal["deeplob", "lstm", "mlp", "logreg", "lgbm", "logreg_tab", "mlp_tab"] = "lstm"  # *_tab, lgbm: engineered features
+    model: Literal["deeplob", "lstm", "mlp", "logreg", "lgbm", "logreg_tab", "mlp_tab"] = "logreg_tab"  # *_tab, lgbm: engineered features
     horizon: int | str = 10  # which label horizon to learn: k events or clock time ('1s'); must be in features.horizons
     window: int = 50  # T, book states per input window
     batch_size: int = 256

@@ -58,7 +58,7 @@ def test_bundle_json_carries_everything_serving_needs(tmp_path: Path, goog5_book
     assert info["alpha"] == pytest.approx(1.5e-5)
     assert info["feature_meta"]["symbol"] == "GOOG"
     assert info["mlflow_run_id"] == "run123"
-    assert info["config"]["train"]["model"] == "lstm"
+    assert info["config"]["train"]["model"] == Config().train.model  # the resolved config travels
     np.testing.assert_allclose(info["window_stats"]["mean"], stats.mean)
     bundle = load_bundle(tmp_path)
     assert bundle.config == Config()
