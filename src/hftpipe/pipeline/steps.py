@@ -129,6 +129,8 @@ def evaluate_step(model_dir: str, features_dir: str, config_json: str, report_di
     """Score the model and the naive baselines on the test split, with a cost-aware backtest.
 
     ``metrics`` / ``confusion`` are KFP Metrics / ClassificationMetrics artifacts when run as a component.
+    A collection (``pool_features_step``, the monitor's retrain) is scored on its sets with role ``split``:
+    one such set gives the usual report, several a report per instrument plus ``pooled.json`` / ``pooled.md``.
     """
     from hftpipe.evaluation.report import REPORT_MD, EvaluationReport
     from hftpipe.pipeline.tracked import evaluate_tracked
@@ -202,7 +204,8 @@ def register_step(model_dir: str, report_dir: str, features_dir: str, config_jso
     """Register the model version and apply the promotion gate (champion or challenger).
 
     The registration (model name, version, decision, reasons) is written as JSON to
-    ``registration_path``: the deploy step reads the version from there.
+    ``registration_path``: the deploy step reads the version from there. A collection whose evaluation scored
+    several instruments goes through the several-instrument gate (:func:`hftpipe.registry.register_pooled`).
     """
     from hftpipe.evaluation.report import REPORT_FILE
     from hftpipe.registry import register
