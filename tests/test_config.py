@@ -85,8 +85,8 @@ def test_data_source_string_list_and_glob() -> None:
 
 @pytest.mark.parametrize("source,message", [
     ([f"{RAW}/nothing_*.zip"], r"data.source: '.*nothing_\*.zip' matches no file; check the pattern"),
-    ([GOOG1, GOOG10], r"data.source mixes book depths \(LOBSTER_SampleFile_GOOG_2012-06-21_1.zip: 1, "
-                      r"LOBSTER_SampleFile_GOOG_2012-06-21_10.zip: 10\); pool files with one depth"),
+    ([GOOG1, GOOG10], (r"data.source mixes book depths \(LOBSTER_SampleFile_GOOG_2012-06-21_1.zip: 1, "
+                       r"LOBSTER_SampleFile_GOOG_2012-06-21_10.zip: 10\); pool files with one depth")),
     ([GOOG1, AAPL1, GOOG1], r"data.source lists .*GOOG_2012-06-21_1.zip more than once"),
     ([], r"data.source is an empty list"),
 ])

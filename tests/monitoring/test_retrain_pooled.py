@@ -17,7 +17,13 @@ from hftpipe.features.build import build_frame, write_feature_set
 from hftpipe.features.labels import classify
 from hftpipe.features.splits import PURGED, TEST, TRAIN, VAL
 from hftpipe.training.data import sample_ends
-from hftpipe.training.pooled import PooledSet, load_training_data, read_collection, scored_sets, write_collection
+from hftpipe.training.pooled import (
+    PooledSet,
+    load_training_data,
+    read_collection,
+    scored_sets,
+    write_collection,
+)
 from tests.conftest import lobster_zip
 
 CFG = FeaturesConfig(windows=(10, 50), horizons=(10, 20))

@@ -99,7 +99,7 @@ def test_pooled_pipeline_loops_over_sources_then_pools_once() -> None:
 @pytest.mark.parametrize("name", sorted(PIPELINES))
 def test_every_component_body_is_one_call_into_hftpipe(name: str) -> None:
     spec = yaml.safe_load((COMPILED / f"{name}_pipeline.yaml").read_text())
-    for name, executor in spec["deploymentSpec"]["executors"].items():
+    for executor_name, executor in spec["deploymentSpec"]["executors"].items():
         program = "\n".join(executor["container"]["command"])
-        assert "from hftpipe.pipeline.steps import" in program, name
-        assert executor["container"]["image"].startswith("ghcr.io/hftpipe/hftpipe"), name
+        assert "from hftpipe.pipeline.steps import" in program, executor_name
+        assert executor["container"]["image"].startswith("ghcr.io/hftpipe/hftpipe"), executor_name

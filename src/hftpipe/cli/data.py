@@ -55,9 +55,8 @@ def ingest(obj, sources: tuple[str, ...], output: str | None, workers: int | Non
 @click.pass_obj
 def validate(obj, path: str | None, report_dir: str | None) -> None:
     """Validate a LOBSTER zip, CSV pair, canonical Parquet or feature-set folder; exit 1 if any check fails."""
-    from hftpipe.prepare import validate_path
-
     from hftpipe.config import single_source
+    from hftpipe.prepare import validate_path
 
     cfg = obj.config
     result = validate_path(path or single_source(cfg.data, "hftpipe validate"), cfg.validate, data_cfg=cfg.data)
