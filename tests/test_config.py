@@ -71,3 +71,56 @@ def test_overrides_are_typed_and_checked() -> None:
 def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "other.yaml")
+
+
+# data.source: one file (a string, as always), or several (a list; globs allowed) for `hftpipe pipeline run`.
+
+RAW = REPO / "data" / "raw"
+GOOG1, AAPL1, GOOG10 = (str(RAW / f"LOBSTER_SampleFile_{n}.zip") for n in ("GOOG_2012-06-21_1", "AAPL_2012-06-21_1",
+                                                                          "GOOG_2012-06-21_10"))
+
+
+def test_data_source_string_list_and_glob() -> None:
+    from hftpipe.config import single_source
+    from hftpipe.prepare import resolve_sources
+
+    one = load_config(None, ["data.source=some/file.zip"])
+    assert one.data.source == "some/file.zip" and resolve_sources(one.data) == ["some/file.zip"]  # passed on as is
+    assert single_source(one.data, "ingest") == "some/file.zip"
+    listed = load_config(None, [f"data.source=[{GOOG1}, {AAPL1}]"])
+    assert listed.data.source == (GOOG1, AAPL1) and resolve_sources(listed.data) == [GOOG1, AAPL1]
+    assert config_from_dict(listed.to_dict()) == listed  # the resolved config round-trips (pipeline's config_json)
+    globbed = load_config(None, [f"data.source={RAW}/LOBSTER_SampleFile_*_2012-06-21_1.zip"])
+    assert resolve_sources(globbed.data) == sorted([GOOG1, AAPL1])
+    with pytest.raises(ConfigError, match=r"data.source lists 2 files but ingest reads one"):
+        single_source(listed.data, "ingest")
+
+
+@pytest.mark.parametrize("source,message", [
+    ([f"{RAW}/nothing_*.zip"], r"data.source: '.*nothing_\*.zip' matches no file; check the pattern"),
+    ([GOOG1, GOOG10], (r"data.source mixes book depths \(LOBSTER_SampleFile_GOOG_2012-06-21_1.zip: 1, "
+                       r"LOBSTER_SampleFile_GOOG_2012-06-21_10.zip: 10\); pool files with one depth")),
+    ([GOOG1, AAPL1, GOOG1], r"data.source lists .*GOOG_2012-06-21_1.zip more than once"),
+    ([], r"data.source is an empty list"),
+])
+def test_bad_data_source_lists_fail_in_one_line(source: list, message: str) -> None:
+    from hftpipe.prepare import resolve_sources
+
+    cfg = config_from_dict({"data": {"source": source}})
+    with pytest.raises(ConfigError, match=message) as info:
+        resolve_sources(cfg.data)
+    assert "\n" not in str(info.value)
+
+
+def test_several_sources_refuse_a_single_file_symbol_and_accept_one_depth_by_setting() -> None:
+    from hftpipe.prepare import resolve_sources
+
+    with pytest.raises(ConfigError, match="data.symbol / data.date name one file"):
+        resolve_sources(config_from_dict({"data": {"source": [GOOG1, AAPL1], "symbol": "GOOG"}}).data)
+    # data.levels reads every file at one depth: mixed file depths are then fine
+    assert len(resolve_sources(config_from_dict({"data": {"source": [GOOG1, GOOG10], "levels": 1}}).data)) == 2
+
+
+def test_data_source_of_the_wrong_type_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="data.source: 3 is not str or tuple"):
+        config_from_dict({"data": {"source": 3}})

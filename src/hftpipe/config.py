@@ -23,12 +23,27 @@ from hftpipe.horizons import horizon_value
 class DataConfig:
     """Section ``data``: which raw file to ingest and where the canonical table goes."""
 
-    source: str = "data/raw/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip"  # LOBSTER zip, or message CSV of a pair
+    # LOBSTER zip, or message CSV of a pair; a list (globs allowed) pools several in `hftpipe pipeline run`
+    source: str | tuple[str, ...] = "data/raw/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip"
     symbol: str | None = None  # None: read from the LOBSTER file name
     date: str | None = None  # YYYY-MM-DD; None: read from the file name
     levels: int | None = None  # None: read from the file name (and checked against the columns)
     halts: Literal["drop", "keep"] = "drop"  # trading-halt (type 7) rows: dropped from events, kept in metadata
     output: str = "data/processed/events.parquet"  # canonical event table (DVC output)
+
+
+def single_source(data: DataConfig, what: str) -> str:
+    """``data.source`` when it names one file; a one-line ConfigError when it lists several.
+
+    Args:
+        what: the command or step that reads one file (named in the message).
+    """
+    if isinstance(data.source, str):
+        return data.source
+    if len(data.source) == 1:
+        return data.source[0]
+    raise ConfigError(f"data.source lists {len(data.source)} files but {what} reads one; pass the file explicitly "
+                      "(several files run through `hftpipe pipeline run`)")
 
 
 @dataclass(frozen=True)

@@ -15,23 +15,25 @@ pipeline's ``validate`` step followed by ``ingest`` pays for Great Expectations 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import importlib.metadata
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from hftpipe import paths
-from hftpipe.config import DataConfig, FeaturesConfig, ValidateConfig
+from hftpipe.config import DataConfig, FeaturesConfig, ValidateConfig, single_source
 from hftpipe.data import EventTable, discover, load_lobster, read_events, write_events
 from hftpipe.data.bars import BarTable, write_bars
 from hftpipe.data.market import is_tick_file, load_market
 from hftpipe.data.ticks import TickTable, ticks_to_bars, write_ticks
-from hftpipe.errors import DataFormatError
+from hftpipe.errors import ConfigError, DataFormatError
 from hftpipe.features import FeatureSet, build_features, load_feature_set
 from hftpipe.validation import ValidationResult, validate_features_frame, validate_table
 from hftpipe.validation.bars import validate_bars, validate_ticks
@@ -79,6 +81,55 @@ def load_bitstamp(path: Path, **options: object) -> EventTable:
     from hftpipe.data.bitstamp import load_bitstamp as _load
 
     return _load(path, **options)
+
+
+_GLOB_CHARS = "*?["
+
+
+def resolve_sources(data_cfg: DataConfig, sources: str | Sequence[str] | None = None) -> list[str]:
+    """The files a pipeline run reads: ``sources`` (default ``data.source``) with globs expanded, in order.
+
+    A string without glob characters is one source, passed on unchanged (what a single source always was);
+    a glob expands to the files it matches, sorted. Several files must have one book depth (the LOBSTER
+    file names say it) unless ``data.levels`` sets one for all.
+
+    Raises:
+        ConfigError: a glob matches nothing, a file is listed twice, the files have different depths, or
+            ``data.symbol`` / ``data.date`` (which name one file) are set with several files.
+    """
+    raw = data_cfg.source if sources is None else sources
+    entries = [raw] if isinstance(raw, (str, Path)) else list(raw)
+    if not entries:
+        raise ConfigError("data.source is an empty list; name at least one file")
+    out: list[str] = []
+    for entry in map(str, entries):
+        if not any(ch in entry for ch in _GLOB_CHARS):
+            out.append(entry)
+            continue
+        matched = sorted(glob.glob(entry, recursive=True))
+        if not matched:
+            raise ConfigError(f"data.source: {entry!r} matches no file; check the pattern (relative to {Path.cwd()})")
+        out.extend(matched)
+    resolved = [str(Path(p).resolve()) for p in out]
+    repeated = sorted({p for p in out if resolved.count(str(Path(p).resolve())) > 1})
+    if repeated:
+        raise ConfigError(f"data.source lists {repeated[0]} more than once; name each file once")
+    if len(out) > 1:
+        if data_cfg.symbol is not None or data_cfg.date is not None:
+            raise ConfigError("data.symbol / data.date name one file but data.source lists several; leave them null "
+                              "(each file's name says its symbol and date)")
+        if data_cfg.levels is None:
+            depths = {}
+            for p in out:
+                try:
+                    depths[p] = discover(p).levels
+                except DataFormatError:
+                    continue  # not a LOBSTER name (a capture, a Parquet table): its depth shows at ingest
+            if len({d for d in depths.values() if d is not None}) > 1:
+                listed = ", ".join(f"{Path(p).name}: {d}" for p, d in depths.items())
+                raise ConfigError(f"data.source mixes book depths ({listed}); pool files with one depth, or set "
+                                  "data.levels to read every file at that depth")
+    return out
 
 
 def _fingerprint(cfg: ValidateConfig, data_cfg: DataConfig) -> str:
@@ -148,7 +199,7 @@ def ingest(cfg: DataConfig, source: str | Path | None = None, output: str | Path
         ValidationFailed: the data breaks an expectation (the report says which).
     """
     vcfg = validate_cfg or ValidateConfig()
-    src = Path(source or cfg.source)
+    src = Path(source or single_source(cfg, "ingest"))
     table = load_source(src, cfg, (vcfg.session_start, vcfg.session_end))
     # Only a raw source has a stamp: a Parquet table may have been written by anything, so it is checked.
     raw = src.suffix.lower() != ".parquet" and table.meta.source_sha256

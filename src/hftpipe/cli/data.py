@@ -55,10 +55,11 @@ def ingest(obj, sources: tuple[str, ...], output: str | None, workers: int | Non
 @click.pass_obj
 def validate(obj, path: str | None, report_dir: str | None) -> None:
     """Validate a LOBSTER zip, CSV pair, canonical Parquet or feature-set folder; exit 1 if any check fails."""
+    from hftpipe.config import single_source
     from hftpipe.prepare import validate_path
 
     cfg = obj.config
-    result = validate_path(path or cfg.data.source, cfg.validate, data_cfg=cfg.data)
+    result = validate_path(path or single_source(cfg.data, "hftpipe validate"), cfg.validate, data_cfg=cfg.data)
     paths = result.write_reports(Path(report_dir) if report_dir else None)
     for line in result.summary_lines():
         click.echo(line)

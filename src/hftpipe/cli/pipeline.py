@@ -43,12 +43,22 @@ def step_printer() -> Callable[[dict], None]:
     return print_step
 
 
-def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str | None,
+def _sources(obj, data: tuple[str, ...] | str | None) -> str | list[str]:
+    """``--data`` (given once or several times), else ``data.source`` (a string or a list)."""
+    if isinstance(data, str):
+        return data
+    if data:
+        return data[0] if len(data) == 1 else list(data)
+    source = obj.config.data.source
+    return source if isinstance(source, str) else list(source)
+
+
+def _run(obj, data: tuple[str, ...] | str | None, host: str | None, nproc: int, summary_json: str | None,
          log_to: logging.Logger | None = None) -> int:
-    from hftpipe.pipeline.runner import run_local, submit
+    from hftpipe.pipeline.runner import describe_sources, pipeline_call, run_local, submit
 
     cfg = obj.config
-    source = data or cfg.data.source
+    source = _sources(obj, data)
     if host:
         info = submit(cfg, source, host, nproc=nproc)
         click.echo(f"submitted run {info['run_id']} to {host}")
@@ -57,7 +67,9 @@ def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str 
         if summary_json:
             Path(summary_json).write_text(json.dumps(info, indent=2))
         return 0
-    click.echo(f"running the training pipeline locally (kfp.local) on {source}")
+    _, _, files = pipeline_call(cfg, source)  # a bad glob or mixed depths: one line before anything starts
+    what = "the pooled training pipeline" if len(files) > 1 else "the training pipeline"
+    click.echo(f"running {what} locally (kfp.local) on {describe_sources(files)}")
     printer = step_printer()
 
     def on_step(record: dict) -> None:
@@ -78,28 +90,34 @@ def _run(obj, data: str | None, host: str | None, nproc: int, summary_json: str 
 
 
 @pipeline.command("run")
-@click.option("--data", help="LOBSTER zip or CSV pair (default: data.source, the shipped sample).")
+@click.option("--data", multiple=True, help="LOBSTER zip or CSV pair (default: data.source, the shipped sample); "
+                                           "give it several times (or a glob) to pool several sources.")
 @click.option("--host", help="KFP endpoint; without it the pipeline runs here with kfp.local.")
 @click.option("--nproc", default=1, show_default=True, help="Training processes (torchrun).")
 @click.option("--summary-json", type=click.Path(dir_okay=False), help="Write the run summary as JSON.")
 @click.pass_obj
-def run_cmd(obj, data: str | None, host: str | None, nproc: int, summary_json: str | None) -> None:
-    """Run the training pipeline: validate, ingest, features, train, evaluate, register, deploy."""
+def run_cmd(obj, data: tuple[str, ...], host: str | None, nproc: int, summary_json: str | None) -> None:
+    """Run the training pipeline: validate, ingest, features, train, evaluate, register, deploy.
+
+    Several sources (``--data`` more than once, a glob, or a list in ``data.source``): each is validated,
+    ingested and turned into features on its own, then one pooled model is trained, evaluated per instrument
+    (plus the pooled summary) and gated with the several-instrument rule (docs/pooled.md).
+    """
     sys.exit(_run(obj, data, host, nproc, summary_json))
 
 
 @pipeline.command("schedule")
 @click.option("--cron", required=True, help="KFP cron, 6 fields with seconds first, e.g. '0 0 2 * * 1-5'.")
 @click.option("--host", required=True, help="KFP endpoint.")
-@click.option("--data", help="Data path as seen by the cluster's step containers.")
+@click.option("--data", multiple=True, help="Data path as seen by the cluster's step containers (several: pooled).")
 @click.option("--name", default="hftpipe-nightly-retrain", show_default=True)
 @click.pass_obj
-def schedule_cmd(obj, cron: str, host: str, data: str | None, name: str) -> None:
+def schedule_cmd(obj, cron: str, host: str, data: tuple[str, ...], name: str) -> None:
     """Create a KFP recurring run (max concurrency 1, no catch-up, no stale cache)."""
     from hftpipe.pipeline.runner import schedule, validate_cron
 
     validate_cron(cron)  # refuse a bad expression before touching the network
-    info = schedule(obj.config, data or obj.config.data.source, host, cron, job_name=name)
+    info = schedule(obj.config, _sources(obj, data), host, cron, job_name=name)
     click.echo(f"recurring run {info['recurring_run_id']} created: {cron}")
 
 
@@ -114,11 +132,11 @@ def compile_cmd(out: str | None) -> None:
 
 
 @click.command()
-@click.option("--data", help="LOBSTER zip or CSV pair (default: data.source).")
+@click.option("--data", multiple=True, help="LOBSTER zip or CSV pair (default: data.source); several: pooled.")
 @click.option("--host", help="KFP endpoint (default: run here with kfp.local).")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Default: HFTPIPE_HOME/logs/retrain.log.")
 @click.pass_obj
-def retrain(obj, data: str | None, host: str | None, log_file: str | None) -> None:
+def retrain(obj, data: tuple[str, ...], host: str | None, log_file: str | None) -> None:
     """Cron-safe retraining: one run at a time (lock), a log file, clear exit codes.
 
     Exit status: 0 done, 1 a step failed (the log names it), 2 bad configuration,
@@ -146,7 +164,7 @@ def _retrain_locked(obj, data: str | None, host: str | None, lock_path: Path, lo
             logger.warning("another retrain holds %s; exiting", lock_path)
             click.echo(f"another retrain is running (lock {lock_path}); nothing done", err=True)
             sys.exit(EXIT_LOCKED)
-        logger.info("retrain started (pid %d) on %s", os.getpid(), data or obj.config.data.source)
+        logger.info("retrain started (pid %d) on %s", os.getpid(), _sources(obj, data))
         _audit_retrain(obj, data, host, logger)
         summary_path = paths.logs_dir() / "retrain-last.json"
         try:
@@ -164,7 +182,7 @@ def _audit_retrain(obj, data: str | None, host: str | None, logger: logging.Logg
     """One ``retrain_trigger`` audit record before the run starts; without it the retrain does not run."""
     from hftpipe import audit
 
-    source = data or obj.config.data.source
+    source = _sources(obj, data)
     try:
         audit.record(audit.RETRAIN_TRIGGER, obj.config.register.model_name, reason="hftpipe retrain",
                      details={"data": source, "host": host or "local", "pid": os.getpid()}, url=obj.config.audit.url)

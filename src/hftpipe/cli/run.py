@@ -66,8 +66,9 @@ def run(obj, data: str | None, serve: bool, skip_pipeline: bool) -> None:
     if not skip_pipeline:
         from hftpipe.cli.pipeline import step_printer
 
-        click.echo(f"running the training pipeline locally (kfp.local) on {data or cfg.data.source}")
-        summary = run_local(cfg, data or cfg.data.source, on_step=step_printer())
+        source = data or (cfg.data.source if isinstance(cfg.data.source, str) else list(cfg.data.source))
+        click.echo(f"running the training pipeline locally (kfp.local) on {source}")
+        summary = run_local(cfg, source, on_step=step_printer())
         for line in summary.lines():
             click.echo(line)
         if summary.status != "succeeded":

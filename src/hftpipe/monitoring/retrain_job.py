@@ -5,26 +5,24 @@ through the promotion gate.
    LOBSTER message/orderbook pair (:func:`~hftpipe.monitoring.feedback_store.export_lobster`);
 2. ``hftpipe monitor retrain-pooled`` (a child process, under the same lock as ``hftpipe retrain``: a second
    trigger while one runs exits 75 and does nothing) runs :func:`run_pooled_retrain` with the service's
-   resolved config: ingest (load + validate) the model's original training file (``feedback.retrain_original``,
-   else ``data.source``) and the live export, build the pooled feature set (:func:`pool_feature_frames`), then
-   the pipeline's own step functions -- train, evaluate, register with the promotion gate, deploy;
+   resolved config: ingest (load + validate) and build features for the model's original training file
+   (``feedback.retrain_original``, else ``data.source``) and for the live export, each on its own, then the
+   pipeline's own pooled steps -- train, evaluate, register with the promotion gate, deploy -- on a collection
+   of the two (:mod:`hftpipe.training.pooled`, the same core as ``hftpipe pipeline run`` on several sources);
 3. the outcome (exit status, registered version, the gate's decision and reasons) is appended to the audit
    trail beside the trigger's own record.
 
-Why pooled at the feature level: the pipeline (and ``hftpipe.training.train``) takes ONE feature set, and two
-days cannot be one canonical event table (its time is seconds after midnight, increasing, within the session).
-So each day gets its own features and labels (no rolling window and no label crosses from one day into the
-other), the live day's labels use the original set's stationary bands (the served model's label), and the
-two frames are stacked in time order: the original day is all training rows, the live day keeps its own
-time split, so validation and the test split -- where the gate re-scores the champion -- are the newest, live
-data. The first ``max(warm-up, train.window - 1)`` rows of the live day are purged: no input window reaches
-back into the other day.
+How the two days take part (explicit options of the pooled core, :class:`~hftpipe.training.pooled.PooledSet`):
+the original day has role ``train`` (every labelled row trains, none is held out), the live day keeps its
+own time split, so validation and the test split -- where the gate re-scores the champion -- are the newest,
+live data; the live day is labelled with the original day's stationary bands (an ``alpha`` override: one
+label definition, the served model's). Pooling never lets an input window or a label cross from one day
+into the other (the first T-1 rows of each set are never a window end).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -34,16 +32,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
 from hftpipe import paths
-from hftpipe.config import Config
+from hftpipe.config import Config, single_source
 from hftpipe.errors import DataFormatError
-from hftpipe.features.labels import classify
-from hftpipe.features.splits import PURGED, TRAIN
 from hftpipe.monitoring.feedback_store import export_lobster
 from hftpipe.monitoring.retrain import json_safe
 
@@ -72,7 +66,8 @@ def original_source(config: Config) -> Path:
     Raises:
         DataFormatError: the file does not exist.
     """
-    source = Path(config.feedback.retrain_original or config.data.source)
+    source = Path(config.feedback.retrain_original or single_source(config.data, "the outcome monitor's retrain "
+                                                                    "(set feedback.retrain_original)"))
     if not source.exists():
         raise DataFormatError(f"original training data {source} does not exist; set feedback.retrain_original")
     return source
@@ -93,65 +88,13 @@ def prepare_retrain(config: Config, root: Path, extra_args: tuple[str, ...] = ()
                  "rows": rows}
 
 
-def pool_feature_frames(original: tuple[pd.DataFrame, dict[str, Any]], live: tuple[pd.DataFrame, dict[str, Any]],
-                        window: int) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Stack two days' feature frames into one training set (pure; see the module docstring for the rule).
-
-    Raises:
-        DataFormatError: the two frames do not have the same columns (other levels, windows or horizons).
-    """
-    (a, meta_a), (b, meta_b) = original, live
-    if list(a.columns) != list(b.columns):
-        raise DataFormatError("the original and the live feature frames differ in their columns (levels, "
-                              "features.windows or horizons); retrain with the original's settings")
-    b = b.copy()
-    for h in meta_a["horizons"]:  # the live day's labels with the original's bands: one label definition
-        b[f"label_k{h}"] = classify(b[f"ret_k{h}"].to_numpy(), float(meta_a["alpha"][str(h)]))
-    a = a.assign(split=np.where(a["split"].to_numpy() >= 0, TRAIN, PURGED).astype(np.int8))
-    split = b["split"].to_numpy().copy()
-    split[: max(int(meta_b["splits"]["warmup"]), window - 1)] = PURGED
-    b["split"] = split
-    frame = pd.concat([a, b], ignore_index=True)
-    train = frame["split"].to_numpy() == TRAIN
-    stats = {}
-    for name in meta_b["feature_names"]:
-        values = frame[name].to_numpy()[train]
-        values = values[np.isfinite(values)]
-        stats[name] = {"mean": float(values.mean()) if len(values) else 0.0,
-                       "std": float(values.std()) if len(values) else 1.0}
-    parts = [{k: m.get(k) for k in ("symbol", "date", "source_sha256", "rows")} for m in (meta_a, meta_b)]
-    digest = hashlib.sha256(json.dumps([p["source_sha256"] for p in parts]).encode()).hexdigest()
-    n = len(a)
-    meta = {**meta_b, "alpha": dict(meta_a["alpha"]), "alpha_source": "the original training set's",
-            "source_sha256": digest, "event_rows": meta_a["event_rows"] + meta_b["event_rows"], "rows": len(frame),
-            "feature_stats": stats, "parts": parts,
-            "splits": {**meta_b["splits"], "rows": len(frame),
-                       **{k: [n + x for x in meta_b["splits"][k]] for k in ("train", "val", "test")},
-                       "original_train": [0, n]}}
-    return frame, meta
-
-
-def build_pooled_features(config: Config, original_events: Path, live_events: Path, out_dir: Path) -> Any:
-    """Features of each day (validated like ``hftpipe features``), pooled, written to ``out_dir``."""
-    from hftpipe.data.schema import read_events
-    from hftpipe.features.build import build_frame, write_feature_set
-    from hftpipe.validation.features import validate_features_frame
-
-    built = []
-    for path in (original_events, live_events):
-        table = read_events(path)
-        frame, meta = build_frame(config.features, table.frame, table.meta.levels, table.meta.to_dict())
-        validate_features_frame(frame, meta, config.validate, source=str(path)).raise_if_failed()
-        built.append((frame, meta))
-    frame, meta = pool_feature_frames(built[0], built[1], config.train.window)
-    return write_feature_set(frame, meta, out_dir)
-
-
 def run_pooled_retrain(config: Config, original: Path, live: Path, work: Path) -> dict[str, Any]:
-    """Ingest both days, pool their features, then train, evaluate, register (the gate) and deploy with the
-    pipeline's own step functions; returns the summary ``finish_retrain`` reads (never raises for a step)."""
+    """Ingest and build features for both days, then train, evaluate, register (the gate) and deploy a pooled
+    model with the pipeline's own step functions; returns the summary ``finish_retrain`` reads (never raises
+    for a step)."""
     from hftpipe.pipeline import steps
-    from hftpipe.prepare import ingest
+    from hftpipe.prepare import build_feature_set, ingest
+    from hftpipe.training.pooled import PooledSet, write_collection
 
     config_json = json.dumps(config.to_dict())
     summary: dict[str, Any] = {"status": "running", "model_name": config.register.model_name,
@@ -163,11 +106,18 @@ def run_pooled_retrain(config: Config, original: Path, live: Path, work: Path) -
             events[name] = work / f"{name}.events.parquet"
             ingest(config.data, source=src, output=events[name], validate_cfg=config.validate)
         step = "features"
-        fs = build_pooled_features(config, events["original"], events["live"], work / "features")
-        summary["rows"] = {"original_train": fs.meta["splits"]["original_train"][1], "pooled": fs.meta["rows"]}
-        features = str(work / "features")
+        collection = work / "features"
+        built = {name: build_feature_set(config.features, events[name], collection / name, config.validate)
+                 for name in ("original", "live")}
+        bands = {str(k): float(v) for k, v in built["original"].meta["alpha"].items()}
+        write_collection(collection, [PooledSet(str(collection / "original"), role="train"),
+                                      PooledSet(str(collection / "live"), alpha=bands)])
+        features = str(collection)
         step = "train"
         steps.train_step(features, config_json, str(work / "model"))
+        trained_on = json.loads((work / "model" / "bundle.json").read_text()).get("trained_on") or []
+        summary["rows"] = {"original_train": int(trained_on[0]["split_rows"]["train"]),
+                           "pooled": int(sum(int(t["rows"]) for t in trained_on))}
         step = "evaluate"
         steps.evaluate_step(str(work / "model"), features, config_json, str(work / "report"))
         step = "register"

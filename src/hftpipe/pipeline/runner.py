@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,10 @@ from hftpipe.proctree import stop_tree_on_signal
 
 log = logging.getLogger(__name__)
 
-STEP_ORDER = ("validate", "ingest", "features", "train", "evaluate", "register", "deploy")
+STEP_ORDER = ("validate", "ingest", "features", "pool", "train", "evaluate", "register", "deploy")
+# name -> (module, function); compiled to pipelines/compiled/<name>_pipeline.yaml
 PIPELINES = {"training": ("pipelines.training_pipeline", "training_pipeline"),
+             "pooled_training": ("pipelines.training_pipeline", "pooled_training_pipeline"),
              "lake": ("pipelines.lake_pipeline", "lake_pipeline")}
 
 
@@ -91,6 +93,9 @@ class RunSummary:
     report: str | None = None
     run_dir: str | None = None
     artifacts: dict[str, str] = field(default_factory=dict)  # events_path, features_dir, model_dir, report_dir
+    sources: list[str] = field(default_factory=list)  # several: one pooled model (pooled_training pipeline)
+    instruments: list[dict[str, Any]] = field(default_factory=list)  # several: each instrument's evaluation row
+    pooled: dict[str, Any] = field(default_factory=dict)  # several: the union of the scored rows (not gated on)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -109,7 +114,12 @@ class RunSummary:
                        f"(aliases: {', '.join(self.aliases) or 'none'})")
             for reason in self.reasons:
                 out.append(f"  gate: {reason}")
-        if self.metrics:
+        if self.instruments:
+            from hftpipe.evaluation.pooled import table_lines
+
+            out.append("evaluation per instrument (macro-F1 and margins in %):")
+            out += ["  " + line for line in table_lines(self.instruments, self.pooled or None, "pooled (union)")]
+        elif self.metrics:
             out.append(f"model macro-F1 {self.metrics.get('macro_f1', float('nan')):.4f}")
             margin = self.metrics.get("margin") or {}
             if margin:
@@ -126,12 +136,13 @@ class RunSummary:
         return out
 
 
-def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_dir: Path) -> RunSummary:
+def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_dir: Path,
+               sources: Sequence[str] = ()) -> RunSummary:
     ledger = [r for r in ledger if r["status"] != "started"]
     steps = [{k: r[k] for k in ("step", "status", "seconds")} for r in ledger]
     failed = next((r for r in ledger if r["status"] == "failed"), None)
     summary = RunSummary(status="failed" if failed else "succeeded", source=source, seconds=seconds,
-                         steps=steps, run_dir=str(run_dir))
+                         steps=steps, run_dir=str(run_dir), sources=list(sources))
     if failed:
         summary.failed_step, summary.error = failed["step"], failed["error"]
     outputs = {r["step"]: r.get("outputs", {}) for r in ledger if r["status"] == "succeeded"}
@@ -141,9 +152,18 @@ def _summarise(ledger: list[dict[str, Any]], source: str, seconds: float, run_di
                 summary.artifacts[key] = str(step_outputs[key])
     ev = outputs.get("evaluate", {})
     if ev.get("report_dir"):
+        from hftpipe.evaluation.pooled import POOLED_JSON, POOLED_MD
         from hftpipe.evaluation.report import REPORT_FILE, REPORT_MD, EvaluationReport
 
-        if (Path(ev["report_dir"]) / REPORT_FILE).exists():
+        pooled_json = Path(ev["report_dir"]) / POOLED_JSON
+        if pooled_json.exists():  # several instruments: their rows, their mean, and the union beside it
+            pooled = json.loads(pooled_json.read_text())
+            mean = pooled["instrument_mean"]
+            summary.instruments, summary.pooled = pooled["instruments"], pooled["pooled"]
+            summary.metrics = {"macro_f1": mean["model_macro_f1"], "mean_margin": mean["margin"],
+                               "pooled_macro_f1": pooled["pooled"]["model"]["macro_f1"]}
+            summary.report = str(pooled_json.with_name(POOLED_MD))
+        elif (Path(ev["report_dir"]) / REPORT_FILE).exists():
             report = EvaluationReport.load(ev["report_dir"])
             summary.metrics = dict(report.model_numbers)
             summary.baselines = report.baseline_numbers
@@ -196,22 +216,53 @@ def latest_artifacts() -> dict[str, str]:
     return {}
 
 
-def run_local(cfg: Config, source: str | Path, nproc: int = 1,
+def pipeline_call(cfg: Config, source: str | Path | Sequence[str | Path] | None = None,
+                  must_exist: bool = True) -> tuple[str, dict[str, Any], list[str]]:
+    """(pipeline name, its source argument(s), the resolved files) for ``source`` (default ``data.source``).
+
+    One file runs the training pipeline exactly as it always did; several (a list, or a glob matching more
+    than one) run ``pooled_training``.
+
+    Raises:
+        ConfigError: see :func:`hftpipe.prepare.resolve_sources`. PipelineError: a file does not exist.
+    """
+    from hftpipe.prepare import resolve_sources
+
+    raw = None if source is None else ([str(s) for s in source] if isinstance(source, (list, tuple)) else str(source))
+    files = resolve_sources(cfg.data, raw)
+    if must_exist:
+        missing = [f for f in files if not Path(f).exists()]
+        if missing:
+            raise PipelineError(f"data file {missing[0]} does not exist")
+        files = [str(Path(f).resolve()) for f in files]
+    if len(files) == 1:
+        return "training", {"source": files[0]}, files
+    return "pooled_training", {"sources": files}, files
+
+
+def describe_sources(files: Sequence[str]) -> str:
+    """One line naming the file(s) of a run."""
+    return files[0] if len(files) == 1 else f"{len(files)} sources ({', '.join(Path(f).name for f in files)})"
+
+
+def run_local(cfg: Config, source: str | Path | Sequence[str | Path] | None, nproc: int = 1,
               on_step: Callable[[dict[str, Any]], None] | None = None, stop_timeout: float = 10.0) -> RunSummary:
     """Run the training pipeline on this machine with kfp.local; never raises for a failed step.
 
     kfp.local's own chatter (every task's inputs, outputs and executor logs) goes to ``kfp.log`` in the
     run folder; ``on_step`` receives each step's start and end as they happen.
 
+    Args:
+        source: one file, or several (a list; globs allowed) pooled into one model; None: ``data.source``.
     Raises:
         PipelineInterrupted: SIGINT / SIGTERM arrived; every process the run started has been stopped
             (SIGTERM, then SIGKILL after ``stop_timeout`` seconds) and its RUNNING MLflow runs marked KILLED.
+        ConfigError / PipelineError: a glob matching nothing, mixed depths, a missing file.
     """
     from kfp import local
 
-    src = Path(source).resolve()
-    if not src.exists():
-        raise PipelineError(f"data file {source} does not exist")
+    name, arguments, files = pipeline_call(cfg, source)
+    src = describe_sources(files)
     home = paths.home()
     os.environ["HFTPIPE_HOME"] = str(home)  # step subprocesses must share this state folder
     run_dir = paths.sub("runs") / time.strftime("%Y%m%d-%H%M%S")
@@ -221,7 +272,7 @@ def run_local(cfg: Config, source: str | Path, nproc: int = 1,
     from hftpipe.registry.tracker import PIPELINE_RUN_ENV
 
     os.environ[PIPELINE_RUN_ENV] = run_dir.name  # tags every step's MLflow run (found again on interrupt)
-    pipeline = load_pipeline("training")
+    pipeline = load_pipeline(name)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(paths.pipeline_root()),
                raise_on_error=True)
     start = time.perf_counter()
@@ -235,7 +286,7 @@ def run_local(cfg: Config, source: str | Path, nproc: int = 1,
                 contextlib.redirect_stdout(fh), warnings.catch_warnings():
             # Locally the project image is not used (the installed package is): kfp's warning says so.
             warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
-            pipeline(source=str(src), config_json=json.dumps(cfg.to_dict()), nproc=nproc)
+            pipeline(**arguments, config_json=json.dumps(cfg.to_dict()), nproc=nproc)
     except KeyboardInterrupt:
         if interrupt is None:  # before the guard was in place: nothing was started yet
             raise
@@ -244,7 +295,7 @@ def run_local(cfg: Config, source: str | Path, nproc: int = 1,
         log.debug("pipeline raised %s (details in %s)", exc, kfp_log)
         records = [r for r in read_ledger(ledger) if r["status"] != "started"]
         if not any(r["status"] == "failed" for r in records):
-            summary = _summarise(records, str(src), time.perf_counter() - start, run_dir)
+            summary = _summarise(records, src, time.perf_counter() - start, run_dir, files)
             summary.status, summary.error = "failed", f"{type(exc).__name__}: {exc} (see {kfp_log})"
             done = {r["step"] for r in records}
             summary.failed_step = next((s for s in STEP_ORDER if s not in done), "unknown")
@@ -254,7 +305,7 @@ def run_local(cfg: Config, source: str | Path, nproc: int = 1,
             watcher.stop()
         os.environ.pop(LEDGER_ENV, None)
         os.environ.pop(PIPELINE_RUN_ENV, None)
-    return _summarise(read_ledger(ledger), str(src), time.perf_counter() - start, run_dir)
+    return _summarise(read_ledger(ledger), src, time.perf_counter() - start, run_dir, files)
 
 
 def _interrupted(cfg: Config, interrupt: Any, ledger: Path, run_dir: Path) -> PipelineInterrupted:
@@ -321,16 +372,20 @@ def kfp_endpoint(host: str) -> Any:
         pool_log.setLevel(level)
 
 
-def submit(cfg: Config, source: str, host: str, nproc: int = 1, accelerator_type: str = "",
+def submit(cfg: Config, source: str | Sequence[str], host: str, nproc: int = 1, accelerator_type: str = "",
            accelerator_count: int = 0, experiment: str | None = None) -> dict[str, Any]:
-    """Submit one run of the training pipeline to a Kubeflow Pipelines endpoint."""
+    """Submit one run of the training pipeline (several sources: the pooled one) to Kubeflow Pipelines.
+
+    The paths are the cluster's: they are passed on as given (globs expanded here), not checked here.
+    """
     import kfp
 
+    name, arguments, _ = pipeline_call(cfg, source, must_exist=False)
     with kfp_endpoint(host):
         client = kfp.Client(host=host)
         result = client.create_run_from_pipeline_func(
-        load_pipeline("training"),
-            arguments={"source": source, "config_json": json.dumps(cfg.to_dict()), "nproc": nproc,
+            load_pipeline(name),
+            arguments={**arguments, "config_json": json.dumps(cfg.to_dict()), "nproc": nproc,
                        "accelerator_type": accelerator_type, "accelerator_count": accelerator_count},
             experiment_name=experiment or cfg.pipeline.experiment,
             enable_caching=False,
@@ -373,21 +428,22 @@ def validate_cron(expr: str) -> str:
     return expr
 
 
-def schedule(cfg: Config, source: str, host: str, cron: str, job_name: str = "hftpipe-nightly-retrain",
-             nproc: int = 1) -> dict[str, Any]:
-    """Create a KFP recurring run (max concurrency 1, no catch-up) of the training pipeline."""
+def schedule(cfg: Config, source: str | Sequence[str], host: str, cron: str,
+             job_name: str = "hftpipe-nightly-retrain", nproc: int = 1) -> dict[str, Any]:
+    """Create a KFP recurring run (max concurrency 1, no catch-up) of the training pipeline (several: pooled)."""
     import tempfile
 
     import kfp
 
     validate_cron(cron)
+    name, arguments, _ = pipeline_call(cfg, source, must_exist=False)
     with kfp_endpoint(host), tempfile.TemporaryDirectory() as tmp:
         client = kfp.Client(host=host)
         experiment = client.create_experiment(cfg.pipeline.experiment)
-        package = Path(tmp) / "training_pipeline.yaml"
+        package = Path(tmp) / f"{name}_pipeline.yaml"
         from kfp import compiler
 
-        compiler.Compiler().compile(load_pipeline("training"), str(package))
+        compiler.Compiler().compile(load_pipeline(name), str(package))
         job = client.create_recurring_run(
             experiment_id=experiment.experiment_id,
             job_name=job_name,
@@ -395,7 +451,7 @@ def schedule(cfg: Config, source: str, host: str, cron: str, job_name: str = "hf
             max_concurrency=1,
             no_catchup=True,
             pipeline_package_path=str(package),
-            params={"source": source, "config_json": json.dumps(cfg.to_dict()), "nproc": nproc},
+            params={**arguments, "config_json": json.dumps(cfg.to_dict()), "nproc": nproc},
             # Scheduled runs read tonight's data at the same path: never serve yesterday's cache.
             enable_caching=False,
         )

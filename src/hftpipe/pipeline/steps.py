@@ -88,6 +88,30 @@ def features_step(events_path: str, config_json: str, features_dir: str, artifac
     return out
 
 
+def pool_features_step(features_dirs: list[str], config_json: str, collection_dir: str,
+                       artifact: Any = None) -> dict[str, Any]:
+    """Copy several sources' feature sets into one collection folder (one sub-folder per SYMBOL_DATE_Llevels).
+
+    The pooled steps (train, evaluate, register) take the collection like one feature set. Copies, not links:
+    on a cluster each step's artifact lives in its own storage.
+    """
+    from hftpipe.evaluation.pooled import slug, unique_folders
+    from hftpipe.training.pooled import PooledSet, write_collection
+
+    resolve_config(config_json)  # the same config checks as every step
+    with step("pool") as out:
+        metas = [json.loads((Path(d) / "features_meta.json").read_text()) for d in features_dirs]
+        names = unique_folders([slug(m.get("symbol"), m.get("date"), f"L{m.get('levels')}") for m in metas])
+        target = Path(collection_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        for source, name in zip(features_dirs, names):
+            shutil.copytree(source, target / name, dirs_exist_ok=True)
+        write_collection(target, [PooledSet(str(target / name)) for name in names])
+        out.update(features_dir=str(target), sets=len(names), names=",".join(names))
+        _annotate(artifact, out)
+    return out
+
+
 def train_step(features_dir: str, config_json: str, model_dir: str, nproc: int = 1,
                artifact: Any = None) -> dict[str, Any]:
     """Train a model (torchrun when nproc > 1) and write the model bundle, tracked in MLflow."""
@@ -105,13 +129,19 @@ def evaluate_step(model_dir: str, features_dir: str, config_json: str, report_di
     """Score the model and the naive baselines on the test split, with a cost-aware backtest.
 
     ``metrics`` / ``confusion`` are KFP Metrics / ClassificationMetrics artifacts when run as a component.
+    A collection (``pool_features_step``, the monitor's retrain) is scored on its sets with role ``split``:
+    one such set gives the usual report, several a report per instrument plus ``pooled.json`` / ``pooled.md``.
     """
     from hftpipe.evaluation.report import REPORT_MD, EvaluationReport
     from hftpipe.pipeline.tracked import evaluate_tracked
 
     cfg = resolve_config(config_json)
     with step("evaluate") as out:
-        out.update(evaluate_tracked(cfg, model_dir, features_dir, report_dir))
+        scored = _scored_sets(features_dir, model_dir)
+        if len(scored) > 1:  # several instruments: a report per instrument and the pooled summary
+            out.update(_evaluate_pooled(cfg, model_dir, scored, report_dir, metrics, markdown_path))
+            return out
+        out.update(evaluate_tracked(cfg, model_dir, scored[0], report_dir))
         report = EvaluationReport.load(report_dir)
         if metrics is not None:
             for name, value in report.headline().items():
@@ -124,19 +154,71 @@ def evaluate_step(model_dir: str, features_dir: str, config_json: str, report_di
     return out
 
 
+def _scored_sets(features_dir: str, model_dir: str) -> list[str]:
+    """The feature sets evaluation scores: the folder itself, or a collection's sets with role ``split``.
+
+    Raises:
+        ConfigError: a scored set relabelled with an alpha override the model does not use (its report
+            would label the rows with the set's own band).
+    """
+    from hftpipe.errors import ConfigError
+    from hftpipe.models.bundle import read_bundle_json
+    from hftpipe.training.pooled import expand_sets, is_collection
+
+    if not is_collection(features_dir):
+        return [features_dir]
+    info = read_bundle_json(model_dir)
+    scored = []
+    for s in expand_sets(features_dir):
+        if s.role != "split":
+            continue
+        if s.alpha is not None:
+            band = s.alpha.get(str(info["horizon"]))
+            if info.get("alpha") is None or band is None or abs(float(info["alpha"]) - band) > 1e-12 * max(1.0, band):
+                raise ConfigError(f"{s.path} is labelled with an alpha override the model does not carry "
+                                  f"(model alpha {info.get('alpha')}); give every set the same band")
+        scored.append(s.path)
+    return scored
+
+
+def _evaluate_pooled(cfg: Config, model_dir: str, scored: list[str], report_dir: str, metrics: Any,
+                     markdown_path: str | None) -> dict[str, Any]:
+    from hftpipe.evaluation.pooled import POOLED_JSON, POOLED_MD
+    from hftpipe.pipeline.tracked import evaluate_many_tracked
+
+    out = evaluate_many_tracked(cfg, model_dir, scored, report_dir)
+    if metrics is not None:
+        summary = json.loads((Path(report_dir) / POOLED_JSON).read_text())
+        metrics.log_metric("mean_macro_f1", summary["instrument_mean"]["model_macro_f1"])
+        metrics.log_metric("mean_margin", summary["instrument_mean"]["margin"])
+        for row in summary["instruments"]:
+            metrics.log_metric(f"{row['symbol']}_{row['date']}_macro_f1", row["model_macro_f1"])
+            metrics.log_metric(f"{row['symbol']}_{row['date']}_margin", row["margin"]["point"])
+    if markdown_path:
+        shutil.copyfile(Path(report_dir) / POOLED_MD, markdown_path)
+    return out
+
+
 def register_step(model_dir: str, report_dir: str, features_dir: str, config_json: str,
                   registration_path: str | None = None, artifact: Any = None) -> dict[str, Any]:
     """Register the model version and apply the promotion gate (champion or challenger).
 
     The registration (model name, version, decision, reasons) is written as JSON to
-    ``registration_path``: the deploy step reads the version from there.
+    ``registration_path``: the deploy step reads the version from there. A collection whose evaluation scored
+    several instruments goes through the several-instrument gate (:func:`hftpipe.registry.register_pooled`).
     """
     from hftpipe.evaluation.report import REPORT_FILE
     from hftpipe.registry import register
 
     cfg = resolve_config(config_json)
     with step("register") as out:
-        result = register(cfg, model_dir, str(Path(report_dir) / REPORT_FILE), features_dir=features_dir)
+        scored = _scored_sets(features_dir, model_dir)
+        if len(scored) > 1:  # several instruments: the pooled gate (hftpipe.registry.gate.decide_pooled)
+            from hftpipe.registry import register_pooled
+
+            result = register_pooled(cfg, model_dir, report_dir, scored)
+        else:
+            result = register(cfg, model_dir, str(Path(report_dir) / REPORT_FILE), features_dir=scored[0])
         out.update(result.to_dict())
         if registration_path:
             Path(registration_path).parent.mkdir(parents=True, exist_ok=True)

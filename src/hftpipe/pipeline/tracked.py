@@ -65,5 +65,24 @@ def evaluate_tracked(cfg: Config, model_dir: str | Path, features_dir: str | Pat
     return out
 
 
+def evaluate_many_tracked(cfg: Config, model_dir: str | Path, features_dirs: list[str],
+                          report_dir: str | Path) -> dict[str, Any]:
+    """Evaluate on several feature sets (a report per instrument and the pooled summary) in the model's run."""
+    from hftpipe.evaluation.pooled import evaluate_many, instrument_mean
+    from hftpipe.registry.tracker import step_run
+
+    bundle = json.loads((Path(model_dir) / "bundle.json").read_text())
+    run_id = bundle.get("mlflow_run_id")
+    with step_run(cfg, "evaluate", str(bundle.get("model_name")), features_dir=features_dirs[0],
+                  run_id=run_id) as tracker:
+        result = evaluate_many(cfg, model_dir, features_dirs, report_dir, tracker=tracker)
+    mean = instrument_mean(result.summary["instruments"])
+    pooled = result.summary["pooled"]
+    # The headline is the mean over instruments: the union's macro-F1 is no average when class mixes differ.
+    return {"report_dir": str(report_dir), "mlflow_run_id": run_id, "instruments": len(features_dirs),
+            "macro_f1": mean["model_macro_f1"], "mean_margin": mean["margin"],
+            "pooled_macro_f1": pooled["model"]["macro_f1"], "pooled_margin": pooled["margin"]}
+
+
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}

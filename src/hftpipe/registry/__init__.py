@@ -15,10 +15,11 @@ from hftpipe.registry.registry import (
     promote,
     read_model_card,
     register,
+    register_pooled,
     resolve_model,
     rollback,
 )
 from hftpipe.registry.tracker import MlflowTracker, lineage_tags, mlflow_run
 
 __all__ = ["MlflowTracker", "RegistrationResult", "RollbackResult", "VersionInfo", "current_version",
-           "lineage_tags", "list_versions", "mlflow_run", "move_alias", "promote", "read_model_card", "register", "resolve_model", "rollback"]
+           "lineage_tags", "list_versions", "mlflow_run", "move_alias", "promote", "read_model_card", "register", "register_pooled", "resolve_model", "rollback"]

@@ -11,11 +11,24 @@ A candidate passes only if every check passes:
    horizon: macro-F1 at k=10 and k=50 are different questions);
 3. optionally (``require_net_pnl``) its net PnL after costs is at least the champion's (at least zero
    when there is no champion).
+
+A model evaluated on several instruments (a pooled pipeline run) is gated per instrument, never on macro-F1
+over the union of their rows (with different class mixes that is no average and can flip the sign of every
+instrument's margin). :func:`decide_pooled` passes it only if:
+
+1. the unweighted mean over instruments of the margin over each one's best baseline beats ``min_margin``
+   (the mean of the 95% lower bounds when ``use_interval``, else of the point margins);
+2. on every instrument the point margin is at least ``min_margin`` (no instrument may lose to its naive
+   baseline, however well the others do);
+3. the mean over instruments of its macro-F1 is at least the champion's mean on the same rows;
+4. optionally (``require_net_pnl``) on every instrument its net PnL is at least the champion's there (at
+   least zero without a champion): dollars per share of different instruments are not added up.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +155,85 @@ def decide(candidate: CandidateScore, champion: ChampionScore | None, rules: Reg
     checks = [margin_check(candidate, rules), champion_check(candidate, champion)]
     if rules.require_net_pnl:
         checks.append(net_pnl_check(candidate, champion))
+    return GateDecision(tuple(checks))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values))
+
+
+def pooled_margin_checks(candidates: Sequence[tuple[str, CandidateScore]], rules: RegisterConfig) -> list[Check]:
+    """Pooled checks 1 and 2: the mean margin over instruments, and every instrument's point margin."""
+    which = "95% lower bounds" if rules.use_interval else "point margins"
+    values = [(name, c.margin_low if rules.use_interval else c.margin_point) for name, c in candidates]
+    missing = [name for name, v in values if not _finite(v)]
+    if missing:
+        mean_check = Check("mean_baseline_margin", False,
+                           f"no finite margin ({which}) for {', '.join(missing)}; re-run `hftpipe evaluate`")
+    else:
+        mean = _mean([v for _, v in values])  # type: ignore[misc]
+        passed = mean > rules.min_margin
+        mean_check = Check("mean_baseline_margin", passed,
+                           f"mean over {len(values)} instruments of the margin over each one's best baseline "
+                           f"({which}) {mean:+.4f} {'>' if passed else '<='} required {rules.min_margin:+.4f}")
+    worst_name, worst = min(((name, c.margin_point) for name, c in candidates), key=lambda x: x[1])
+    passed = worst >= rules.min_margin
+    each = Check("every_instrument_margin", passed,
+                 f"lowest point margin over its best baseline: {worst_name} {worst:+.4f} "
+                 f"{'>=' if passed else '<'} required {rules.min_margin:+.4f}")
+    return [mean_check, each]
+
+
+def pooled_champion_check(candidates: Sequence[tuple[str, CandidateScore]],
+                          champions: Sequence[ChampionScore] | None) -> Check:
+    """Pooled check 3: mean macro-F1 over instruments at least the champion's, each measured on the same rows."""
+    if champions is None:
+        return Check("champion_macro_f1", True, "no current champion: nothing to beat")
+    horizon = candidates[0][1].horizon
+    for (name, _), champ in zip(candidates, champions):
+        if champ.horizon is not None and champ.horizon != horizon:
+            return Check("champion_macro_f1", False,
+                         f"champion v{champ.version} predicts horizon k={champ.horizon}, the candidate k={horizon}: "
+                         "macro-F1 is not comparable; promote by hand if intended")
+        if not _finite(champ.macro_f1):
+            return Check("champion_macro_f1", False, f"champion v{champ.version} could not be scored on {name}"
+                         + (f": {champ.note}" if champ.note else ""))
+    ours = _mean([c.macro_f1 for _, c in candidates])
+    theirs = _mean([c.macro_f1 for c in champions])  # type: ignore[misc]
+    passed = ours >= theirs
+    return Check("champion_macro_f1", passed,
+                 f"mean macro-F1 over {len(candidates)} instruments {ours:.4f} {'>=' if passed else '<'} champion "
+                 f"v{champions[0].version} {theirs:.4f} on the same rows of each")
+
+
+def pooled_net_pnl_check(candidates: Sequence[tuple[str, CandidateScore]],
+                         champions: Sequence[ChampionScore] | None) -> Check:
+    """Pooled check 4 (optional): net PnL at least the champion's (or zero) on every instrument."""
+    for i, (name, cand) in enumerate(candidates):
+        check = net_pnl_check(cand, champions[i] if champions is not None else None)
+        if not check.passed:
+            return Check("net_pnl", False, f"{name}: {check.reason}")
+    return Check("net_pnl", True, f"net PnL at least {'the champion' if champions else 'zero'} on every one of "
+                                  f"{len(candidates)} instruments")
+
+
+def decide_pooled(candidates: Sequence[tuple[str, CandidateScore]], champions: Sequence[ChampionScore] | None,
+                  rules: RegisterConfig) -> GateDecision:
+    """The gate for a model evaluated on several instruments (see the module docstring).
+
+    Args:
+        candidates: (instrument name, its score) per instrument, in report order.
+        champions: the champion scored on each instrument's rows (same order), or None without a champion.
+    Raises:
+        RegistryError: no candidate, or the champions do not match the candidates one to one.
+    """
+    if not candidates:
+        raise RegistryError("the pooled gate needs at least one instrument's report")
+    if champions is not None and len(champions) != len(candidates):
+        raise RegistryError(f"{len(champions)} champion scores for {len(candidates)} instruments")
+    checks = [*pooled_margin_checks(candidates, rules), pooled_champion_check(candidates, champions)]
+    if rules.require_net_pnl:
+        checks.append(pooled_net_pnl_check(candidates, champions))
     return GateDecision(tuple(checks))
 
 

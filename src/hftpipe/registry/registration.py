@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,14 @@ from hftpipe.registry.common import (
     _open_audit,
     _tag,
 )
-from hftpipe.registry.gate import ChampionScore, Check, GateDecision, candidate_from_report, decide
+from hftpipe.registry.gate import (
+    ChampionScore,
+    Check,
+    GateDecision,
+    candidate_from_report,
+    decide,
+    decide_pooled,
+)
 from hftpipe.registry.pyfunc import log_bundle_model
 from hftpipe.registry.report_checks import (
     _check_report_data,
@@ -190,17 +200,24 @@ def register(cfg: Config, model_dir: str | Path, report_path: str | Path, featur
         trail.close()
 
 
+Gate = Callable[[Any], tuple[ChampionScore | None, GateDecision]]  # champion version (or None) -> verdict
+
+
 def _register_audited(cfg: Config, mc: MlflowClient, trail: Any, name: str, model_dir: Path, report: dict[str, Any],
                       bundle_info: dict[str, Any], features_dir: str | Path | None, data_id: str | None,
-                      candidate: Any, run_id: str | None, actor: str | None) -> RegistrationResult:
+                      candidate: Any, run_id: str | None, actor: str | None, gate: Gate | None = None
+                      ) -> RegistrationResult:
     from hftpipe import audit
     from hftpipe.audit.trail import default_actor
 
     champion_version = _alias_version(mc, name, CHAMPION)
-    scope = (report.get("data") or {}).get("scope") if isinstance(report.get("data"), dict) else None
-    champion = (champion_score(cfg, mc, champion_version, features_dir, data_id, scope)
-                if champion_version is not None else None)
-    decision = decide(candidate, champion, cfg.register)
+    if gate is not None:  # several instruments: the pooled rule scores the champion on each
+        champion, decision = gate(champion_version)
+    else:
+        scope = (report.get("data") or {}).get("scope") if isinstance(report.get("data"), dict) else None
+        champion = (champion_score(cfg, mc, champion_version, features_dir, data_id, scope)
+                    if champion_version is not None else None)
+        decision = decide(candidate, champion, cfg.register)
 
     target = _target_run(mc, run_id or bundle_info.get("mlflow_run_id"))
     if target is None:
@@ -272,3 +289,97 @@ def _register_audited(cfg: Config, mc: MlflowClient, trail: Any, name: str, mode
     return RegistrationResult(model_name=name, version=version, passed=decision.passed, reasons=decision.reasons,
                               alias=alias, previous_champion=previous, run_id=target,
                               model_uri=f"models:/{name}/{version}", metrics=metrics)
+
+
+def _instrument_name(report: dict[str, Any]) -> str:
+    data = report.get("data") or {}
+    return f"{data.get('symbol')} {data.get('date')}"
+
+
+def _combined_report(parts: Sequence[tuple[str, dict[str, Any]]], pooled: dict[str, Any] | None) -> dict[str, Any]:
+    """One report.json-shaped record of several instruments' reports, for version tags, MLflow and the card.
+
+    Its headline numbers are unweighted means over instruments (what the pooled gate reads); the union's
+    numbers travel beside them under ``pooled``, labelled as such.
+    """
+    reports = [r for _, r in parts]
+
+    def mean(get: Callable[[dict[str, Any]], Any]) -> float | None:
+        values = [get(r) for r in reports]
+        return None if any(v is None for v in values) else float(sum(values) / len(values))
+
+    data = [r.get("data") or {} for r in reports]
+    return {
+        "model": {key: mean(lambda r, key=key: (r.get("model") or {}).get(key)) for key in ("macro_f1", "accuracy", "mcc")},
+        "margin": {"point": mean(lambda r: r["margin"]["point"]), "low": mean(lambda r: r["margin"].get("low")),
+                   "high": mean(lambda r: r["margin"].get("high")), "over": "each instrument's best baseline"},
+        "best_baseline": "per instrument",
+        "baselines": {},
+        "model_info": reports[0].get("model_info"),
+        "data": {"symbol": "+".join(dict.fromkeys(str(d.get("symbol")) for d in data)),
+                 "date": "+".join(dict.fromkeys(str(d.get("date")) for d in data)),
+                 "scope": "+".join(dict.fromkeys(str(d.get("scope")) for d in data)),
+                 "scored_rows": int(sum(int(d.get("scored_rows", 0)) for d in data)), "instruments": len(reports)},
+        "instruments": [{"instrument": name, "best_baseline": r.get("best_baseline"),
+                         "macro_f1": (r.get("model") or {}).get("macro_f1"), "margin": r.get("margin"),
+                         "net_pnl": ((r.get("backtest") or {}).get("model") or {}).get("net_pnl"),
+                         "features_sha256": (r.get("data") or {}).get("features_sha256")} for name, r in parts],
+        "pooled": pooled,
+        "gate_rule": "pooled: mean margin over instruments, every instrument's point margin, mean macro-F1 vs the "
+                     "champion (hftpipe.registry.gate.decide_pooled)",
+    }
+
+
+def register_pooled(cfg: Config, model_dir: str | Path, report_dir: str | Path, features_dirs: Sequence[str | Path],
+                    run_id: str | None = None, actor: str | None = None) -> RegistrationResult:
+    """Register a model evaluated on several instruments (``evaluate_many``) through the pooled gate.
+
+    Each instrument's report (``report_dir/<SYMBOL_DATE>/report.json``, in the order of ``features_dirs``) is
+    checked like :func:`register` checks one: it scored this bundle, on that feature set's rows. The champion
+    is re-scored on each instrument's rows; :func:`hftpipe.registry.gate.decide_pooled` decides.
+
+    Raises:
+        RegistryError: a report is missing, scored another bundle or other data; nothing is registered then.
+    """
+    from hftpipe.evaluation.pooled import POOLED_JSON, data_name, unique_folders
+    from hftpipe.evaluation.report import REPORT_FILE
+    from hftpipe.models.bundle import read_bundle_json
+
+    model_dir, report_dir = Path(model_dir), Path(report_dir)
+    bundle_info = read_bundle_json(model_dir)
+    horizon = int(bundle_info["horizon"])
+    folders = unique_folders([data_name(d) for d in features_dirs])
+    parts = []
+    for features_dir, folder in zip(features_dirs, folders):
+        path = report_dir / folder / REPORT_FILE
+        report = read_report(path)
+        _check_report_matches(report, bundle_info, path, model_dir)
+        _check_report_data(report, Path(features_dir), path)
+        data_id = eval_data_id(features_dir, report)
+        parts.append((_instrument_name(report), report, Path(features_dir), data_id,
+                      candidate_from_report(report, horizon=horizon, data_id=data_id)))
+    pooled_path = report_dir / POOLED_JSON
+    pooled = json.loads(pooled_path.read_text()).get("pooled") if pooled_path.is_file() else None
+    combined = _combined_report([(p[0], p[1]) for p in parts], pooled)
+    data_id = hashlib.sha256("|".join(str(p[3]) for p in parts).encode()).hexdigest()
+    candidates = [(p[0], p[4]) for p in parts]
+
+    def gate(champion_version: Any) -> tuple[ChampionScore | None, GateDecision]:
+        if champion_version is None:
+            return None, decide_pooled(candidates, None, cfg.register)
+        champions = [champion_score(cfg, mc, champion_version, p[2], p[3], (p[1].get("data") or {}).get("scope"))
+                     for p in parts]
+        decision = decide_pooled(candidates, champions, cfg.register)
+        scored = [c.macro_f1 for c in champions]
+        mean = None if any(v is None for v in scored) else float(sum(scored) / len(scored))  # type: ignore[arg-type]
+        return ChampionScore(str(champion_version.version), champions[0].horizon, mean, None,
+                             f"mean over {len(champions)} instruments, each re-scored"), decision
+
+    candidate = candidate_from_report(combined, horizon=horizon, data_id=data_id)
+    mc = client()
+    trail = _open_audit(cfg.audit.url)
+    try:
+        return _register_audited(cfg, mc, trail, cfg.register.model_name, model_dir, combined, bundle_info,
+                                 parts[0][2], data_id, candidate, run_id, actor, gate=gate)
+    finally:
+        trail.close()

@@ -30,11 +30,11 @@ from hftpipe.registry.listing import (
     promote,
     rollback,
 )
-from hftpipe.registry.registration import RegistrationResult, register
+from hftpipe.registry.registration import RegistrationResult, register, register_pooled
 from hftpipe.registry.report_checks import eval_data_id, read_report
 from hftpipe.registry.rescore import champion_score, score_on_test_split
 
 __all__ = ["CHALLENGER", "CHAMPION", "MODEL_CARD_DIR", "PREVIOUS", "PromotionResult", "RegistrationResult",
            "RollbackResult", "VersionInfo", "champion_score", "current_version", "eval_data_id", "list_versions",
            "model_card_path", "move_alias", "promote", "read_model_card", "read_report", "register",
-           "resolve_model", "rollback", "score_on_test_split"]
+           "register_pooled", "resolve_model", "rollback", "score_on_test_split"]

@@ -18,6 +18,14 @@ model can learn from (see docs/pooled.md for the choice). Every set must have th
 A lake partition's feature folder (``<lake>/features/source=.../symbol=.../date=...``) is read like any
 feature set; when pooled, a whole-day split from the lake's manifest (``lake.split: by_date``) replaces the
 row split inside the partition, as docs/lake.md asks of consumers.
+
+Each set may take part with explicit options (:class:`PooledSet`): its ``role`` (``split``: its own
+train/val/test rows, the default; ``train``: every labelled row trains and none is held out, e.g. a model's
+original day beside a recorded live day) and an ``alpha`` override (label bands per horizon that replace the
+set's own, e.g. the live day labelled with the original day's bands so the classes mean one thing). A
+*collection* is a folder whose ``pooled_sets.json`` lists the sets with their options: the pipeline's pooled
+steps and the outcome monitor's retrain hand one folder from step to step, and ``hftpipe train COLLECTION``
+reads it like the list of its sets.
 """
 
 from __future__ import annotations
@@ -26,9 +34,9 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,6 +47,90 @@ from hftpipe.models.bundle import LINEAGE_KEYS
 log = logging.getLogger(__name__)
 
 _DAY_SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+COLLECTION_FILE = "pooled_sets.json"  # a collection folder's list of sets and their options
+ROLES = ("split", "train")
+
+
+@dataclass(frozen=True)
+class PooledSet:
+    """One feature set of a pooled training and how it takes part."""
+
+    path: str  # feature-set folder (a collection stores it relative to itself when inside it)
+    role: Literal["split", "train"] = "split"  # split: its own train/val/test; train: every labelled row trains
+    alpha: dict[str, float] | None = None  # label bands per horizon ("10": 0.0001) replacing the set's own
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ConfigError(f"pooled set {self.path}: role {self.role!r} is not one of {list(ROLES)}")
+
+    @property
+    def plain(self) -> bool:
+        """True when the set takes part as ``hftpipe train DIR`` would read it."""
+        return self.role == "split" and self.alpha is None
+
+
+def is_collection(path: str | Path) -> bool:
+    """True for a folder written by :func:`write_collection`."""
+    return (Path(path) / COLLECTION_FILE).is_file()
+
+
+def write_collection(folder: str | Path, sets: Sequence[PooledSet]) -> Path:
+    """Write ``folder/pooled_sets.json`` listing ``sets`` in order (paths inside ``folder`` stored relative)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in sets:
+        path = Path(s.path).resolve()
+        try:
+            stored = str(path.relative_to(folder.resolve()))
+        except ValueError:
+            stored = str(path)
+        rows.append({**asdict(s), "path": stored})
+    (folder / COLLECTION_FILE).write_text(json.dumps({"sets": rows}, indent=2) + "\n")
+    return folder
+
+
+def read_collection(folder: str | Path) -> list[PooledSet]:
+    """The sets a collection folder lists, with absolute paths.
+
+    Raises:
+        DataFormatError: the list is missing, not JSON, or empty.
+    """
+    folder = Path(folder)
+    path = folder / COLLECTION_FILE
+    try:
+        rows = json.loads(path.read_text())["sets"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataFormatError(f"{path} is not a list of pooled sets ({exc}); write it with "
+                              "hftpipe.training.pooled.write_collection") from exc
+    if not rows:
+        raise DataFormatError(f"{path} lists no feature set")
+    out = []
+    for row in rows:
+        alpha = row.get("alpha")
+        out.append(PooledSet(path=str(folder / row["path"]) if not Path(row["path"]).is_absolute() else row["path"],
+                             role=row.get("role", "split"),
+                             alpha=None if alpha is None else {str(k): float(v) for k, v in alpha.items()}))
+    return out
+
+
+def expand_sets(features_dirs: str | Path | PooledSet | Sequence[str | Path | PooledSet]) -> list[PooledSet]:
+    """The sets to train on: folders, :class:`PooledSet` entries, and collections replaced by what they list."""
+    items = [features_dirs] if isinstance(features_dirs, (str, Path, PooledSet)) else list(features_dirs)
+    out: list[PooledSet] = []
+    for item in items:
+        if isinstance(item, PooledSet):
+            out.append(item)
+        elif is_collection(item):
+            out.extend(read_collection(item))
+        else:
+            out.append(PooledSet(str(item)))
+    return out
+
+
+def scored_sets(features_dirs: str | Path | Sequence[str | Path | PooledSet]) -> list[str]:
+    """Folders whose held-out rows evaluation scores: every set with role ``split`` (a ``train`` set has none)."""
+    return [s.path for s in expand_sets(features_dirs) if s.role == "split"]
 
 
 @dataclass
@@ -111,19 +203,39 @@ def _describe(meta: dict[str, Any]) -> str:
     return f"{meta.get('symbol')} {meta.get('date')}"
 
 
-def load_training_data(features_dirs: str | Path | Sequence[str | Path], horizon: int | str) -> TrainingData:
+def _set_labels(fs: Any, spec: PooledSet, horizon: int | str) -> np.ndarray:
+    """The set's labels at ``horizon``: its own, or its label returns thresholded with the override's band."""
+    from hftpipe.features import classify
+
+    if spec.alpha is None:
+        return fs.labels(horizon)
+    if horizon_key(horizon) not in spec.alpha:
+        raise ConfigError(f"pooled set {spec.path}: the alpha override has no band for horizon {horizon} "
+                          f"(it has {sorted(spec.alpha)}); give one per trained horizon")
+    return classify(fs.returns(horizon), float(spec.alpha[horizon_key(horizon)]))
+
+
+def load_training_data(features_dirs: str | Path | PooledSet | Sequence[str | Path | PooledSet],
+                       horizon: int | str) -> TrainingData:
     """Read one feature set, or several to pool, into the arrays :func:`hftpipe.training.fit` takes.
 
+    Args:
+        features_dirs: a feature-set folder, a collection folder, :class:`PooledSet` entries, or a list of them.
     Raises:
-        ConfigError: ``horizon`` is not built in a set, or the sets disagree on label kind or sampling.
+        ConfigError: ``horizon`` is not built in a set, the sets disagree on label kind or sampling, or no set
+            has role ``split`` (validation and test come from those).
         DataFormatError: the sets have different book depths, or a folder is listed twice.
     """
     from hftpipe.features import load_feature_set
 
-    dirs = [features_dirs] if isinstance(features_dirs, (str, Path)) else list(features_dirs)
+    sets = expand_sets(features_dirs)
+    dirs = [s.path for s in sets]
     if not dirs:
         raise ConfigError("no feature set to train on; pass at least one FEATURES_DIR")
-    if len(dirs) == 1:  # the single-set path: exactly what train() always did
+    if not any(s.role == "split" for s in sets):
+        raise ConfigError("every pooled set has role 'train': at least one needs role 'split' "
+                          "(validation and test rows come from it)")
+    if len(sets) == 1 and sets[0].plain:  # the single-set path: exactly what train() always did
         features = load_feature_set(dirs[0])
         meta = dict(features.meta)
         _check_horizon(meta, horizon, "")
@@ -135,23 +247,29 @@ def load_training_data(features_dirs: str | Path | Sequence[str | Path], horizon
     if len(set(resolved)) != len(resolved):
         raise DataFormatError("a feature set is listed twice; pass each FEATURES_DIR once")
     books, labels, splits, metas, entries = [], [], [], [], []
-    for directory in dirs:
+    for spec in sets:
+        directory = spec.path
         fs = load_feature_set(directory)
         meta = dict(fs.meta)
         _check_horizon(meta, horizon, directory)
         split = fs.split
-        day = lake_day_split(directory)
-        if day is not None:  # the lake put this whole day in one split: its labelled rows all go there
+        day = "train" if spec.role == "train" else lake_day_split(directory)
+        if day is not None:  # the whole set in one split (role train, or the lake's day): its labelled rows go there
             split = np.where(split >= 0, np.int8(_DAY_SPLIT_CODES[day]), np.int8(-1)).astype(np.int8)
         books.append(fs.book())
-        labels.append(fs.labels(horizon))
+        labels.append(_set_labels(fs, spec, horizon))
         splits.append(split)
         metas.append(meta)
         entry = lineage(meta, horizon, len(split))
         entry["levels"] = fs.levels
         entry["split_rows"] = {name: int((split == code).sum()) for name, code in _DAY_SPLIT_CODES.items()}
-        if day is not None:
+        if spec.role == "train":
+            entry["role"] = "train"
+        elif day is not None:
             entry["lake_split"] = day
+        if spec.alpha is not None:
+            entry["alpha"] = float(spec.alpha[horizon_key(horizon)])
+            entry["alpha_source"] = "override"
         entries.append(entry)
 
     depths = {int(m["levels"]) for m in metas}
