@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hftpipe.config import Config
+from hftpipe.config import Config, single_source
 from hftpipe.data.schema import book_matrix, levels_of
 from hftpipe.errors import ConfigError, DataFormatError
 from hftpipe.features.build import compute_features, feature_names, resolve_purge
@@ -158,7 +158,7 @@ def load_day(cfg: Config, path: str | Path | None = None, classifier: str | None
     """
     from hftpipe.prepare import load_source
 
-    path = Path(path or cfg.rl.data or cfg.data.source)
+    path = Path(path or cfg.rl.data or single_source(cfg.data, "rl (without rl.data or --data)"))
     if not path.exists():
         raise DataFormatError(f"{path} does not exist; pass a LOBSTER zip or a canonical events Parquet")
     session = (cfg.validate.session_start, cfg.validate.session_end)
