@@ -162,7 +162,7 @@ def render(results: list[dict[str, Any]], baselines: dict[tuple[str, str], dict[
             lines.append(f"- {horizon_from_key(key).describe()}: **{c['model']}** (BTC margin {100 * m['point']:+.1f} "
                          f"[{100 * m['low']:+.1f}, {100 * m['high']:+.1f}])")
     if has_oos:
-        lines += ["", f"Target of issue #16 (AAPL, never used in training or selection):", ""]
+        lines += ["", "Target of issue #16 (AAPL, never used in training or selection):", ""]
         lines += _target(results, default_model)
         pick = chosen.get("10", {}).get("model")
         if pick and pick != default_model:

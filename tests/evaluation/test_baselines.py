@@ -8,8 +8,8 @@ import pytest
 from hftpipe.evaluation.baselines import (
     baseline_predictions,
     horizon_rows,
-    min_history,
     majority_class,
+    min_history,
     momentum_baseline,
     past_returns,
     persistence_baseline,

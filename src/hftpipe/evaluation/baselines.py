@@ -68,7 +68,7 @@ def horizon_rows(horizon: int | str, time: np.ndarray | None = None) -> int:
         return h.events
     targets = clock_targets(_time(time, horizon), float(h.seconds))
     ok = np.flatnonzero(targets >= 0)
-    return max(1, int(round(float(np.mean(targets[ok] - ok))))) if ok.size else 1
+    return max(1, round(float(np.mean(targets[ok] - ok)))) if ok.size else 1
 
 
 def majority_class(train_labels: np.ndarray) -> int:

@@ -163,8 +163,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], pooled: dict[str, Any] | None
                    trained_on: bool = False) -> list[str]:
     """The same table in Markdown."""
     extra = "trained on | " if trained_on else ""
-    lines = [f"| instrument | {extra}scope | rows | model macro-F1 (95% interval) | best baseline | "
-             "margin (95% interval) |",
+    lines = [(f"| instrument | {extra}scope | rows | model macro-F1 (95% interval) | best baseline | "
+              "margin (95% interval) |"),
              "|---|" + ("---|" if trained_on else "") + "---|---:|---:|---|---:|"]
     for r in rows:
         iv, mg = r["model_macro_f1_interval"], r["margin"]
@@ -247,9 +247,9 @@ def evaluate_many(cfg: Config, model_dir: str | Path, data: Sequence[str | Path]
                          "trained_on": info.get("trained_on") or [info.get("feature_meta")]},
                "instruments": rows, "pooled": pooled, "instrument_mean": instrument_mean(rows)}
     md = [f"# Evaluation of {info.get('model')} (k={info.get('horizon')}) on {len(rows)} files", "",
-          "Each file is scored on its own (test split of a file the model trained on, the whole day of any "
-          "other) beside its own naive baselines; the pooled line scores the union of those rows. "
-          "Macro-F1 in %, intervals from a moving-block bootstrap (per file; stratified for the pooled line).",
+          ("Each file is scored on its own (test split of a file the model trained on, the whole day of any "
+           "other) beside its own naive baselines; the pooled line scores the union of those rows. "
+           "Macro-F1 in %, intervals from a moving-block bootstrap (per file; stratified for the pooled line)."),
           "", *markdown_table(rows, pooled, "pooled"), ""]
     files = _write(output_dir, summary, md)
     result = PooledEvaluation(reports=reports, summary=summary, output_dir=output_dir, files=files)

@@ -36,7 +36,14 @@ from hftpipe.features.flow import (
     order_flow_imbalance_increments,
     signed_trade_volume_increments,
 )
-from hftpipe.features.labels import CLASS_NAMES, LABEL_NOTES, balanced_alpha, classify, clock_targets, horizon_return
+from hftpipe.features.labels import (
+    CLASS_NAMES,
+    LABEL_NOTES,
+    balanced_alpha,
+    classify,
+    clock_targets,
+    horizon_return,
+)
 from hftpipe.features.sampling import sample_indices
 from hftpipe.features.splits import SPLIT_NAMES, TRAIN, boundaries, clock_purge, time_splits
 from hftpipe.horizons import Horizon, parse_horizon

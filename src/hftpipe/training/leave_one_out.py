@@ -125,10 +125,10 @@ def leave_one_out(cfg: Config, data: Sequence[str | Path], output_dir: str | Pat
     summary = {"model": cfg.train.model, "horizon": cfg.train.horizon, "window": cfg.train.window,
                "config": cfg.to_dict(), "held_out": rows, "pooled": pooled, "instrument_mean": instrument_mean(rows)}
     md = [f"# Leave-one-instrument-out: {cfg.train.model} (k={cfg.train.horizon}, T={cfg.train.window})", "",
-          "Each row: a model trained on the other files (pooled), scored on the held-out file's whole day "
-          "beside that file's naive baselines. Macro-F1 in %, 95% moving-block bootstrap intervals; the "
-          "pooled line scores the union of the held-out rows (stratified bootstrap); choose settings on the "
-          "per-instrument rows and their mean, since the union's macro-F1 mixes different class balances.", "",
+          ("Each row: a model trained on the other files (pooled), scored on the held-out file's whole day "
+           "beside that file's naive baselines. Macro-F1 in %, 95% moving-block bootstrap intervals; the "
+           "pooled line scores the union of the held-out rows (stratified bootstrap); choose settings on the "
+           "per-instrument rows and their mean, since the union's macro-F1 mixes different class balances."), "",
           *markdown_table(rows, pooled, "held-out pooled", trained_on=True), ""]
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {LOO_MD: output_dir / LOO_MD, LOO_JSON: output_dir / LOO_JSON}
