@@ -98,6 +98,8 @@ def _backtest(cfg: Config, bundle_dir: str | Path, features_dir: Path, events_pa
     table = read_events(events_path)
     k = bundle.horizon  # k events, or a clock-time horizon such as '1s' (then every rule below needs fs.time)
     horizon = parse_horizon(k)
+    for policy_name in policies:  # refuse a policy these settings cannot run (a clock-time hold) before any work
+        make_policy(policy_name, tcfg, k)
     labels, _ = _check_compatible(bundle, fs)
     scope = resolve_scope("auto", fs.meta, bundle.feature_meta)
     _, span = scored_rows(fs.split, labels, scope, bundle.window, k, fs.time)
