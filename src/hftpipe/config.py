@@ -480,7 +480,7 @@ class PaperConfig:
     """Section ``paper``: the paper trader (md.> and sig.> in; ord.<symbol>, fill.<symbol>, pos.<symbol> out)."""
 
     policy: Literal["threshold", "passive", "rl"] | None = None  # None: trading.policy; rl: the learned policy
-    horizon: int = 10  # threshold policy's hold in events when trading.hold_events is None (the model's k)
+    horizon: int | str = 10  # the model's horizon (10 or '1s'): threshold's hold if trading.hold_events is None ('1s' needs it)
     durable: str = "paper"  # JetStream durable consumer names: <durable>-md and <durable>-sig
     batch_max: int = 256  # most inputs handled (and committed to the store) in one step
     pull_batch: int = 500  # messages asked for in one fetch, per consumer
@@ -491,6 +491,9 @@ class PaperConfig:
     lag_interval_s: float = 1.0  # how often consumer lag is read from the server
     metrics_port: int = 9103  # Prometheus /metrics on 127.0.0.1; 0: off
     rl_policy: str | None = None  # rl: policy folder or models:/ URI; None: rl.model_name@champion, else its newest
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "horizon", horizon_value(self.horizon, "paper.horizon"))
 
 
 @dataclass(frozen=True)

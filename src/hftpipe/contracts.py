@@ -34,6 +34,7 @@ from typing import Literal
 import msgspec
 
 from hftpipe.errors import HftpipeError
+from hftpipe.horizons import Horizon, parse_horizon
 
 SCHEMA_VERSION = 1
 
@@ -95,9 +96,15 @@ class Signal(msgspec.Struct, tag="signal", frozen=True, omit_defaults=True):
     predicted: int  # argmax class index
     model_name: str
     model_version: str
-    horizon: int  # the label horizon k in events
+    horizon: int  # the label horizon k in events; 0 for a clock-time model (then horizon_s holds it)
     correlation_id: str = ""
+    horizon_s: float | None = None  # a clock-time model's horizon h in seconds (absent: k events, older signals)
     version: int = SCHEMA_VERSION
+
+    @property
+    def label_horizon(self) -> Horizon:
+        """The model's horizon with its unit (10 events, or 1 s)."""
+        return message_horizon(self.horizon, self.horizon_s)
 
 
 class DeadLetter(msgspec.Struct, tag="dead_letter", frozen=True, omit_defaults=True):
@@ -134,6 +141,8 @@ def decode(data: bytes) -> Message:
         raise ContractError(f"unsupported schema version {message.version} (this build reads {SCHEMA_VERSION})")
     if isinstance(message, BookUpdate):
         check_book_update(message)
+    elif isinstance(message, (Signal, Outcome)):
+        message_horizon(message.horizon, message.horizon_s, message.symbol)
     return message
 
 
@@ -148,6 +157,36 @@ def check_book_update(update: BookUpdate) -> None:
         raise ContractError(f"{update.symbol}: seq must be >= 1, got {update.seq}")
     if not math.isfinite(update.event_time):
         raise ContractError(f"{update.symbol}: event_time is not finite")
+
+
+def horizon_fields(horizon: object) -> dict[str, int | float | None]:
+    """The ``horizon`` / ``horizon_s`` fields of a Signal or Outcome for a model horizon (10, '1s' or a Horizon).
+
+    Events keep the form every older consumer reads (``horizon=k``, no ``horizon_s``); clock time is
+    ``horizon=0, horizon_s=h``, so a consumer built before clock-time horizons never mistakes h seconds for
+    h events (it sees k=0 and rejects or drops the message).
+    """
+    h = parse_horizon(horizon)
+    if h.events is not None:
+        return {"horizon": h.events, "horizon_s": None}
+    return {"horizon": 0, "horizon_s": float(h.seconds)}  # type: ignore[arg-type]
+
+
+def message_horizon(horizon: int, horizon_s: float | None, symbol: str = "") -> Horizon:
+    """The :class:`~hftpipe.horizons.Horizon` a message's ``horizon`` / ``horizon_s`` fields name.
+
+    Raises:
+        ContractError: neither or both are set, or the value is not a horizon.
+    """
+    where = f"{symbol}: " if symbol else ""
+    if horizon_s is None:
+        if horizon < 1:
+            raise ContractError(f"{where}horizon must be >= 1 event, or 0 with horizon_s set; got {horizon}")
+        return Horizon(events=horizon)
+    if horizon != 0 or not (math.isfinite(horizon_s) and horizon_s > 0):
+        raise ContractError(f"{where}a clock-time horizon is horizon=0 with horizon_s > 0 seconds; "
+                            f"got horizon={horizon}, horizon_s={horizon_s}")
+    return Horizon(seconds=float(horizon_s))
 
 
 def to_json(message: Message) -> bytes:
@@ -263,7 +302,10 @@ class PositionUpdate(msgspec.Struct, tag="position", frozen=True, omit_defaults=
 
 
 class Outcome(msgspec.Struct, tag="outcome", frozen=True, omit_defaults=True):
-    """A signal's realised outcome, published on ``out.<symbol>`` once its k events have passed.
+    """A signal's realised outcome, published on ``out.<symbol>`` once its horizon has passed.
+
+    The horizon is k events (``horizon``) or, for a clock-time model, h seconds (``horizon=0``,
+    ``horizon_s=h``): see :func:`horizon_fields`.
 
     ``realised`` is the label of the signal's event under the model's own definition (horizon, label kind,
     sampling, stationary band alpha from the bundle): 0 down, 1 stationary, 2 up, -1 undefined (a missing
@@ -275,9 +317,10 @@ class Outcome(msgspec.Struct, tag="outcome", frozen=True, omit_defaults=True):
     venue: str
     seq: int  # the signal's (input book update's) seq
     event_time: float  # the signal's event time
-    outcome_time: float  # event time of the k-th event after it: the outcome is known from then on
+    outcome_time: float  # event time of the k-th event after it (clock time: the first event after t + h):
+    # the outcome is known from then on
     publish_time: float  # when this outcome was published
-    horizon: int  # k, in events of the sampled stream
+    horizon: int  # k, in events of the sampled stream; 0 for a clock-time model (then horizon_s holds it)
     alpha: float  # the stationary band used
     label_return: float  # the smoothed move the label thresholds (NaN when undefined)
     realised: int  # 0 down, 1 stationary, 2 up, -1 undefined
@@ -292,7 +335,7 @@ class Outcome(msgspec.Struct, tag="outcome", frozen=True, omit_defaults=True):
     # The trades the signal caused (orders with ``Order.signal_seq`` == seq, their fills), as the monitor had
     # applied them when the outcome was published; optional, so an outcome of an older monitor still decodes.
     # The feedback data set's ``orders``/``fills`` tables complete them (``feedback_store.read_outcomes``).
-    outcome_mid: float = 0.0  # mid of the k-th event after the signal (0: unknown); the markout's mark
+    outcome_mid: float = 0.0  # mid of the k-th event after the signal, or in force at t + h (0: unknown); the mark
     orders: int = 0  # accepted orders placed on this signal
     fills: int = 0  # their (partial) fills
     filled_qty: float = 0.0  # shares filled, both sides
@@ -300,7 +343,13 @@ class Outcome(msgspec.Struct, tag="outcome", frozen=True, omit_defaults=True):
     avg_price: float = 0.0  # quantity-weighted fill price (0: no fill)
     fees: float = 0.0  # dollars paid (negative: rebate)
     markout_pnl: float = 0.0  # sum of side x qty x (outcome_mid - price) - fees over the fills
+    horizon_s: float | None = None  # a clock-time model's horizon h in seconds (absent: k events, older outcomes)
     version: int = SCHEMA_VERSION
+
+    @property
+    def label_horizon(self) -> Horizon:
+        """The model's horizon with its unit (10 events, or 1 s)."""
+        return message_horizon(self.horizon, self.horizon_s)
 
 
 # Every message on the wire. The trading and outcome structs come after the first four; the unions and the

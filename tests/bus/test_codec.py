@@ -63,3 +63,56 @@ def test_subjects() -> None:
     assert msg_id("GOOG", 12) == {"Nats-Msg-Id": "GOOG:12"}
     with pytest.raises(BusError, match="cannot be used in a subject"):
         subject_token("")
+
+
+def _signal_fields(**kw) -> dict:
+    base = {"symbol": "GOOG", "venue": "NASDAQ", "seq": 7, "event_time": 1.0, "input_publish_time": 2.0,
+            "publish_time": 3.0, "probabilities": [0.2, 0.5, 0.3], "predicted": 1, "model_name": "m",
+            "model_version": "3"}
+    return {**base, **kw}
+
+
+def test_a_signal_written_before_clock_horizons_still_decodes_as_k_events() -> None:
+    import msgspec
+
+    from hftpipe.horizons import Horizon
+
+    old = msgspec.msgpack.encode({"type": "signal", **_signal_fields(horizon=10), "version": 1})  # no horizon_s
+    signal = decode(old)
+    assert isinstance(signal, Signal) and signal.horizon == 10 and signal.horizon_s is None
+    assert signal.label_horizon == Horizon(events=10) and signal.label_horizon.describe() == "10 events"
+    assert b"horizon_s" not in encode(signal)  # an event-horizon signal is byte-for-byte what it was
+
+
+def test_a_clock_time_signal_and_outcome_round_trip_with_their_unit() -> None:
+    import msgspec
+
+    from hftpipe.contracts import Outcome, horizon_fields
+    from hftpipe.horizons import Horizon
+
+    signal = Signal(**_signal_fields(**horizon_fields("1s")))
+    back = decode(encode(signal))
+    assert back == signal and back.horizon == 0 and back.horizon_s == 1.0
+    assert back.label_horizon == Horizon(seconds=1.0) and back.label_horizon.describe() == "1 s"
+    outcome = Outcome(symbol="GOOG", venue="NASDAQ", seq=7, event_time=1.0, outcome_time=2.5, publish_time=3.0,
+                      alpha=1e-5, label_return=0.0, realised=1, predicted=1, probabilities=[0.2, 0.5, 0.3],
+                      persistence=1, momentum=1, model_name="m", model_version="3", **horizon_fields("500ms"))
+    assert decode(encode(outcome)).label_horizon == Horizon(seconds=0.5)
+
+    class SignalBeforeClockHorizons(msgspec.Struct, tag="signal"):  # what an older consumer decodes into
+        symbol: str
+        seq: int
+        horizon: int
+
+    older = msgspec.msgpack.decode(encode(signal), type=SignalBeforeClockHorizons)
+    assert older.horizon == 0  # never read as 1 event: an older monitor drops it as a horizon mismatch
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"horizon": 0}, "horizon must be >= 1 event, or 0 with horizon_s set"),
+    ({"horizon": 10, "horizon_s": 1.0}, "a clock-time horizon is horizon=0 with horizon_s > 0"),
+    ({"horizon": 0, "horizon_s": -1.0}, "a clock-time horizon is horizon=0 with horizon_s > 0"),
+])
+def test_a_signal_with_a_bad_horizon_is_rejected_with_the_reason(fields: dict, message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        decode(encode(Signal(**_signal_fields(**fields))))

@@ -29,11 +29,11 @@ def _wait_for(predicate, timeout_s: float, what: str, log=lambda: "") -> None:
     raise AssertionError(f"timed out waiting for {what}\n{log()}")
 
 
-def _bundle(folder: Path, source: Path) -> Path:
+def _bundle(folder: Path, source: Path, horizon: int | str = K) -> Path:
     from hftpipe.data import book_matrix, load_lobster
 
     book = book_matrix(load_lobster(source).frame)[:2000]
-    return make_bundle(folder / "bundle", book)
+    return make_bundle(folder / "bundle", book, horizon=horizon)
 
 
 def _feedback(nats_server, home: Path, bundle: Path, *sets: str) -> Service:
@@ -113,6 +113,51 @@ def test_live_macro_f1_equals_hftpipe_evaluate_on_the_same_rows(nats_server, hft
         assert list(books["seq"]) == list(range(1, rows + 1))
         parts = sorted((hftpipe_home / "feedback" / "books" / "symbol=GOOG" / "date=2012-06-21").glob("*.parquet"))
         assert parts and not list(parts[0].parent.glob(".part-*"))  # no temporary file left behind
+    finally:
+        feedback.stop()
+        signals.stop()
+
+
+def test_clock_time_model_live_macro_f1_equals_hftpipe_evaluate_on_the_same_rows(nats_server, hftpipe_home: Path,
+                                                                                tmp_path: Path) -> None:
+    """The same acceptance check for a model trained at a clock-time horizon (2 s): outcomes mature at the first
+    event strictly after t + 2 s and score exactly as `hftpipe evaluate` does on the same file."""
+    from hftpipe.config import Config, EvaluateConfig
+    from hftpipe.evaluation.evaluate import evaluate_source
+    from hftpipe.feeds.replay import load_replay
+    from hftpipe.horizons import Horizon
+    from hftpipe.monitoring.quality import RollingQuality
+
+    rows, h = 2500, 2.0
+    source = write_slice(tmp_path / "slice", rows=rows)
+    bundle = _bundle(tmp_path, source, horizon="2s")
+    times = load_replay(source).event_time  # what the feed publishes: epoch seconds
+    # Final live outcomes: signals (from seq T on) of events some later event is strictly after t + h of.
+    expected_seqs = [s for s in range(WINDOW, rows + 1) if times[s - 1] + h < times[-1]]
+    assert rows - WINDOW + 1 - len(expected_seqs) > K  # the last ~2 s have no outcome yet
+    signals, feedback = _start_pipeline(nats_server, hftpipe_home, source, bundle, rows,
+                                        "feedback.flush_interval_s=0.5")
+    try:
+        _wait_for(lambda: stream_count(nats_server.url, "OUT") >= len(expected_seqs), 120, "outcomes",
+                  feedback.log)
+        time.sleep(1.0)  # anything extra (a duplicate, a look-ahead outcome) would arrive now
+        outcomes = [m for m in read_stream(nats_server.url, "out.>") if isinstance(m, Outcome)]
+        assert sorted(o.seq for o in outcomes) == expected_seqs
+        assert all(o.label_horizon == Horizon(seconds=h) and o.horizon == 0 for o in outcomes)
+        assert all(o.outcome_time > o.event_time + h for o in outcomes)  # no look-ahead
+        assert {o.realised for o in outcomes} == {0, 1, 2}
+        live = RollingQuality(window=None)
+        for o in outcomes:
+            live.add(o)
+        snap = live.snapshot()
+        cfg = Config().replace(evaluate=EvaluateConfig(bootstrap=20))
+        report = evaluate_source(cfg, bundle, source, tmp_path / "report", scope="all").report
+        assert report["model_info"]["horizon_unit"] == "seconds"
+        assert report["data"]["scored_rows"] == snap.n > 1000
+        assert snap.scores["model"]["macro_f1"] == report["model"]["macro_f1"]
+        assert snap.scores["model"]["accuracy"] == report["model"]["accuracy"]
+        for name in ("persistence", "momentum"):
+            assert snap.scores[name]["macro_f1"] == report["baselines"][name]["macro_f1"]
     finally:
         feedback.stop()
         signals.stop()

@@ -93,3 +93,26 @@ def test_retrain_check_command_judges_the_recorded_outcomes(tmp_path: Path) -> N
     assert "800 outcomes: model macro-F1" in result.output and "trigger: FIRES (below_baseline)" in result.output
     decision = json.loads(out.read_text())
     assert decision["trigger"] and decision["evidence"]["best_baseline"] == "momentum"
+
+
+def test_clock_time_outcomes_keep_their_unit_in_the_data_set_and_old_files_read_as_events(tmp_path: Path) -> None:
+    import msgspec
+
+    from hftpipe.contracts import horizon_fields
+    from hftpipe.horizons import Horizon
+
+    buffer = fs.RowBuffer(tmp_path / "buf.sqlite")
+    root = tmp_path / "feedback"
+    clock = msgspec.structs.replace(outcome(2, 2, seq=1), **horizon_fields("1s"))
+    events = outcome(1, 1, seq=2)
+    old = fs.outcome_row(outcome(0, 0, seq=3))
+    del old["horizon_s"]  # a row written before clock-time horizons
+    buffer.commit([("outcomes", "GOOG", "2012-06-21", 1, fs.outcome_row(clock)),
+                   ("outcomes", "GOOG", "2012-06-21", 2, fs.outcome_row(events))], {})
+    fs.flush(buffer, root, 100, partial=True)
+    buffer.commit([("outcomes", "GOOG", "2012-06-21", 3, old)], {})
+    fs.flush(buffer, root, 100, partial=True)
+    back = [fs.outcome_from_row(r) for r in fs.read_table(root, "outcomes").itertuples(index=False)]
+    assert [o.label_horizon for o in back] == [Horizon(seconds=1.0), Horizon(events=10), Horizon(events=10)]
+    assert back[0] == msgspec.structs.replace(clock, publish_time=back[0].publish_time)
+    buffer.close()

@@ -175,3 +175,154 @@ def test_horizon_mismatch_and_bad_spec() -> None:
         LabelSpec(horizon=3, alpha=-1.0)
     with pytest.raises(ModelError, match="feedback.alpha"):
         LabelSpec.from_bundle(type("B", (), {"alpha": None, "horizon": 3})())
+
+
+# ---- clock-time horizons ----------------------------------------------------------------------------------
+
+def _clock_signal(seq: int, horizon: str = "1s", predicted: int = 1, symbol: str = "GOOG") -> Signal:
+    from hftpipe.contracts import horizon_fields
+
+    p = [0.1, 0.1, 0.1]
+    p[predicted] = 0.8
+    return Signal(symbol=symbol, venue="NASDAQ", seq=seq, event_time=float(seq), input_publish_time=0.0,
+                  publish_time=0.0, probabilities=p, predicted=predicted, model_name="m", model_version="1",
+                  **horizon_fields(horizon))
+
+
+def test_clock_outcome_is_the_mid_in_force_at_t_plus_h_and_final_only_after_it() -> None:
+    # h = 1 s, alpha 0.001. Event 1 at t=0 (mid 100); events 3 and 4 share t=1.0 = t_1 + h: the mid in force
+    # then is event 4's (101), known only once event 5 (t=1.5, strictly after t + h) arrives.
+    joiner = OutcomeJoiner(LabelSpec(horizon="1s", alpha=0.001))
+    joiner.on_signal(_clock_signal(1, predicted=2))
+    events = [(0.0, 100.0), (0.4, 99.0), (1.0, 100.05), (1.0, 101.0), (1.5, 90.0)]
+    emitted = []
+    for seq, (t, mid) in enumerate(events, start=1):
+        emitted += [(seq, o) for o in joiner.on_book("GOOG", seq, t, _book(mid))]
+    [(at, out)] = emitted
+    assert at == 5 and out.seq == 1 and out.outcome_time == 1.5  # not at seq 3 or 4: more could share t=1.0
+    assert out.label_return == pytest.approx(0.01) and out.realised == 2 and out.outcome_mid == 101.0
+    assert (out.horizon, out.horizon_s) == (0, 1.0) and out.label_horizon.describe() == "1 s"
+    # a move inside (t, t + h) that is undone by t + h is no move: event 2 (99) does not count
+    joiner2 = OutcomeJoiner(LabelSpec(horizon="1s", alpha=0.001))
+    joiner2.on_signal(_clock_signal(1))
+    outs = [o for seq, (t, mid) in enumerate([(0.0, 100.0), (0.5, 98.0), (0.9, 100.0), (2.0, 100.0)], start=1)
+            for o in joiner2.on_book("GOOG", seq, t, _book(mid))]
+    assert [(o.realised, o.label_return) for o in outs] == [(1, 0.0)]
+
+
+@pytest.mark.parametrize(("horizon", "sampling"), [("1s", "all"), ("0.25s", "top_of_book")])
+def test_clock_matches_the_offline_label_and_baselines_bit_for_bit(horizon: str, sampling: str) -> None:
+    from hftpipe.data import book_matrix, load_lobster
+    from hftpipe.evaluation.baselines import min_history
+    from hftpipe.features.labels import horizon_return
+
+    frame = load_lobster(lobster_zip("GOOG", 1)).frame
+    book = book_matrix(frame)[:6000]
+    times = frame["time"].to_numpy(dtype=np.float64)[:6000]
+    h = float(horizon.rstrip("s"))
+    index = sample_indices(book, sampling)
+    mid = (book[index, 0] + book[index, 2]) * 0.5
+    time = times[index]
+    r = horizon_return(mid, time, horizon)  # what build_features writes for this horizon
+    alpha = float(np.quantile(np.abs(r[np.isfinite(r)]), 1 / 3))
+    labels = classify(r, alpha)
+    joiner = OutcomeJoiner(LabelSpec(horizon=horizon, alpha=alpha, sampling=sampling))
+    outcomes = {}
+    for i in range(len(book)):
+        seq = i + 1
+        joiner.on_signal(_clock_signal(seq, horizon))
+        for o in joiner.on_book("GOOG", seq, float(times[i]), book[i].tolist()):
+            assert o.outcome_time > o.event_time + h  # never before t + h has passed
+            outcomes[o.seq] = o
+    # Outcomes for exactly the sampled events some later sampled event is strictly after t + h of.
+    final = np.flatnonzero(time + h < time[-1])
+    assert sorted(outcomes) == [int(index[p]) + 1 for p in final]
+    assert (labels[final] >= 0).all() and len(final) > 1000 and (labels >= 0).sum() - len(final) <= 1
+    seqs = [int(index[p]) + 1 for p in final]
+    np.testing.assert_array_equal([outcomes[s].realised for s in seqs], labels[final])
+    np.testing.assert_array_equal([outcomes[s].label_return for s in seqs], r[final])  # bit-identical
+    first = min_history(horizon, time)
+    rows = final[final >= first]
+    pers = persistence_baseline(labels, rows, horizon, time)
+    mom = momentum_baseline(mid, rows, horizon, alpha, time)
+    np.testing.assert_array_equal([outcomes[int(index[p]) + 1].persistence for p in rows], pers)
+    np.testing.assert_array_equal([outcomes[int(index[p]) + 1].momentum for p in rows], mom)
+    assert len(set(mom.tolist())) == 3 and len(set(pers.tolist())) == 3  # the comparison is not vacuous
+    assert all(outcomes[int(index[p]) + 1].persistence == -1 for p in final[final < first])  # not scored
+
+
+def test_clock_no_look_ahead() -> None:
+    """What is emitted while applying event i depends on events up to i only, and a clock outcome depends on
+    the mid in force at t + h and on nothing later."""
+    rng = np.random.default_rng(3)
+    n = 300
+    times = np.cumsum(rng.choice([0.0, 0.1, 0.35], size=n))  # ties included
+    mids = 100 + np.cumsum(rng.choice([-0.01, 0.0, 0.01], size=n))
+    h = 1.0
+
+    def run(t: np.ndarray, m: np.ndarray) -> list[tuple[int, int, int, float, int, int]]:
+        joiner = OutcomeJoiner(LabelSpec(horizon="1s", alpha=1e-5))
+        emitted = []
+        for i in range(n):
+            joiner.on_signal(_clock_signal(i + 1))
+            emitted += [(i, o.seq, o.realised, o.label_return, o.persistence, o.momentum)
+                        for o in joiner.on_book("GOOG", i + 1, float(t[i]), _book(float(m[i])))]
+        return emitted
+
+    base = run(times, mids)
+    assert len(base) > 200
+    for cut in (50, 151, 240):  # rewrite the future after `cut`: nothing emitted before it may change
+        m, t = mids.copy(), times.copy()
+        m[cut:] += rng.normal(0, 0.5, n - cut)
+        t[cut:] += 0.05
+        other = run(t, m)
+        assert [e for e in other if e[0] < cut] == [e for e in base if e[0] < cut]
+    j = 100  # event seq 101: changing the mid in force at t + h changes its outcome, one after it does not
+    e = int(np.searchsorted(times, times[j] + h, side="right")) - 1
+    after = e + 1
+    label = {s: (r, ret) for _, s, r, ret, _, _ in base}
+    for row, matters in ((e, True), (after, False)):
+        m = mids.copy()
+        m[row] += 0.5
+        changed = {s: (r, ret) for _, s, r, ret, _, _ in run(times, m)}
+        assert (changed[j + 1] != label[j + 1]) == matters
+
+
+def test_clock_state_round_trip_gap_and_horizon_mismatch() -> None:
+    import json
+
+    rng = np.random.default_rng(4)
+    times = np.cumsum(rng.choice([0.0, 0.2, 0.5], size=60))
+    mids = 50 + np.cumsum(rng.choice([-0.01, 0.0, 0.01], size=60))
+    spec = LabelSpec(horizon="500ms", alpha=1e-4)
+    assert spec.horizon == "0.5s" and spec.label_horizon.describe() == "0.5 s"
+
+    def feed(j: OutcomeJoiner, lo: int, hi: int) -> list:
+        out = []
+        for i in range(lo, hi):
+            out += j.on_signal(_clock_signal(i + 1, "0.5s"))
+            out += j.on_book("GOOG", i + 1, float(times[i]), _book(float(mids[i])))
+        return [(o.seq, o.realised, o.label_return, o.persistence, o.momentum, o.outcome_time) for o in out]
+
+    whole = feed(OutcomeJoiner(spec), 0, 60)
+    first = OutcomeJoiner(spec)
+    part = feed(first, 0, 23)
+    second = OutcomeJoiner(spec)
+    second.restore("GOOG", json.loads(json.dumps(first.state_of("GOOG"))))
+    assert part + feed(second, 23, 60) == whole and len(whole) > 30
+
+    joiner = OutcomeJoiner(LabelSpec(horizon="1s", alpha=0.0))
+    assert joiner.on_signal(_signal(1, horizon=1)) == []  # 1 event is not 1 s
+    assert joiner.on_signal(_clock_signal(2, "2s")) == []
+    assert joiner.stats.dropped == {"horizon_mismatch": 2}
+    events = OutcomeJoiner(LabelSpec(horizon=1, alpha=0.0))
+    assert events.on_signal(_clock_signal(1, "1s")) == [] and events.stats.dropped == {"horizon_mismatch": 1}
+    # a clock going backwards restarts the label like a gap; the pending outcome is dropped, not misdated
+    joiner.on_book("X", 1, 10.0, _book(10.0))
+    joiner.on_signal(_clock_signal(1, "1s", symbol="X"))
+    assert joiner.on_book("X", 2, 9.0, _book(10.0)) == [] and joiner.stats.dropped["time_reversal"] == 1
+    assert joiner.on_book("X", 3, 20.0, _book(10.0)) == []
+    with pytest.raises(ModelError, match="defined in events only"):
+        LabelSpec(horizon="1s", alpha=0.0, kind="deeplob")
+    with pytest.raises(ModelError, match="is not a horizon"):
+        LabelSpec(horizon="10", alpha=0.0)

@@ -35,7 +35,7 @@ def goog_book() -> np.ndarray:
 
 
 def make_bundle(directory: Path, book: np.ndarray, seed: int = 0, hidden: int = 8, model: str = "lstm",
-                window: int = WINDOW, nan_weights: bool = False) -> Path:
+                window: int = WINDOW, nan_weights: bool = False, horizon: int | str = 10) -> Path:
     """A tiny bundle with random weights and window stats fitted on the first rows of ``book``."""
     torch.manual_seed(seed)
     levels = book.shape[1] // 4
@@ -47,7 +47,7 @@ def make_bundle(directory: Path, book: np.ndarray, seed: int = 0, hidden: int = 
                 p.fill_(float("nan"))
     stats = fit_window_stats(book, np.arange(window, len(book) // 2), window)
     return save_bundle(directory, module, config=Config().to_dict(), model_name=model, levels=levels,
-                       window=window, horizon=10, alpha=1e-5, stats=stats, hidden=hidden, dropout=0.0)
+                       window=window, horizon=horizon, alpha=1e-5, stats=stats, hidden=hidden, dropout=0.0)
 
 
 def free_port() -> int:

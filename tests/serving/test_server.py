@@ -80,6 +80,7 @@ def test_streaming_mode_equals_window_mode_on_the_same_rows(served, goog_book):
         window = goog_book[i - WINDOW + 1:i + 1]
         expected = bundle.predict_proba(window)[0]
         assert body["ready"] is True and body["filled"] == WINDOW and body["window"] == WINDOW
+        assert (body["horizon"], body["horizon_unit"], body["alpha"]) == (10, "events", 1e-5)  # what classes mean
         np.testing.assert_allclose(body["predictions"][0]["probabilities"], expected, rtol=1e-12)
         np.testing.assert_allclose(_v2_probabilities(v2)[0], expected, rtol=1e-12)
         window_mode = server.post(V1, {"instances": [window.tolist()]}).json()

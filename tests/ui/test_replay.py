@@ -213,3 +213,39 @@ def test_baselines_match_their_vectorised_definitions(replay_events: Path) -> No
     assert stats["persistence"]["hits"] == sum(int(labels[t - k] == labels[t]) for t in scored)
     assert stats["momentum"]["hits"] == sum(int(momentum[t] == labels[t]) for t in scored)
     assert 0.0 < stats["persistence"]["hit_rate"] < 1.0
+
+
+def test_clock_time_outcomes_match_the_training_labels_and_are_known_only_after_t_plus_h(replay_events: Path) -> None:
+    from hftpipe.evaluation.baselines import min_history
+    from hftpipe.features.labels import clock_forward_return
+
+    day = load_replay_day(replay_events)
+    h, alpha = 1.0, 2e-5
+    signal = _signal(len(day.mid))
+    tracker = OutcomeTracker(horizon="1s", alpha=alpha)
+    outcomes = []
+    for i in range(len(signal)):
+        outcomes += tracker.observe(i, float(day.bid[i]), float(day.ask[i]), int(signal[i]), time=float(day.time[i]))
+    expected = classify(clock_forward_return(day.mid, day.time, h), alpha)
+    got = {o["index"]: o for o in outcomes}
+    final = np.flatnonzero(day.time + h < day.time[-1])  # an event strictly after t + h has been seen
+    assert sorted(got) == final.tolist() and len(final) > 100
+    assert all(got[i]["realised"] == expected[i] for i in final)
+    first_after = np.searchsorted(day.time, day.time + h, side="right")
+    assert all(got[i]["at"] == first_after[i] for i in final)  # known at the first event after t + h, not before
+    assert tracker.scored == len(final) and tracker.hits == sum(expected[i] == signal[i] for i in final)
+    # momentum is scored from h seconds into the replay on, as the evaluation scores it
+    assert tracker.baselines["momentum"].scored == int((final >= min_history("1s", day.time)).sum())
+
+
+def test_clock_time_positions_are_held_h_seconds_and_need_the_event_times() -> None:
+    tracker = OutcomeTracker(horizon="1s", alpha=0.0, latency=0)
+    positions = []
+    for i, (t, cls) in enumerate([(0.0, 2), (0.5, 1), (0.99, 1), (1.0, 1), (1.2, 0), (2.1, 1), (2.3, 1)]):
+        tracker.observe(i, 99.99, 100.01, cls, time=t)
+        positions.append(tracker.position)
+    assert positions == [1, 1, 1, 0, -1, -1, 0]  # long for 1 s, flat, short at 1.2 until 2.2
+    with pytest.raises(ValueError, match="needs each event's time"):
+        tracker.observe(10, 99.99, 100.01, 1)
+    with pytest.raises(ValueError, match="defined in events only"):
+        OutcomeTracker(horizon="1s", alpha=0.0, label="deeplob")

@@ -91,6 +91,7 @@ def test_two_browsers_follow_the_same_signals(nats_server, credentials) -> None:
         signals = [e for kind, e in events if kind == "signal"]
         assert [s["seq"] for s in signals] == [20, 21, 22]
         assert signals[0]["predicted"] == 2 and signals[0]["latency_ms"] == pytest.approx(2.0, abs=0.01)
+        assert signals[0]["horizon_text"] == "10 events"
         books = [e for kind, e in events if kind == "book"]
         assert books and books[0]["mid"] == pytest.approx(580.25)
         assert events[0][0] == "status" and events[0][1]["bus_connected"] in (True, False)

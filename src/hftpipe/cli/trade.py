@@ -69,6 +69,12 @@ def trade(obj: Any, paper: bool, policy: str | None, rl_ref: str | None) -> None
         click.echo(f"rl policy: {uri}")
     elif rl_ref:
         raise ConfigError("--rl-policy needs --policy rl (or paper.policy=rl)")
+    else:
+        from hftpipe.trading.policies import make_policy
+
+        # Refuse settings the policy cannot run with (e.g. a clock-time paper.horizon with no
+        # trading.hold_events) before connecting to anything.
+        make_policy(policy or cfg.paper.policy or cfg.trading.policy, cfg.trading, cfg.paper.horizon)
     from hftpipe.bus.lifecycle import ServiceRun
     from hftpipe.trading.paper import READY_NAME, run_paper
 

@@ -65,7 +65,9 @@ def outcome_row(o: Outcome) -> dict[str, Any]:
             "p_stationary": p[1], "p_up": p[2], "persistence": o.persistence, "momentum": o.momentum,
             "model_name": o.model_name, "model_version": o.model_version,
             "signal_publish_time": o.signal_publish_time, "correlation_id": o.correlation_id,
-            "outcome_mid": o.outcome_mid, **{f: getattr(o, f) for f in TRADE_FIELDS}}
+            "outcome_mid": o.outcome_mid, **{f: getattr(o, f) for f in TRADE_FIELDS},
+            # h seconds of a clock-time model (horizon is then 0); NaN for k events, so the column stays float
+            "horizon_s": math.nan if o.horizon_s is None else o.horizon_s}
 
 
 def outcome_from_row(row: Any) -> Outcome:
@@ -81,7 +83,8 @@ def outcome_from_row(row: Any) -> Outcome:
                    persistence=int(row.persistence), momentum=int(row.momentum), model_name=row.model_name,
                    model_version=row.model_version, signal_publish_time=opt("signal_publish_time"),
                    correlation_id=opt("correlation_id", ""), outcome_mid=opt("outcome_mid"),
-                   **{f: (int if f in ("orders", "fills") else float)(opt(f)) for f in TRADE_FIELDS})
+                   **{f: (int if f in ("orders", "fills") else float)(opt(f)) for f in TRADE_FIELDS},
+                   horizon_s=opt("horizon_s", None))
 
 
 def book_row(u: BookUpdate) -> dict[str, Any]:

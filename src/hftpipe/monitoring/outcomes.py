@@ -1,6 +1,7 @@
-"""Outcome scoring: join each signal with its realised label k events later (pure, no I/O).
+"""Outcome scoring: join each signal with its realised label k events (or h seconds) later (pure, no I/O).
 
-The label is EXACTLY the model's (``hftpipe.features.labels``): the same horizon k, label kind
+The label is EXACTLY the model's (``hftpipe.features.labels``): the same horizon (k events, or h seconds
+below), label kind
 (``forward`` or ``deeplob``), event sampling (``all`` or ``top_of_book``) and stationary band alpha as the
 model bundle says. The smoothed move is computed from running prefix sums of ``mid - ref`` in the same
 order and with the same reference (the first finite mid of the stream) as the offline cumulative sums, so
@@ -15,6 +16,19 @@ The naive baselines of ``hftpipe.evaluation.baselines`` are computed for every e
 persistence (the label of event t-k, whose window closed at t) and momentum (the past k-event mid move
 thresholded with alpha); -1 before the k-th event of a segment, exactly where the offline evaluation does
 not score them.
+
+Clock-time models (horizon h seconds, e.g. ``"1s"``; ``forward`` label only), matching
+``labels.clock_forward_return`` exactly: the label of event t is ``(mid[e] - mid_t) / mid_t`` with ``e`` the
+last sampled event whose time is at or before ``time_t + h`` (the mid in force at t + h). Events sharing the
+timestamp ``time_t + h`` all belong to it, so the outcome is final only when the first sampled event strictly
+after ``time_t + h`` arrives; the outcome is produced then (``outcome_time`` is that event's time, the
+mid is the previous event's). Offline, a row whose ``time_t + h`` is exactly the file's last time has a label
+that the stream has not finalised yet: it is produced when the next event comes. The baselines are
+``evaluation.baselines``'s clock forms: persistence is the label of the latest event whose ``time + h`` is
+strictly before ``time_t`` (the latest outcome finalised when t arrived), momentum thresholds
+``mid_t / mid[s] - 1`` with ``s`` the event in force at ``time_t - h``; both are -1 while ``time_t`` is less
+than h after the segment's first event (``baselines.min_history``). Event times must not go backwards
+(offline they cannot); a book whose time does is treated like a gap.
 """
 
 from __future__ import annotations
@@ -26,9 +40,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from hftpipe.contracts import Outcome, Signal
-from hftpipe.errors import ModelError
+from hftpipe.contracts import ContractError, Outcome, Signal, horizon_fields
+from hftpipe.errors import ConfigError, ModelError
 from hftpipe.features.labels import DOWN, ROUND_OFF, STATIONARY, UNDEFINED, UP
+from hftpipe.horizons import Horizon, parse_horizon
 
 SamplingMode = Literal["all", "top_of_book"]
 LabelKind = Literal["forward", "deeplob"]
@@ -38,14 +53,20 @@ LabelKind = Literal["forward", "deeplob"]
 class LabelSpec:
     """The label a model was trained on: what an outcome means."""
 
-    horizon: int
+    horizon: int | str  # k events (10) or clock time ('1s'), as in bundle.json (hftpipe.horizons)
     alpha: float
     kind: LabelKind = "forward"
     sampling: SamplingMode = "all"
 
     def __post_init__(self) -> None:
-        if int(self.horizon) != self.horizon or self.horizon < 1:
-            raise ModelError(f"a label horizon is a positive number of events; got {self.horizon!r}")
+        try:
+            h = parse_horizon(self.horizon, "label horizon")
+        except ConfigError as exc:
+            raise ModelError(str(exc)) from None
+        object.__setattr__(self, "horizon", h.value)  # canonical: '500ms' -> '0.5s'
+        if h.is_clock and self.kind != "forward":
+            raise ModelError(f"the {self.kind!r} label is defined in events only; a clock-time horizon ({h}) "
+                             "needs label forward")
         if not math.isfinite(self.alpha) or self.alpha < 0:
             raise ModelError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
         if self.kind not in ("forward", "deeplob"):
@@ -67,7 +88,12 @@ class LabelSpec:
         features = (getattr(bundle, "config_dict", {}) or {}).get("features") or {}
         kind = meta.get("label") or features.get("label") or "forward"
         sampling = meta.get("sampling") or features.get("sampling") or "all"
-        return cls(horizon=int(bundle.horizon), alpha=float(alpha), kind=kind, sampling=sampling)
+        return cls(horizon=bundle.horizon, alpha=float(alpha), kind=kind, sampling=sampling)
+
+    @property
+    def label_horizon(self) -> Horizon:
+        """The horizon with its unit (``.describe()``: '10 events', '1 s')."""
+        return parse_horizon(self.horizon)
 
 
 def classify_return(r: float, alpha: float) -> int:
@@ -83,6 +109,13 @@ def classify_return(r: float, alpha: float) -> int:
 
 def _snap(r: float) -> float:
     return 0.0 if abs(r) < ROUND_OFF else r
+
+
+def _ratio(a: float, b: float) -> float:
+    """``a / b`` as numpy divides float64 (a zero mid gives inf or NaN offline, not an exception)."""
+    if b != 0.0:
+        return a / b
+    return math.nan if a == 0.0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 @dataclass
@@ -124,6 +157,12 @@ class _SymbolState:
     history: deque = field(default_factory=deque)
     records: OrderedDict = field(default_factory=OrderedDict)  # seq -> _Record, oldest first
     early: dict = field(default_factory=dict)  # seq -> Signal that came before its book update
+    # Clock-time horizons only: events whose t + h has not been passed yet, the segment's first event time,
+    # the label of the latest finalised event (persistence) and the last event time (times never go back).
+    pending: deque = field(default_factory=deque)
+    segment_time: float | None = None
+    last_label: int = UNDEFINED
+    last_time: float | None = None
 
 
 @dataclass
@@ -157,12 +196,16 @@ class OutcomeJoiner:
 
     def __init__(self, spec: LabelSpec, max_delay_events: int = 100_000, max_early: int = 100_000) -> None:
         self.spec = spec
-        self.max_delay = max(int(max_delay_events), spec.horizon + 1)
+        horizon = spec.label_horizon
+        self._seconds = horizon.seconds  # None: an event horizon
+        k = horizon.events or 0
+        self.max_delay = max(int(max_delay_events), k + 1)
         self.max_early = max_early
         self.symbols: dict[str, _SymbolState] = {}
         self.stats = JoinStats()
-        k = spec.horizon
-        self._keep = 2 * k + 2 if spec.kind == "deeplob" else k + 1  # events of history a label needs
+        self._horizon_fields = horizon_fields(horizon)
+        # Events of history a label needs; a clock-time horizon keeps what its last h seconds hold (no bound).
+        self._keep: int | None = None if horizon.is_clock else (2 * k + 2 if spec.kind == "deeplob" else k + 1)
 
     def _state(self, symbol: str) -> _SymbolState:
         st = self.symbols.get(symbol)
@@ -178,14 +221,18 @@ class OutcomeJoiner:
         if next_seq is not None and next_seq - 1 > st.last_seq:
             st.last_seq = next_seq - 1
 
-    def _reset(self, st: _SymbolState) -> None:
+    def _reset(self, st: _SymbolState, reason: str = "gap") -> None:
         pending = sum(1 for r in st.records.values() if r.realised is None and r.signal is not None)
-        self.stats.drop("gap", pending)
+        self.stats.drop(reason, pending)
         self.stats.gaps += 1
         st.records.clear()
         st.history.clear()
         st.segment_start = st.n
         st.prev_top = None
+        st.pending.clear()
+        st.segment_time = None
+        st.last_label = UNDEFINED
+        st.last_time = None
 
     def on_book(self, symbol: str, seq: int, event_time: float, book: list[float] | tuple[float, ...]) -> list[Outcome]:
         """Apply one book update (LOBSTER order, ``book[:4]`` = best ask price/size, best bid price/size).
@@ -210,6 +257,8 @@ class OutcomeJoiner:
                 self._drop_early_up_to(st, seq, "not_sampled")
                 return []
         mid = (top[0] + top[2]) * 0.5  # features.book.mid_price: (ask + bid) / 2 in float64
+        if self._seconds is not None:
+            return self._on_clock_book(st, seq, float(event_time), mid)
         bad = not math.isfinite(mid)
         if st.ref is None and not bad:
             st.ref = mid
@@ -242,15 +291,64 @@ class OutcomeJoiner:
             persistence = momentum = UNDEFINED  # the offline evaluation scores no row before k either
         rec = _Record(index=event.index, seq=seq, event_time=event.event_time, persistence=persistence,
                       momentum=momentum)
-        st.records[seq] = rec
-        early = st.early.pop(seq, None)
+        self._add_record(st, rec)
+        return out
+
+    def _add_record(self, st: _SymbolState, rec: _Record) -> None:
+        """Keep the event's record (with a signal that came before it) and forget records past max_delay."""
+        st.records[rec.seq] = rec
+        early = st.early.pop(rec.seq, None)
         if early is not None:
             rec.signal = early
-        self._drop_early_up_to(st, seq - 1, "no_book")
+        self._drop_early_up_to(st, rec.seq - 1, "no_book")
         while st.records and next(iter(st.records.values())).index < st.n - self.max_delay:
+            if next(iter(st.records.values())).realised is None and self._seconds is not None:
+                break  # a clock outcome still to come: kept until t + h has passed, however many events that is
             old = st.records.popitem(last=False)[1]
             if old.realised is None and old.signal is not None:  # cannot happen while max_delay > k
                 self.stats.drop("too_late")
+
+    def _on_clock_book(self, st: _SymbolState, seq: int, t: float, mid: float) -> list[Outcome]:
+        """One sampled event at a clock-time horizon h (see the module docstring)."""
+        h = self._seconds
+        assert h is not None
+        if st.last_time is not None and t < st.last_time:
+            # labels.clock_targets needs non-decreasing times: a clock that went back starts a new segment
+            self._reset(st, "time_reversal")
+        out: list[Outcome] = []
+        if st.pending:
+            # This event is strictly after t_j + h for the oldest pending events: the mid in force at
+            # t_j + h is the previous event's (times only grow, so it is the last one at or before t_j + h).
+            in_force = st.history[-1]
+            while st.pending and st.pending[0].event_time + h < t:
+                j = st.pending.popleft()
+                r = _snap(_ratio(in_force.mid - j.mid, j.mid))
+                label = classify_return(r, self.spec.alpha)
+                st.last_label = label  # persistence: the latest label whose window closed before t
+                rec = st.records.get(j.seq)
+                if rec is not None:
+                    rec.realised, rec.label_return, rec.outcome_time = label, r, t
+                    rec.outcome_mid = in_force.mid
+                    if rec.signal is not None:
+                        out.append(self._outcome(rec))
+        if st.segment_time is None:
+            st.segment_time = t
+        st.last_time = t
+        event = _Event(st.n, seq, t, mid, 0.0, 0)
+        st.history.append(event)
+        st.pending.append(event)
+        st.n += 1
+        start = t - h  # baselines.past_returns: the event in force at t - h
+        while len(st.history) > 1 and st.history[1].event_time <= start:
+            st.history.popleft()
+        if t >= st.segment_time + h:  # baselines.min_history: h seconds of past in this segment
+            persistence = STATIONARY if st.last_label == UNDEFINED else st.last_label
+            momentum = classify_return(_ratio(mid, st.history[0].mid) - 1.0, self.spec.alpha)
+            momentum = STATIONARY if momentum == UNDEFINED else momentum
+        else:
+            persistence = momentum = UNDEFINED
+        self._add_record(st, _Record(index=event.index, seq=seq, event_time=t, persistence=persistence,
+                                     momentum=momentum))
         return out
 
     def _label_return(self, st: _SymbolState, j: _Event) -> float:
@@ -289,7 +387,11 @@ class OutcomeJoiner:
             return []
         st.last_signal_seq = signal.seq
         self.stats.signals += 1
-        if signal.horizon != self.spec.horizon:
+        try:
+            same = signal.label_horizon == self.spec.label_horizon  # 10 events is never 10 s
+        except ContractError:
+            same = False
+        if not same:
             self.stats.drop("horizon_mismatch")
             return []
         rec = st.records.get(signal.seq)
@@ -312,7 +414,7 @@ class OutcomeJoiner:
         assert s is not None
         self.stats.outcomes += 1
         out = Outcome(symbol=s.symbol, venue=s.venue, seq=s.seq, event_time=rec.event_time,
-                      outcome_time=rec.outcome_time, publish_time=0.0, horizon=self.spec.horizon,
+                      outcome_time=rec.outcome_time, publish_time=0.0, **self._horizon_fields,
                       alpha=self.spec.alpha, label_return=rec.label_return, realised=int(rec.realised),
                       predicted=int(s.predicted), probabilities=list(s.probabilities),
                       persistence=rec.persistence, momentum=rec.momentum, model_name=s.model_name,
@@ -331,7 +433,7 @@ class OutcomeJoiner:
         cost more than the join itself. A signal later than that after a restart is dropped as ``no_book``.
         """
         st = self._state(symbol)
-        keep_from = st.n - self.spec.horizon - 1 - late_tail
+        keep_from = st.n - (self.spec.label_horizon.events or 0) - 1 - late_tail
         records = [r for r in st.records.values()
                    if r.index >= keep_from or r.signal is not None or r.realised is None]
         return {
@@ -344,6 +446,9 @@ class OutcomeJoiner:
                          r.outcome_mid]
                         for r in records],
             "early": [msgspec.to_builtins(s) for s in st.early.values()],
+            # clock-time horizons: events still waiting for t + h to pass, and the baselines' state
+            "pending": [[e.index, e.seq, e.event_time, e.mid, e.c_before, e.nbad_before] for e in st.pending],
+            "segment_time": st.segment_time, "last_label": st.last_label, "last_time": st.last_time,
         }
 
     def restore(self, symbol: str, snap: dict[str, Any]) -> None:
@@ -363,6 +468,10 @@ class OutcomeJoiner:
         for sig in snap["early"]:
             signal = _to_signal(sig)
             st.early[signal.seq] = signal
+        # absent from snapshots written before clock-time horizons (event horizons do not use them)
+        st.pending.extend(_Event(*e) for e in snap.get("pending", ()))
+        st.segment_time, st.last_time = snap.get("segment_time"), snap.get("last_time")
+        st.last_label = snap.get("last_label", UNDEFINED)
 
 
 def _to_signal(raw: dict[str, Any]) -> Signal:

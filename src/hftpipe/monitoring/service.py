@@ -157,7 +157,7 @@ class FeedbackService:
         for consumer in self.consumers.values():
             await consumer.resume(js)  # just after its ack floor: stream order again
             await consumer.bind(js)
-        self.metrics.model_info.labels(self.model[0], self.model[1], str(self.spec.horizon),
+        self.metrics.model_info.labels(self.model[0], self.model[1], str(self.spec.horizon),  # '10' or '1s'
                                        repr(self.spec.alpha)).set(1)
 
     def _restore(self) -> None:
@@ -386,8 +386,8 @@ async def run_feedback(config: Config, model_uri: str | None = None, url: str | 
 
     stop = stop or stop_event()
     spec, model, reference = load_label(config, model_uri, with_reference=True)
-    log.info("feedback: label k=%d alpha=%.6g (%s, sampling %s) of %s %s", spec.horizon, spec.alpha, spec.kind,
-             spec.sampling, *model)
+    log.info("feedback: label at %s alpha=%.6g (%s, sampling %s) of %s %s", spec.label_horizon.describe(),
+             spec.alpha, spec.kind, spec.sampling, *model)
     client = await connect(config.bus, "hftpipe-feedback", url=url)
     metrics = FeedbackMetrics()
     from hftpipe.monitoring.report import thresholds_of
@@ -399,4 +399,4 @@ async def run_feedback(config: Config, model_uri: str | None = None, url: str | 
     consumers = ",".join(c.durable.name for c in service.consumers.values())
     await serve_until_stopped(service, client, metrics.registry, config.feedback.metrics_port, stop, on_ready,
                               lambda port: f"consumers={consumers} metrics_port={port} "
-                                           f"k={spec.horizon} alpha={spec.alpha:.6g}")
+                                           f"horizon={spec.horizon} alpha={spec.alpha:.6g}")

@@ -120,6 +120,8 @@ class LobPredictor(kserve.Model):
             "in_sync": served is not None and (source_version is None or source_version == served.version),
             "fallback": served is not None and served.source != self.source.uri,
             "refused": dict(reloader.refused) if reloader else {},
+            **({"horizon": served.label_info["horizon"], "horizon_unit": served.label_info["horizon_unit"]}
+               if served else {}),
         }
 
     def _update_in_sync(self) -> None:
@@ -237,8 +239,9 @@ class LobPredictor(kserve.Model):
         if window is not None:
             window = window[None]
             self.holder.recent = window
+        # The label the classes refer to (horizon with its unit, alpha): a client can score the answers.
         info = {"symbol": request.symbol, "ready": window is not None, "filled": filled,
-                "window": bundle.window}
+                "window": bundle.window, **served.label_info}
         return window, info
 
 

@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from hftpipe.errors import ModelError
+from hftpipe.horizons import horizon_info, parse_horizon
 from hftpipe.models.bundle import BUNDLE_FILE, ModelBundle, load_bundle, read_bundle_json
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,19 @@ class ServedModel:
     def describe(self) -> str:
         b = self.bundle
         return (f"{self.name} version {self.version} ({b.model_name}, T={b.window}, L={b.levels}, "
-                f"horizon {b.horizon}) from {self.source}")
+                f"horizon {parse_horizon(b.horizon).describe()}) from {self.source}")
+
+    @cached_property
+    def label_info(self) -> dict[str, Any]:
+        """What the model's classes mean, for clients that score it (the UI): horizon with its unit, alpha,
+        label kind and event sampling, as bundle.json records them."""
+        b = self.bundle
+        meta = dict(getattr(b, "feature_meta", None) or {})
+        features = (getattr(b, "config_dict", None) or {}).get("features") or {}
+        info = {**horizon_info(b.horizon), "alpha": b.alpha,
+                "label": meta.get("label") or features.get("label") or "forward",
+                "sampling": meta.get("sampling") or features.get("sampling") or "all"}
+        return {k: v for k, v in info.items() if v is not None}  # V2 parameters hold no null
 
 
 class ModelSource(Protocol):

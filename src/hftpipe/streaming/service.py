@@ -47,7 +47,7 @@ from hftpipe.bus.consumer import (
     resume_consumer,
 )
 from hftpipe.config import Config
-from hftpipe.contracts import BookUpdate, ContractError, Gap, Signal, decode, encode
+from hftpipe.contracts import BookUpdate, ContractError, Gap, Signal, decode, encode, horizon_fields
 from hftpipe.errors import BusError
 from hftpipe.serving.runtime import ModelHolder
 from hftpipe.serving.stream import RollingWindows
@@ -271,12 +271,13 @@ class SignalService:
     async def _publish_signals(self, chosen: list[_Candidate], proba: np.ndarray, served) -> int:
         futures = []
         now = time.time()
+        horizon = horizon_fields(served.bundle.horizon)  # k events, or h seconds with its unit
         for cand, p in zip(chosen, proba.tolist()):
             u = cand.update
             signal = Signal(symbol=u.symbol, venue=u.venue, seq=u.seq, event_time=u.event_time,
                             input_publish_time=u.publish_time, publish_time=now, probabilities=p,
                             predicted=int(np.argmax(p)), model_name=served.name, model_version=served.version,
-                            horizon=served.bundle.horizon, correlation_id=u.correlation_id)
+                            correlation_id=u.correlation_id, **horizon)
             futures.append((sig_subject(u.symbol), encode(signal), msg_id(u.symbol, u.seq)))
             self.metrics.event_latency.observe(now - u.event_time)
             self.metrics.publish_latency.observe(now - u.publish_time)

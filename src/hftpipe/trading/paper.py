@@ -36,6 +36,7 @@ from hftpipe.bus.consumer import Durable, PullConsumer, dead_letter, decode_as, 
 from hftpipe.config import Config
 from hftpipe.contracts import BookUpdate, Gap, Signal, encode
 from hftpipe.errors import ConfigError
+from hftpipe.horizons import Horizon, parse_horizon
 from hftpipe.trading.execution import Fees, Latency
 from hftpipe.trading.paper_core import AUTO_ACTOR, PaperCore, Step
 from hftpipe.trading.paper_store import PaperStore
@@ -127,14 +128,20 @@ class PaperTrader:
         self.config = config
         self.cfg = config.paper
         self.client = client
+        self._hold_horizon: Horizon | None = None  # the horizon the policy holds for, when it is paper.horizon
+        self._warned: set[tuple[str, str]] = set()
         self.metrics = metrics or TraderMetrics()
         tcfg = config.trading
         self.policy_name = policy or self.cfg.policy or tcfg.policy
         if policy_factory is None:
             if self.policy_name == "rl":
                 raise ConfigError("the rl policy is loaded by the CLI: run `hftpipe trade --paper --policy rl`")
-            make_policy(self.policy_name, tcfg, self.cfg.horizon)  # fail now on a bad policy, not at the first book
+            # Fail now on a bad policy (or a clock-time paper.horizon the threshold policy cannot hold for
+            # without trading.hold_events), not at the first book.
+            make_policy(self.policy_name, tcfg, self.cfg.horizon)
             policy_factory = lambda: make_policy(self.policy_name, tcfg, self.cfg.horizon)
+            if self.policy_name == "threshold" and tcfg.hold_events is None:
+                self._hold_horizon = parse_horizon(self.cfg.horizon)
         else:
             self.policy_name = policy_factory().name  # fail now on a bad policy, not at the first book
         self.risk_store = RiskStateStore(config.risk.state_db)
@@ -231,6 +238,7 @@ class PaperTrader:
                 self._collect(step, now, outbox, fills, positions)
             elif isinstance(message, Signal):
                 m.events_in.labels("signal").inc()
+                self._check_horizon(message)
                 if self.core.on_signal(message).duplicate:
                     m.duplicates.labels("signal").inc()
             elif isinstance(message, Gap):
@@ -249,6 +257,16 @@ class PaperTrader:
         for msg in last.values():
             await msg.ack()  # AckAll: the whole batch of that consumer, after its outputs are safe
         m.processing.observe(time.perf_counter() - t0)
+
+    def _check_horizon(self, signal: Signal) -> None:
+        """Say once per model version when its signals' horizon is not the paper.horizon the policy holds for."""
+        key = (signal.model_name, signal.model_version)
+        if self._hold_horizon is None or key in self._warned or signal.label_horizon == self._hold_horizon:
+            return
+        self._warned.add(key)
+        log.warning("signals of %s %s are at horizon %s but the threshold policy holds for paper.horizon=%s: set "
+                    "paper.horizon to the model's horizon (a clock-time one also needs trading.hold_events)",
+                    *key, signal.label_horizon.describe(), self._hold_horizon.describe())
 
     def _collect(self, step: Step, now: float, outbox: list, fills: list, positions: dict) -> None:
         m = self.metrics

@@ -21,6 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hftpipe.errors import ConfigError
+from hftpipe.horizons import Horizon, parse_horizon
+
 TICK = 0.01  # US equities above $1
 
 
@@ -169,10 +172,23 @@ class PassivePolicy:
 POLICY_NAMES = ("threshold", "passive")
 
 
-def make_policy(name: str, cfg: Any, horizon: int) -> Policy:
-    """A policy from the ``trading`` section of params.yaml (``horizon``: the model's k, the default hold)."""
+def make_policy(name: str, cfg: Any, horizon: int | str | Horizon) -> Policy:
+    """A policy from the ``trading`` section of params.yaml (``horizon``: the model's k, the default hold).
+
+    Raises:
+        ConfigError: the threshold policy would hold for a clock-time horizon ('1s'): it counts events, so
+            ``trading.hold_events`` must say how many (nothing converts seconds to events behind your back).
+    """
     if name == "threshold":
-        return ThresholdPolicy(cfg.order_size, cfg.threshold, cfg.hold_events or horizon, cfg.max_inventory)
+        hold = cfg.hold_events
+        if hold is None:
+            h = parse_horizon(horizon)
+            if h.is_clock:
+                raise ConfigError(f"the threshold policy holds a position for a number of events, but the model's "
+                                  f"horizon is {h.describe()} of clock time: set trading.hold_events (e.g. the "
+                                  f"events your data has in {h.describe()}) or use the passive policy")
+            hold = h.events
+        return ThresholdPolicy(cfg.order_size, cfg.threshold, hold, cfg.max_inventory)
     if name == "passive":
         return PassivePolicy(cfg.order_size, cfg.threshold, cfg.max_inventory, cfg.passive_skew)
     raise ValueError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")

@@ -24,7 +24,7 @@ from hftpipe import paths
 from hftpipe.config import Config
 from hftpipe.data.schema import read_events
 from hftpipe.errors import DataFormatError
-from hftpipe.evaluation.baselines import BASELINE_NAMES, baseline_predictions
+from hftpipe.evaluation.baselines import BASELINE_NAMES, baseline_predictions, horizon_rows
 from hftpipe.evaluation.evaluate import (
     PREDICT_BATCH,
     _check_compatible,
@@ -35,6 +35,7 @@ from hftpipe.evaluation.evaluate import (
     scored_rows,
 )
 from hftpipe.features.sampling import sample_indices
+from hftpipe.horizons import parse_horizon
 from hftpipe.trading.backtest import BacktestResult, run_backtest
 from hftpipe.trading.execution import Fees, Latency
 from hftpipe.trading.policies import POLICY_NAMES, make_policy
@@ -95,10 +96,13 @@ def _backtest(cfg: Config, bundle_dir: str | Path, features_dir: Path, events_pa
     bundle = load_bundle(bundle_dir)
     fs = load_feature_set(features_dir)
     table = read_events(events_path)
-    k = bundle.horizon
+    k = bundle.horizon  # k events, or a clock-time horizon such as '1s' (then every rule below needs fs.time)
+    horizon = parse_horizon(k)
+    for policy_name in policies:  # refuse a policy these settings cannot run (a clock-time hold) before any work
+        make_policy(policy_name, tcfg, k)
     labels, _ = _check_compatible(bundle, fs)
     scope = resolve_scope("auto", fs.meta, bundle.feature_meta)
-    _, span = scored_rows(fs.split, labels, scope, bundle.window, k)
+    _, span = scored_rows(fs.split, labels, scope, bundle.window, k, fs.time)
     book = _model_book(fs, bundle.levels)
 
     # Feature rows -> event rows (identical for sampling "all"; the sampled events otherwise).
@@ -112,7 +116,7 @@ def _backtest(cfg: Config, bundle_dir: str | Path, features_dir: Path, events_pa
 
     alpha = bundle.alpha if bundle.alpha is not None else fs.alpha(k)
     sources = {"model": predict_proba_rows(bundle, book, span)}
-    base = baseline_predictions(labels, fs.mid, fs.split == 0, span, k, alpha)
+    base = baseline_predictions(labels, fs.mid, fs.split == 0, span, k, alpha, fs.time)
     for name in BASELINE_NAMES:
         sources[name] = one_hot(base[name])
 
@@ -130,7 +134,7 @@ def _backtest(cfg: Config, bundle_dir: str | Path, features_dir: Path, events_pa
                 signals = _hold_forward(signals)
             policy = make_policy(policy_name, tcfg, k)
             res = run_backtest(events, signals, policy, RiskEngine(limits), latency, fees, symbol=symbol,
-                               markout_events=tcfg.markout_events or k, sharpe_buckets=tcfg.sharpe_buckets,
+                               markout_events=tcfg.markout_events or horizon_rows(k, fs.time), sharpe_buckets=tcfg.sharpe_buckets,
                                bootstrap=tcfg.bootstrap, block_events=tcfg.block_events, seed=cfg.train.seed,
                                flatten_at_end=tcfg.flatten_at_end)
             log.info("%s / %s: net %.2f $ in %d fills (%.1f s)", policy_name, name, res.net_pnl, res.n_fills,
@@ -138,7 +142,8 @@ def _backtest(cfg: Config, bundle_dir: str | Path, features_dir: Path, events_pa
             results[policy_name][name] = res
     meta = table.meta
     return {
-        "model": {"ref": model_ref, "name": bundle.model_name, "horizon": k, "window": bundle.window},
+        "model": {"ref": model_ref, "name": bundle.model_name, "horizon": k, "horizon_unit": horizon.unit,
+                  "window": bundle.window},
         "data": {"symbol": meta.symbol, "date": meta.date, "source_sha256": meta.source_sha256, "scope": scope,
                  "events": len(events), "time_from": float(events["time"].iloc[0]),
                  "time_to": float(events["time"].iloc[-1])},
@@ -158,7 +163,7 @@ def _hold_forward(signals: np.ndarray) -> np.ndarray:
 def render_table(report: dict[str, Any]) -> list[str]:
     """The report as a Markdown table, one row per (policy, signal)."""
     m, d = report["model"], report["data"]
-    lines = [(f"Backtest: {m['name']} (k={m['horizon']}) `{m['ref']}` on {d['symbol']} {d['date']}, scope {d['scope']}, "
+    lines = [(f"Backtest: {m['name']} (horizon {parse_horizon(m['horizon']).describe()}) `{m['ref']}` on {d['symbol']} {d['date']}, scope {d['scope']}, "
              f"{d['events']} events"),
              "",
              ("| policy | signal | net $ | 95% interval $ | gross $ | fees $ | rebates $ | fills | fill ratio | "

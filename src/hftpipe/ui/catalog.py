@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hftpipe.config import Config
-from hftpipe.errors import RegistryError
+from hftpipe.errors import ConfigError, RegistryError
+from hftpipe.horizons import horizon_from_key
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,18 @@ LINEAGE_TAGS = {"git.commit": "git commit", "mlflow.source.git.commit": "git com
                 "data.features_sha256": "features sha256", "data.features_dvc_md5": "features DVC md5",
                 "data.input_sha256": "input sha256", "data.symbol": "symbol", "data.date": "date",
                 "data.levels": "levels"}
-MODEL_TAGS = {"model.name": "architecture", "model.horizon": "horizon (events)", "model.window": "window (states)",
+MODEL_TAGS = {"model.name": "architecture", "model.horizon": "horizon", "model.window": "window (states)",
               "model.levels": "book levels"}
+
+
+def _model_tag(key: str, value: str) -> str:
+    """A model tag for people: the horizon with its unit ('10 events', '1 s'), the others as they are."""
+    if key == "model.horizon":
+        try:
+            return horizon_from_key(value).describe()
+        except ConfigError:
+            return value
+    return value
 
 
 def _client() -> Any:
@@ -155,7 +166,8 @@ def model_versions(cfg: Config, limit: int = 10) -> list[VersionView]:
             aliases=sorted(info.aliases, key=lambda a: ALIASES.index(a) if a in ALIASES else len(ALIASES)),
             name=name, version=str(info.version), created=f"{info.created} UTC" if info.created else "",
             run_id=info.run_id, decision=info.decision or "", reasons=list(info.reasons),
-            versus=versus_rows(tags), model=[(label, tags[key]) for key, label in MODEL_TAGS.items() if tags.get(key)],
+            versus=versus_rows(tags),
+            model=[(label, _model_tag(key, tags[key])) for key, label in MODEL_TAGS.items() if tags.get(key)],
             metrics=model, baselines=baselines, lineage=sorted(lineage.items()),
             mlflow_url=f"{base}/#/models/{name}/versions/{info.version}", run_url=run_url,
             has_card=bool(tags.get("model_card"))))

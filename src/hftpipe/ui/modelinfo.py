@@ -1,4 +1,5 @@
-"""What the live page needs to know about the served model to score it: horizon k, alpha, label kind.
+"""What the live page needs to know about the served model to score it: horizon (k events or h seconds),
+alpha, label kind.
 
 Sources, first that answers wins (the page says which one was used):
 
@@ -20,7 +21,8 @@ from typing import Any
 
 from hftpipe import paths
 from hftpipe.config import Config
-from hftpipe.errors import HftpipeError
+from hftpipe.errors import ConfigError, HftpipeError
+from hftpipe.horizons import horizon_key, parse_horizon
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class ModelInfo:
 
     name: str | None = None
     version: str | None = None
-    horizon: int | None = None
+    horizon: int | str | None = None  # 10 (events) or '1s' (clock time), as bundle.json writes it
     alpha: float | None = None
     label: str = "forward"
     sampling: str = "all"
@@ -42,7 +44,9 @@ class ModelInfo:
         return self.horizon is not None and self.alpha is not None
 
     def to_dict(self) -> dict[str, Any]:
+        h = None if self.horizon is None else parse_horizon(self.horizon)
         return {"name": self.name, "version": self.version, "horizon": self.horizon, "alpha": self.alpha,
+                "horizon_unit": None if h is None else h.unit, "horizon_text": None if h is None else h.describe(),
                 "label": self.label, "sampling": self.sampling, "source": self.source}
 
 
@@ -62,7 +66,12 @@ def from_fields(raw: dict[str, Any], source: str, base: ModelInfo) -> ModelInfo:
     sampling = _pick(raw, "sampling") or meta.get("sampling")
     if horizon is None or alpha is None:
         return base
-    return replace(base, horizon=int(horizon), alpha=float(alpha),
+    try:
+        horizon = parse_horizon(horizon).value  # 10 stays 10 events, '1s' stays clock time
+    except ConfigError as exc:
+        log.warning("ignoring the horizon from %s: %s", source, exc)
+        return base
+    return replace(base, horizon=horizon, alpha=float(alpha),
                    label=str(label) if label in ("forward", "deeplob") else base.label,
                    sampling=str(sampling) if sampling in ("all", "top_of_book") else base.sampling,
                    source=source)
@@ -102,10 +111,11 @@ def from_local_features(cfg: Config, base: ModelInfo) -> ModelInfo:
         log.warning("cannot read %s: %s", path, exc)
         return base
     alphas = meta.get("alpha") or {}
-    alpha = alphas.get(str(cfg.train.horizon)) if isinstance(alphas, dict) else None
+    alpha = alphas.get(horizon_key(cfg.train.horizon)) if isinstance(alphas, dict) else None
     raw = {"horizon": cfg.train.horizon, "alpha": alpha, "label": meta.get("label"),
            "sampling": meta.get("sampling")}
-    log.info("scoring the served model with alpha %s at horizon %d from %s", alpha, cfg.train.horizon, path)
+    log.info("scoring the served model with alpha %s at horizon %s from %s", alpha,
+             parse_horizon(cfg.train.horizon).describe(), path)
     return from_fields(raw, "the local feature set (features.output)", base)
 
 

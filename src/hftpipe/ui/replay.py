@@ -2,7 +2,8 @@
 
 :class:`OutcomeTracker` sees one event at a time and only ever looks backwards: the outcome of the
 prediction made at event t is known at t + k (the label's horizon, in events of the sampled stream) and
-the simulated trade it triggers closes at t + latency + k. :func:`replay_updates` drives the replay at a
+the simulated trade it triggers closes at t + latency + k. For a clock-time model (horizon h seconds) the
+outcome is known at the first event strictly after time_t + h and the trade is held h seconds. :func:`replay_updates` drives the replay at a
 given speed and keeps going through model-server outages (it reports them and retries the same event).
 """
 
@@ -25,6 +26,7 @@ from hftpipe.data.schema import META_KEY, book_matrix, read_events
 from hftpipe.errors import DataFormatError
 from hftpipe.features.labels import CLASS_NAMES, ROUND_OFF
 from hftpipe.features.sampling import sample_indices
+from hftpipe.horizons import Horizon, parse_horizon
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,7 @@ def realised_class(ret: float, alpha: float) -> int:
 @dataclass
 class _Pending:
     index: int
+    time: float  # the event's time (clock-time horizons: known at the first event after time + h)
     cls: int | None  # the model's class at this event (None: not predicted, scored for baselines only)
     reference: float  # mid_t (forward label) or the mean of mids t-k+1..t (deeplob label)
     future_sum: float = 0.0  # running sum of the mids after t
@@ -194,15 +197,27 @@ class OutcomeTracker:
     share, long after "up" / short after "down", held k events from the latest signal in its direction,
     executed ``latency`` events later crossing the spread, ``fees_bps`` per side. The running net PnL is
     marked to liquidation (what closing the open position would fetch now, after its fee).
+
+    Clock-time horizon h (``horizon="1s"``; pass each event's ``time``): the label of
+    :func:`hftpipe.features.labels.clock_forward_return` (the mid in force at time_t + h against mid_t),
+    known at the first event strictly after time_t + h; persistence is the latest label known, momentum the
+    move from the mid in force at time_t - h (from h seconds into the replay on). A position is held h
+    seconds after the latest signal (the evaluation backtest holds the day's mean number of events per h
+    instead, which the replay cannot know before the day ends).
     """
 
-    def __init__(self, horizon: int, alpha: float, fees_bps: float = 0.0, latency: int = 1,
+    def __init__(self, horizon: int | str | Horizon, alpha: float, fees_bps: float = 0.0, latency: int = 1,
                  label: Literal["forward", "deeplob"] = "forward", min_move: float = 0.0) -> None:
-        if horizon < 1:
+        if isinstance(horizon, int) and not isinstance(horizon, bool) and horizon < 1:
             raise ValueError("horizon must be at least 1 event")
+        h = parse_horizon(horizon)
+        if h.is_clock and label != "forward":
+            raise ValueError(f"the {label!r} label is defined in events only; clock-time horizon {h} needs forward")
         if not math.isfinite(alpha) or alpha < 0:
             raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}")
-        self.horizon = int(horizon)
+        self.label_horizon = h
+        self.seconds = h.seconds  # None: an event horizon
+        self.horizon = h.events or 1  # k (clock time: unused by the event-count rules below)
         self.alpha = float(alpha)
         self.fee_rate = float(fees_bps) / BPS
         self.latency = max(int(latency), 0)
@@ -215,6 +230,7 @@ class OutcomeTracker:
         self.baselines = {name: _Score() for name in BASELINES}
         self._wanted: deque[int] = deque()  # wanted positions not yet executed (latency)
         self._last_signal = (-1, 0)  # (index, direction) of the latest non-stationary signal
+        self._last_signal_time = -math.inf
         self.position = 0
         self._cash_net = 0.0
         self._cash_gross = 0.0
@@ -226,6 +242,10 @@ class OutcomeTracker:
         self.gross_pnl = 0.0  # $ per share, marked to mid
         self.net_pnl_bps = 0.0  # summed over closed round trips, relative to the entry mid
         self.last_index = -1
+        self._last_time = -math.inf
+        self._prev_mid = math.nan  # the previous event's mid: in force at t + h when the next event is after it
+        self._clock_mids: deque[tuple[float, float]] = deque()  # (time, mid) from the one in force at t - h on
+        self._first_time: float | None = None
 
     @property
     def hit_rate(self) -> float | None:
@@ -239,25 +259,34 @@ class OutcomeTracker:
                 "net_pnl": round(self.net_pnl, 4), "gross_pnl": round(self.gross_pnl, 4),
                 "net_pnl_bps": round(self.net_pnl_bps, 2)}
 
-    def observe(self, index: int, bid: float, ask: float, cls: int | None = None) -> list[dict[str, Any]]:
+    def observe(self, index: int, bid: float, ask: float, cls: int | None = None,
+                time: float | None = None) -> list[dict[str, Any]]:
         """Feed event ``index`` (strictly increasing) and the class predicted at it, if any.
 
+        Args:
+            time: the event's time in seconds (non-decreasing); required for a clock-time horizon.
         Returns:
             The outcomes that became known at this event: one dict per prediction made k events ago.
         """
         if index <= self.last_index:
             raise ValueError(f"events must arrive in order: got {index} after {self.last_index}")
+        if self.seconds is not None and (time is None or not time >= self._last_time):
+            raise ValueError(f"a clock-time horizon needs each event's time, in order; got {time!r} after "
+                             f"{self._last_time!r}")
+        t = math.nan if time is None else float(time)
         self.last_index = index
+        self._last_time = t
         mid = (bid + ask) / 2.0
-        outcomes = self._score(index, mid)
-        self._trade(index, bid, ask, mid, cls)
+        outcomes = self._score(index, mid, t)
+        self._trade(index, bid, ask, mid, cls, t)
         self._past.append(mid)
         self._mids.append(mid)
+        self._prev_mid = mid
         reference = mid if self.label == "forward" else sum(self._past) / len(self._past)
         # The deeplob label needs k past mids; before that its outcome is undefined, as in training.
         if self.label == "forward" or len(self._past) == self.horizon:
-            self._pending.append(_Pending(index, None if cls is None else int(cls), reference,
-                                          baselines=self._baseline_calls()))
+            self._pending.append(_Pending(index, t, None if cls is None else int(cls), reference,
+                                          baselines=self._baseline_calls(mid, t)))
         return outcomes
 
     def _classify(self, start: float, end: float) -> int:
@@ -268,21 +297,41 @@ class OutcomeTracker:
             return 1
         return realised_class(ret, self.alpha)
 
-    def _baseline_calls(self) -> dict[str, int]:
+    def _baseline_calls(self, mid: float, t: float) -> dict[str, int]:
         calls = {}
         if self._latest_label is not None:
             calls["persistence"] = self._latest_label
-        if len(self._mids) == self._mids.maxlen:
-            calls["momentum"] = self._classify(self._mids[0], self._mids[-1])
+        if self.seconds is None:
+            if len(self._mids) == self._mids.maxlen:
+                calls["momentum"] = self._classify(self._mids[0], self._mids[-1])
+            return calls
+        if self._first_time is None:
+            self._first_time = t
+        self._clock_mids.append((t, mid))
+        while len(self._clock_mids) > 1 and self._clock_mids[1][0] <= t - self.seconds:
+            self._clock_mids.popleft()  # keep the mid in force at t - h (baselines.past_returns)
+        if t >= self._first_time + self.seconds:
+            calls["momentum"] = self._classify(self._clock_mids[0][1], mid)
         return calls
 
-    def _score(self, index: int, mid: float) -> list[dict[str, Any]]:
+    def _due(self, index: int, mid: float, t: float) -> list[tuple[_Pending, float]]:
+        """Predictions whose outcome this event makes known, with the future mid their label reads."""
+        due = []
+        if self.seconds is None:
+            for pending in self._pending:
+                pending.future_sum += mid
+            while self._pending and self._pending[0].index + self.horizon <= index:
+                pending = self._pending.popleft()
+                due.append((pending, pending.future_sum / self.horizon))
+        else:
+            # This event is strictly after time + h: the previous event's mid was in force at time + h.
+            while self._pending and self._pending[0].time + self.seconds < t:
+                due.append((self._pending.popleft(), self._prev_mid))
+        return due
+
+    def _score(self, index: int, mid: float, t: float) -> list[dict[str, Any]]:
         outcomes = []
-        for pending in self._pending:
-            pending.future_sum += mid
-        while self._pending and self._pending[0].index + self.horizon <= index:
-            pending = self._pending.popleft()
-            future = pending.future_sum / self.horizon
+        for pending, future in self._due(index, mid, t):
             ret = (future - pending.reference) / pending.reference
             ret = 0.0 if abs(ret) < ROUND_OFF else ret
             real = self._classify(pending.reference, future)
@@ -298,11 +347,14 @@ class OutcomeTracker:
                              "label": CLASS_NAMES[real], "hit": hit, "ret_bps": round(ret * BPS, 3)})
         return outcomes
 
-    def _trade(self, index: int, bid: float, ask: float, mid: float, cls: int | None) -> None:
+    def _trade(self, index: int, bid: float, ask: float, mid: float, cls: int | None, t: float) -> None:
         if cls is not None and cls != 1:
             self._last_signal = (index, cls - 1)
+            self._last_signal_time = t
         last, direction = self._last_signal
-        wanted = direction if last >= 0 and index - last < self.horizon else 0
+        held = (index - last < self.horizon if self.seconds is None
+                else t - self._last_signal_time < self.seconds)  # clock time: h seconds from the signal
+        wanted = direction if last >= 0 and held else 0
         self._wanted.append(wanted)
         executed = self._wanted.popleft() if len(self._wanted) > self.latency else 0
         delta = executed - self.position
@@ -383,7 +435,8 @@ def replay_updates(day: ReplayDay, predict: Callable[[np.ndarray], Prediction], 
             failures = 0
             yield {"type": "serving_up", "index": index}
         outcomes = [] if tracker is None else tracker.observe(
-            index, float(day.bid[index]), float(day.ask[index]), pred.cls if pred.ready else None)
+            index, float(day.bid[index]), float(day.ask[index]), pred.cls if pred.ready else None,
+            time=float(day.time[index]))
         ticks.append({
             "i": index, "t": float(day.time[index]), "mid": float(day.mid[index]),
             "bid": float(day.bid[index]), "ask": float(day.ask[index]), "ready": pred.ready,

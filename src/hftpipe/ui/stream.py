@@ -29,7 +29,8 @@ HEARTBEAT_S = 10.0  # an SSE comment keeps proxies from closing an idle stream
 def _signal_event(m: Signal) -> dict[str, Any]:
     return {"symbol": m.symbol, "venue": m.venue, "seq": m.seq, "event_time": m.event_time,
             "probabilities": m.probabilities, "predicted": m.predicted, "model_name": m.model_name,
-            "model_version": m.model_version, "horizon": m.horizon,
+            "model_version": m.model_version, "horizon": m.label_horizon.value,
+            "horizon_text": m.label_horizon.describe(),
             "latency_ms": round(1000 * (m.publish_time - m.input_publish_time), 3)}
 
 

@@ -109,7 +109,7 @@
     if (!stats) { return; }
     if (stats.hit_rate !== null) {
       $("hit-rate").textContent = (100 * stats.hit_rate).toFixed(1) + "%";
-      $("hit-detail").textContent = stats.hits + " of " + stats.scored + " realised outcomes (k = " + horizon + " events)";
+      $("hit-detail").textContent = stats.hits + " of " + stats.scored + " realised outcomes (horizon " + horizon + ")";
     }
     if (stats.baselines) {
       var parts = [];
@@ -158,11 +158,11 @@
   function onStart(msg) {
     date = msg.date; total = msg.events; speed = msg.speed;
     var m = msg.model;
-    horizon = m.horizon;
+    horizon = m.horizon_text || (m.horizon + " events");  // "10 events" or "1 s"
     var version = m.version ? (/^[0-9]+$/.test(m.version) ? "v" + m.version : m.version) : "";
     $("model-name").textContent = (m.name || "model") + (version ? " · " + version : "");
     $("model-detail").textContent = m.horizon !== null
-      ? "horizon " + m.horizon + " events · alpha " + (m.alpha * 1e4).toFixed(3) + " bps · " + m.label + " label · " + m.sampling + " events (from " + m.source + ")"
+      ? "horizon " + horizon + " · alpha " + (m.alpha * 1e4).toFixed(3) + " bps · " + m.label + " label · " + m.sampling + " events (from " + m.source + ")"
       : "";
     noteEl.hidden = !msg.note;
     noteEl.textContent = msg.note || "";

@@ -34,7 +34,7 @@
     text("stream-signal", CLASSES[s.predicted] || String(s.predicted));
     text("stream-proba", s.probabilities.map(function (p) { return (100 * p).toFixed(1) + "%"; }).join(" / "));
     text("stream-seq", String(s.seq));
-    text("stream-model", s.model_name + " v" + s.model_version + ", horizon " + s.horizon + " events");
+    text("stream-model", s.model_name + " v" + s.model_version + ", horizon " + (s.horizon_text || s.horizon + " events"));
     text("stream-latency", s.latency_ms.toFixed(2) + " ms");
     text("stream-count", String(count));
     const row = document.createElement("tr");
