@@ -38,6 +38,7 @@ def test_card_without_a_trading_backtest_says_not_run_and_lists_its_limits() -> 
                             registered_at="2026-12-01T10:00:00Z", promoted_by="carol", run_id="r1",
                             lineage={"git.commit": "f" * 40})
     assert card["model"] == {"name": "hftpipe-lob", "version": "3", "architecture": "lstm", "horizon_events": 10,
+                             "horizon": "10 events",
                              "window": 50, "levels": 5, "alpha": 1e-6, "bundle_sha256": "cd" * 32}
     assert "ignored" not in card["data"]["trained_on"] and card["data"]["evaluated_on"]["scope"] == "test"
     assert card["metrics"]["baselines"]["persistence"] == {"macro_f1": 0.39, "accuracy": 0.5, "mcc": 0.1,
@@ -82,3 +83,12 @@ def test_card_with_a_trading_backtest_of_this_model() -> None:
     assert ignored["trading_backtest"] == {
         "status": "not run", "note": "the backtest report given was made for a model with horizon=50, this one has "
                                      "horizon=10; it was ignored"}
+
+
+def test_a_clock_time_model_card_says_seconds_not_events() -> None:
+    card = build_model_card("hftpipe-lob", "4", {**BUNDLE, "horizon": "1s", "horizon_unit": "seconds"}, _report(),
+                            GATE, registered_by="carol", registered_at="2026-12-01T10:00:00Z", promoted_by=None,
+                            run_id="r2", lineage={})
+    assert card["model"]["horizon"] == "1 s" and card["model"]["horizon_events"] is None
+    assert "1 s ahead" in card["intended_use"]
+    assert "horizon 1 s" in render_markdown(card)

@@ -37,8 +37,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     events, features, model = root / "events.parquet", root / "features", root / "model"
     hftpipe("ingest", str(lobster_zip("GOOG", 10)), "-o", str(events), home=root)
     hftpipe("features", str(events), "-o", str(features), home=root)
-    hftpipe("-S", "train.epochs=1", "-S", "train.hidden=8", "-S", "train.window=20", "train", str(features),
-            "-o", str(model), home=root)
+    hftpipe("-S", "train.model=lstm", "-S", "train.epochs=1", "-S", "train.hidden=8", "-S", "train.window=20", "train",
+            str(features), "-o", str(model), home=root)
     return {"root": root, "events": events, "features": features, "model": model}
 
 

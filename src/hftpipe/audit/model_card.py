@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from hftpipe.features.labels import CLASS_NAMES
+from hftpipe.horizons import horizon_value, parse_horizon
 
 SCHEMA = "hftpipe.model_card/1"
 
@@ -45,7 +46,11 @@ def _trading_backtest(backtest: dict[str, Any] | None, bundle_info: dict[str, An
                         "--model models:/NAME/VERSION --json F` and register with --backtest F"}
     model = backtest.get("model") or {}
     for key in ("horizon", "window"):
-        if model.get(key) is not None and bundle_info.get(key) is not None and int(model[key]) != int(bundle_info[key]):
+        # horizons compared with their units: 10 (events) is not '10s'
+        same = (horizon_value(model[key]) == horizon_value(bundle_info[key]) if key == "horizon"
+                else int(model[key]) == int(bundle_info[key])) if (
+            model.get(key) is not None and bundle_info.get(key) is not None) else True
+        if not same:
             return {"status": "not run",
                     "note": f"the backtest report given was made for a model with {key}={model[key]}, this one has "
                             f"{key}={bundle_info[key]}; it was ignored"}
@@ -110,10 +115,13 @@ def build_model_card(model_name: str, version: str, bundle_info: dict[str, Any],
                                  ("net_pnl", "gross_pnl", "n_trades", "sharpe", "hit_rate"))
                      for name, r in (report.get("backtest") or {}).items() if isinstance(r, dict)}
     horizon, window, levels = bundle_info.get("horizon"), bundle_info.get("window"), bundle_info.get("levels")
+    parsed = parse_horizon(horizon) if horizon is not None else None
+    ahead = parsed.describe() if parsed is not None else "n/a"
     card: dict[str, Any] = {
         "schema": SCHEMA,
         "model": {"name": model_name, "version": str(version), "architecture": bundle_info.get("model"),
-                  "horizon_events": horizon, "window": window, "levels": levels, "alpha": _num(bundle_info.get("alpha")),
+                  "horizon_events": parsed.events if parsed is not None else None,
+                  "horizon": ahead, "window": window, "levels": levels, "alpha": _num(bundle_info.get("alpha")),
                   "bundle_sha256": (report.get("model_info") or {}).get("bundle_sha256")},
         "data": {"trained_on": _pick(meta, ("symbol", "date", "source_sha256", "rows", "levels", "sampling", "label")),
                  "evaluated_on": _pick(report.get("data") or {}, ("symbol", "date", "source_sha256", "features_sha256",
@@ -127,7 +135,7 @@ def build_model_card(model_name: str, version: str, bundle_info: dict[str, Any],
         "gate": {"decision": gate.get("decision"), "alias": gate.get("alias"), "reasons": list(gate.get("reasons") or [])},
         "promotion": {"registered_by": registered_by, "registered_at": registered_at,
                       "promoted": promoted_by is not None, "promoted_by": promoted_by},
-        "intended_use": (f"Research and paper trading: the direction of the mid price {horizon} events ahead (down / "
+        "intended_use": (f"Research and paper trading: the direction of the mid price {ahead} ahead (down / "
                          f"stationary / up) from the last {window} states of {levels} book level(s), as the signal of "
                          "hftpipe.trading's policies under the pre-trade risk engine. Not for live orders without a "
                          "queue-aware backtest under the chosen policy, the promotion gate and a recorded promotion."),
@@ -144,7 +152,7 @@ def render_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown (what the UI and the MLflow artifact show)."""
     m, data, metrics, promo = card["model"], card["data"], card["metrics"], card["promotion"]
     lines = [f"# Model card: {m['name']} version {m['version']}", "",
-             (f"{m.get('architecture')} · horizon k={m.get('horizon_events')} events · window {m.get('window')} · "
+             (f"{m.get('architecture')} · horizon {m.get('horizon') or str(m.get('horizon_events')) + ' events'} · window {m.get('window')} · "
               f"{m.get('levels')} level(s)"), "", "## Intended use", "", card["intended_use"], "",
              "## Data and lineage", ""]
     for label, block in (("Trained on", data["trained_on"]), ("Evaluated on", data["evaluated_on"]),
