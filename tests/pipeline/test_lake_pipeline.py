@@ -3,7 +3,6 @@ kfp.local on two real LOBSTER days, the same dataset as `hftpipe lake ingest` + 
 
 from __future__ import annotations
 
-import builtins
 import json
 import sys
 import warnings
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 
 from hftpipe.cli import main
 from hftpipe.config import load_config
+from hftpipe.pipeline.runner import keep_builtin_print
 from tests.lake.conftest import rewrite_zip
 from tests.lake.test_fanout import AAPL, AAPL_KEY, GOOG, GOOG_KEY, assert_same_outputs
 
@@ -101,14 +101,10 @@ def run_local(tmp_path: Path, inputs: list[str], root: Path) -> None:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"),
                raise_on_error=True)
     cfg = load_config(REPO / "params.yaml")
-    # kfp.local's ParallelFor runs tasks in threads, each swapping builtins.print for an indenting one
-    # and back: interleaved, they leave kfp's function in place (numba then fails to compile any jitted
-    # function that prints, in later tests). Restore it.
-    original_print = builtins.print
-    try:
+    # kfp.local's ParallelFor can leave its indenting print in place (numba then fails to compile any
+    # jitted function that prints, in later tests): the same guard as `hftpipe pipeline run`.
+    with keep_builtin_print():
         _run(cfg, inputs, root)
-    finally:
-        builtins.print = original_print
 
 
 def _run(cfg: Any, inputs: list[str], root: Path) -> None:

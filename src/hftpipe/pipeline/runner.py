@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,20 @@ def describe_sources(files: Sequence[str]) -> str:
     return files[0] if len(files) == 1 else f"{len(files)} sources ({', '.join(Path(f).name for f in files)})"
 
 
+@contextlib.contextmanager
+def keep_builtin_print() -> Iterator[None]:
+    """Restore ``builtins.print`` afterwards: kfp.local runs a ParallelFor's tasks in threads, each swapping
+    ``print`` for an indenting one and back; interleaved, they can leave theirs in place for the whole process
+    (every later ``click.echo``-free print, and numba's, came out indented)."""
+    import builtins
+
+    original = builtins.print
+    try:
+        yield
+    finally:
+        builtins.print = original
+
+
 def run_local(cfg: Config, source: str | Path | Sequence[str | Path] | None, nproc: int = 1,
               on_step: Callable[[dict[str, Any]], None] | None = None, stop_timeout: float = 10.0) -> RunSummary:
     """Run the training pipeline on this machine with kfp.local; never raises for a failed step.
@@ -283,7 +297,7 @@ def run_local(cfg: Config, source: str | Path | Sequence[str | Path] | None, npr
     interrupt = None
     try:
         with stop_tree_on_signal(stop_timeout) as interrupt, open(kfp_log, "w") as fh, \
-                contextlib.redirect_stdout(fh), warnings.catch_warnings():
+                contextlib.redirect_stdout(fh), warnings.catch_warnings(), keep_builtin_print():
             # Locally the project image is not used (the installed package is): kfp's warning says so.
             warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
             pipeline(**arguments, config_json=json.dumps(cfg.to_dict()), nproc=nproc)
