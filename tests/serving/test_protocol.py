@@ -42,6 +42,19 @@ def test_streaming_parse_and_empty_levels_as_null(goog_book):
     np.testing.assert_allclose(req2.book, goog_book[5])
 
 
+def test_a_deeper_book_is_cut_to_the_models_levels_and_a_shallower_one_refused(goog_book):
+    """A 10-level feed and a top-of-book model (a tabular default): the server reads the top levels, as
+    evaluation cuts deeper data; a book with fewer levels than the model reads stays a 400."""
+    top = Layout(window=WINDOW, levels=1)
+    req = parse_v1({"symbol": "GOOG", "book": goog_book[5].tolist()}, top)
+    assert isinstance(req, StreamRequest) and req.book.shape == (4,)
+    np.testing.assert_array_equal(req.book, goog_book[5, :4])
+    with pytest.raises(BadRequest, match="must have 40 values"):
+        parse_v1({"symbol": "GOOG", "book": goog_book[5, :8].tolist()}, LAYOUT)
+    with pytest.raises(BadRequest, match="must have 4 values"):  # not whole levels: no guessing
+        parse_v1({"symbol": "GOOG", "book": goog_book[5].tolist()[:-1]}, top)
+
+
 def _state(book, **changes):
     s = book[5].tolist()
     for i, v in changes.items():

@@ -171,6 +171,10 @@ def _stream_request(symbol: Any, book: Any, reset: Any, layout: Layout,
     if arr.ndim != 1:
         raise BadRequest(f"{book_what} must be ONE book state of {layout.columns} values, "
                          f"got shape {list(arr.shape)}")
+    if arr.size > layout.columns and arr.size % 4 == 0:
+        # A deeper book than the model reads (a 10-level feed, a top-of-book model): its top levels, as
+        # evaluation cuts deeper data. A shallower one stays an error: the model needs every level it reads.
+        arr = arr[: layout.columns]
     check_books(arr, layout, book_what)
     return StreamRequest(symbol=symbol, book=arr, reset=reset)
 

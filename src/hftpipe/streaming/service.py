@@ -134,7 +134,8 @@ class SignalService:
                 except ContractError:
                     message = None
                 if isinstance(message, BookUpdate) and self._usable(message) is None:
-                    self.windows.push(symbol, np.asarray(message.book, dtype=np.float64), window)
+                    levels = self.holder.current.bundle.levels
+                    self.windows.push(symbol, np.asarray(message.book[: 4 * levels], dtype=np.float64), window)
                     sym.sseqs.append(raw.seq)
                 sseq = raw.seq + 1
             log.info("resumed %s after seq %d with %d state(s) in its window", symbol, state.last_seq,
@@ -161,9 +162,9 @@ class SignalService:
     def _usable(self, update: BookUpdate) -> str | None:
         """The dead-letter reason for a decoded update, or None."""
         levels = self.holder.current.bundle.levels
-        if update.levels != levels:
+        if update.levels < levels:  # deeper books are cut to the model's top levels, as evaluation does
             return f"wrong width: {update.levels} levels, the model takes {levels}"
-        return book_problem(update.book, update.levels)
+        return book_problem(update.book[: 4 * levels], levels)
 
     async def handle(self, msgs: list) -> int:
         """Process one batch of JetStream messages; returns the number of signals published."""
@@ -204,12 +205,12 @@ class SignalService:
                              f"{message.seq}; window reset"), msg.subject, msg.data, sseq))
                 steps.append(("reset", message.symbol))
             sym.last_seq, sym.last_sseq = message.seq, sseq
-            if message.levels != levels:
+            if message.levels < levels:  # a deeper book is cut to the model's top levels, as evaluation does
                 dead.append(("wrong_width", (f"{message.symbol} seq {message.seq}: wrong width: {message.levels} "
                              f"levels, the model takes {levels}"), msg.subject, msg.data, sseq))
                 continue
             steps.append(("push", message, sseq, len(rows), msg.subject, msg.data))
-            rows.append(message.book)
+            rows.append(message.book[: 4 * levels])
         # Pass 2: one vectorised sanity check for the batch, then the windows in stream order.
         books = np.array(rows, dtype=np.float64).reshape(len(rows), 4 * levels)
         sane = sane_rows(books) if len(rows) else np.zeros(0, dtype=bool)
@@ -220,7 +221,7 @@ class SignalService:
                 continue
             _, message, sseq, row, subject, payload = step
             if not sane[row]:
-                problem = book_problem(message.book, levels)
+                problem = book_problem(message.book[: 4 * levels], levels)
                 if problem is not None:
                     reason = "crossed" if problem.startswith("crossed") else "bad_book"
                     dead.append((reason, f"{message.symbol} seq {message.seq}: {problem}", subject, payload, sseq))
