@@ -49,12 +49,17 @@ def make_emitter(out: IO[bytes] | None, *, limit: int | None = None,
     return emit
 
 
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGINT and SIGTERM call ``stop`` in the running loop (not available on every platform: then skipped)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+
 def _run_until_signalled(main: Awaitable[None], stop: Callable[[], None]) -> None:
     async def runner() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop)
+        _stop_on_signals(stop)
         await main
 
     asyncio.run(runner())
@@ -141,10 +146,7 @@ def _bitstamp_to_bus(cfg, *, url: str, rest_url: str | None, pair: str, levels: 
             holder["client"] = client
             port = serve_metrics(metrics.registry, cfg.feed.metrics_port)
             run.ready(f"subject={publisher.subject} metrics_port={port}")
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, client.stop)
+            _stop_on_signals(client.stop)
             await client.run()
             await publisher.settle()
             return client
